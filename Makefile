@@ -1,0 +1,48 @@
+# vmwatch build, test and demo entry points.
+#
+#   make            build both daemons (debug)
+#   make test       install what is missing, start libvirtd, run every test
+#   make demo       install what is missing, run master + node against two tiny guests
+#   make bench      benchmarks (figures go in docs/benchmarks.md)
+#   make release    portable small binaries (packaging/packaging.mk)
+#   make rpm        el6 and el7 RPMs of both packages (packaging/packaging.mk)
+
+CARGO ?= cargo
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: all build setup test test-unit test-e2e demo bench lint clean
+
+all: build
+
+build:
+	$(CARGO) build --bins
+
+setup:
+	bash tests/support/setup-host.sh
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+test-unit:
+	$(CARGO) test --lib --bins
+
+# Everything: unit, integration and end-to-end on the real libvirtd, then packaging.
+test: setup
+	$(CARGO) build --bins --tests
+	$(CARGO) test -- --test-threads=1
+	$(MAKE) test-packaging
+
+demo: setup
+	$(CARGO) build --bins
+	bash tests/support/demo.sh
+
+bench: setup
+	$(CARGO) build --release --bins --benches
+	bash tests/support/bench.sh
+
+clean:
+	$(CARGO) clean
+	rm -rf dist
+
+include packaging/packaging.mk

@@ -1,0 +1,16 @@
+//! vmwatch-master: runs on the panel host, receives the nodes' messages and
+//! keeps the panel in step with the hypervisors. See vmwatch-master(8).
+
+use std::process::ExitCode;
+
+use vmwatch::cli::{parse, Parsed};
+use vmwatch::master::MasterConfig;
+use vmwatch::service::{main as daemon_main, Daemon};
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    match parse(MasterConfig::PROGRAM, &argv, true) {
+        Parsed::Exit(code) => ExitCode::from(code),
+        Parsed::Run(args) => ExitCode::from(daemon_main::<MasterConfig>(&args)),
+    }
+}

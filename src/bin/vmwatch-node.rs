@@ -1,0 +1,16 @@
+//! vmwatch-node: runs on every KVM node and reports libvirt domain events and
+//! activity to vmwatch-master. See vmwatch-node(8).
+
+use std::process::ExitCode;
+
+use vmwatch::cli::{parse, Parsed};
+use vmwatch::node::NodeConfig;
+use vmwatch::service::{main as daemon_main, Daemon};
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    match parse(NodeConfig::PROGRAM, &argv, false) {
+        Parsed::Exit(code) => ExitCode::from(code),
+        Parsed::Run(args) => ExitCode::from(daemon_main::<NodeConfig>(&args)),
+    }
+}

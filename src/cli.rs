@@ -1,0 +1,178 @@
+//! Command-line options shared by both daemons, and their exit codes.
+//!
+//! The same flags serve systemd (`-f`, foreground) and SysV init (detach and
+//! write a pidfile), and `-t` lets init scripts and units check a
+//! configuration before they (re)start a service.
+
+use getopts::Options;
+use std::path::PathBuf;
+
+/// Exit statuses, documented in the man pages and README.
+pub mod exit {
+    /// Clean stop (SIGTERM/SIGINT), `-t` with a valid file, or a disabled master.
+    pub const OK: u8 = 0;
+    /// The configuration file is missing or invalid.
+    pub const CONFIG: u8 = 1;
+    /// Bad command line.
+    pub const USAGE: u8 = 2;
+    /// Runtime failure: cannot bind or connect, libvirt connection lost,
+    /// already running.
+    pub const RUNTIME: u8 = 3;
+}
+
+/// What the command line asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Args {
+    pub config: PathBuf,
+    pub pidfile: PathBuf,
+    pub check_config: bool,
+    pub foreground: bool,
+    pub verbose: bool,
+    /// Master only: print the state file for a person and exit.
+    pub status: bool,
+}
+
+/// Either options to run with, or an exit status (help, version, bad usage).
+pub enum Parsed {
+    Run(Args),
+    Exit(u8),
+}
+
+/// Parses `argv[1..]`. `with_status` adds the master's `--status`.
+pub fn parse(program: &str, argv: &[String], with_status: bool) -> Parsed {
+    let mut opts = Options::new();
+    opts.optopt(
+        "c",
+        "config",
+        "configuration file",
+        &format!("PATH (default /usr/local/mgr5/etc/{program}.conf)"),
+    );
+    opts.optflag(
+        "t",
+        "check-config",
+        "check the configuration, print it (secret masked) and exit",
+    );
+    opts.optflag(
+        "f",
+        "foreground",
+        "stay in the foreground and log to stderr too (systemd)",
+    );
+    opts.optopt(
+        "p",
+        "pidfile",
+        "pid file",
+        &format!("PATH (default /var/run/{program}.pid)"),
+    );
+    opts.optflag("v", "verbose", "log debug messages");
+    opts.optflag("V", "version", "print the version and exit");
+    opts.optflag("h", "help", "print this help and exit");
+    if with_status {
+        opts.optflag(
+            "s",
+            "status",
+            "print the master's state file for a person and exit",
+        );
+    }
+    let m = match opts.parse(argv) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("{program}: {e}\nTry `{program} --help`.");
+            return Parsed::Exit(exit::USAGE);
+        }
+    };
+    if m.opt_present("h") {
+        let brief = format!("Usage: {program} [options]");
+        print!("{}", opts.usage(&brief));
+        println!(
+            "\nExit status: 0 ok, 1 configuration error, 2 usage error, 3 runtime failure.\n\
+             Signals: SIGTERM/SIGINT stop cleanly, SIGHUP reopens the log file."
+        );
+        return Parsed::Exit(exit::OK);
+    }
+    if m.opt_present("V") {
+        println!("{program} {}", env!("CARGO_PKG_VERSION"));
+        return Parsed::Exit(exit::OK);
+    }
+    if !m.free.is_empty() {
+        eprintln!(
+            "{program}: unexpected argument `{}`\nTry `{program} --help`.",
+            m.free[0]
+        );
+        return Parsed::Exit(exit::USAGE);
+    }
+    Parsed::Run(Args {
+        config: m
+            .opt_str("c")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(format!("/usr/local/mgr5/etc/{program}.conf"))),
+        pidfile: m
+            .opt_str("p")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(format!("/var/run/{program}.pid"))),
+        check_config: m.opt_present("t"),
+        foreground: m.opt_present("f"),
+        verbose: m.opt_present("v"),
+        status: with_status && m.opt_present("s"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn defaults_follow_the_program_name() {
+        let Parsed::Run(a) = parse("vmwatch-node", &[], false) else {
+            panic!("expected options")
+        };
+        assert_eq!(
+            a.config,
+            PathBuf::from("/usr/local/mgr5/etc/vmwatch-node.conf")
+        );
+        assert_eq!(a.pidfile, PathBuf::from("/var/run/vmwatch-node.pid"));
+        assert!(!a.foreground && !a.check_config && !a.status);
+    }
+
+    #[test]
+    fn short_and_long_flags() {
+        let Parsed::Run(a) = parse(
+            "vmwatch-master",
+            &args(&[
+                "-c",
+                "/x.conf",
+                "--foreground",
+                "-p",
+                "/p",
+                "-t",
+                "-v",
+                "--status",
+            ]),
+            true,
+        ) else {
+            panic!("expected options")
+        };
+        assert_eq!(a.config, PathBuf::from("/x.conf"));
+        assert_eq!(a.pidfile, PathBuf::from("/p"));
+        assert!(a.foreground && a.check_config && a.verbose && a.status);
+    }
+
+    #[test]
+    fn bad_usage_exits_2() {
+        assert!(matches!(
+            parse("n", &args(&["--bogus"]), false),
+            Parsed::Exit(exit::USAGE)
+        ));
+        assert!(matches!(
+            parse("n", &args(&["extra"]), false),
+            Parsed::Exit(exit::USAGE)
+        ));
+        assert!(matches!(
+            parse("n", &args(&["--status"]), false),
+            Parsed::Exit(exit::USAGE)
+        ));
+    }
+}

@@ -1,0 +1,20 @@
+//! vmwatch: VM status monitoring for KVM clusters.
+//!
+//! `vmwatch-node` (one per KVM node) turns libvirt domain events and activity
+//! statistics into authenticated ZeroMQ messages; `vmwatch-master` (on the
+//! panel host) verifies them, keeps the true state of every VM on every node,
+//! and tells the control panel what changed. The binaries in `src/bin` are
+//! thin: everything lives in these modules.
+
+pub mod cli;
+pub mod config;
+pub mod logging;
+pub mod master;
+pub mod protocol;
+pub mod ratelimit;
+pub mod service;
+
+#[cfg(feature = "glibc212")]
+mod glibc_compat;
+#[cfg(feature = "node")]
+pub mod node;

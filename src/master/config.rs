@@ -1,0 +1,138 @@
+//! The master's configuration: `/usr/local/mgr5/etc/vmwatch-master.conf`.
+//!
+//! The panel writes `disabled`, `listen` and `secret`; the other keys are
+//! ours, with defaults for a production panel host.
+
+use std::path::Path;
+
+use crate::config::{check_secret, mask_secret, yes_no, ConfigError, Loader, LogSettings, Problem};
+
+/// Effective master settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MasterConfig {
+    pub path: String,
+    /// `disabled=yes`: the panel has not enabled monitoring yet.
+    pub disabled: bool,
+    /// Where to bind the PULL socket (`tcp://IP:PORT`).
+    pub listen: String,
+    pub secret: String,
+    pub log: LogSettings,
+    /// The panel call: program and arguments, split on spaces (no shell).
+    pub panel_command: Vec<String>,
+    /// Seconds a panel call may take before it is killed and retried.
+    pub panel_timeout: u64,
+    /// Most updates one panel call carries.
+    pub panel_batch: usize,
+    /// Where the master keeps its view between restarts and for `--status`.
+    pub state_file: String,
+    /// Seconds between state file writes.
+    pub state_interval: u64,
+    /// Warn the panel about running domains with no activity.
+    pub check_activity: bool,
+    /// Seconds of silence after which a node is reported down.
+    pub node_timeout: u64,
+    /// Seconds a message's timestamp may differ from the master's clock.
+    pub max_clock_skew: u64,
+}
+
+impl MasterConfig {
+    /// Loads and checks the file; warnings are returned for logging.
+    pub fn load(path: &Path) -> Result<(MasterConfig, Vec<Problem>), ConfigError> {
+        let mut l = Loader::open(path)?;
+        let cfg = MasterConfig::from_loader(path.display().to_string(), &mut l);
+        let mut warnings = l.finish()?;
+        if cfg.secret.len() < 16 {
+            warnings.push(Problem {
+                path: cfg.path.clone(),
+                line: 0,
+                message: format!(
+                    "`secret` is only {} characters long; a longer random secret is safer",
+                    cfg.secret.len()
+                ),
+            });
+        }
+        Ok((cfg, warnings))
+    }
+
+    /// Reads every key from `l`, recording problems in it.
+    pub fn from_loader(path: String, l: &mut Loader) -> MasterConfig {
+        let disabled = l.boolean("disabled", false);
+        let panel = l.string("panel_command", Some("/usr/local/mgr5/sbin/vmwatch-panel"));
+        MasterConfig {
+            path,
+            disabled,
+            listen: l.endpoint("listen", Some("tcp://0.0.0.0:1515")),
+            secret: l.checked("secret", None, check_secret),
+            log: LogSettings::load(l, "/usr/local/mgr5/var/vmwatch-master.log"),
+            panel_command: panel.split_whitespace().map(str::to_string).collect(),
+            panel_timeout: l.number("panel_timeout", 30, 1, 3_600),
+            panel_batch: l.number("panel_batch", 500, 1, 100_000) as usize,
+            state_file: l.string(
+                "state_file",
+                Some("/usr/local/mgr5/var/vmwatch-master.state"),
+            ),
+            state_interval: l.number("state_interval", 5, 1, 3_600),
+            check_activity: l.boolean("check_activity", false),
+            node_timeout: l.number("node_timeout", 90, 2, 86_400),
+            max_clock_skew: l.number("max_clock_skew", 300, 1, 86_400),
+        }
+    }
+
+    /// The effective configuration as `NAME=VALUE` pairs, secret masked.
+    pub fn describe(&self) -> Vec<(String, String)> {
+        let mut out = vec![
+            ("disabled".to_string(), yes_no(self.disabled)),
+            ("listen".to_string(), self.listen.clone()),
+            ("secret".to_string(), mask_secret(&self.secret)),
+        ];
+        self.log.describe(&mut out);
+        out.push(("panel_command".to_string(), self.panel_command.join(" ")));
+        for (k, v) in [
+            ("panel_timeout", self.panel_timeout),
+            ("panel_batch", self.panel_batch as u64),
+        ] {
+            out.push((k.to_string(), v.to_string()));
+        }
+        out.push(("state_file".to_string(), self.state_file.clone()));
+        out.push((
+            "state_interval".to_string(),
+            self.state_interval.to_string(),
+        ));
+        out.push(("check_activity".to_string(), yes_no(self.check_activity)));
+        out.push(("node_timeout".to_string(), self.node_timeout.to_string()));
+        out.push((
+            "max_clock_skew".to_string(),
+            self.max_clock_skew.to_string(),
+        ));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panel_written_file_loads_with_defaults() {
+        let mut l = Loader::from_reader(
+            "m.conf",
+            "disabled=no\nlisten=tcp://10.1.1.1:1515\nsecret=ABCDEF0123456789\n".as_bytes(),
+        );
+        let c = MasterConfig::from_loader("m.conf".into(), &mut l);
+        assert!(l.finish().unwrap().is_empty());
+        assert!(!c.disabled);
+        assert_eq!(c.listen, "tcp://10.1.1.1:1515");
+        assert_eq!(c.panel_command, vec!["/usr/local/mgr5/sbin/vmwatch-panel"]);
+        assert_eq!(c.node_timeout, 90);
+    }
+
+    #[test]
+    fn empty_secret_is_refused_and_listen_defaults_to_port_1515() {
+        let mut l = Loader::from_reader("m.conf", "listen=tcp://127.0.0.1\nsecret=\n".as_bytes());
+        let c = MasterConfig::from_loader("m.conf".into(), &mut l);
+        assert_eq!(c.listen, "tcp://127.0.0.1:1515");
+        let errs = l.finish().unwrap_err().errors;
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].to_string(), "m.conf:2: `secret` has an empty value");
+    }
+}

@@ -1,0 +1,195 @@
+//! Duplicate detection: the same VM running on two nodes, or a copy of a VM
+//! (same name, another UUID) made outside the panel.
+//!
+//! Indices are kept incrementally as domains change, so a snapshot of
+//! thousands of domains costs one index update per domain, not a scan of the
+//! cluster per domain. After each message the keys it touched are checked
+//! and only changed verdicts become updates.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use super::update::Update;
+
+/// States in which a domain holds its disks and network identity.
+pub fn is_active(state: &str) -> bool {
+    matches!(
+        state,
+        "running" | "blocked" | "paused" | "shutdown" | "pmsuspended"
+    )
+}
+
+#[derive(Debug, Default)]
+pub struct Duplicates {
+    /// uuid -> nodes where it is active.
+    active: HashMap<String, BTreeSet<String>>,
+    /// name -> uuid -> nodes defining it.
+    names: HashMap<String, BTreeMap<String, BTreeSet<String>>>,
+    /// What the panel was last told is duplicated: (by, key) -> nodes.
+    reported: HashMap<(&'static str, String), Vec<String>>,
+    dirty_uuids: HashSet<String>,
+    dirty_names: HashSet<String>,
+}
+
+impl Duplicates {
+    /// Records that `node` now has `uuid` named `name` in `state`, or no
+    /// longer has it (`state` = None).
+    pub fn set(&mut self, node: &str, uuid: &str, name: &str, state: Option<&str>) {
+        let active = state.is_some_and(is_active);
+        let set = self.active.entry(uuid.to_string()).or_default();
+        let changed = if active {
+            set.insert(node.to_string())
+        } else {
+            set.remove(node)
+        };
+        if set.is_empty() {
+            self.active.remove(uuid);
+        }
+        if changed {
+            self.dirty_uuids.insert(uuid.to_string());
+        }
+        let by_uuid = self.names.entry(name.to_string()).or_default();
+        let nodes = by_uuid.entry(uuid.to_string()).or_default();
+        let changed = if state.is_some() {
+            nodes.insert(node.to_string())
+        } else {
+            nodes.remove(node)
+        };
+        if nodes.is_empty() {
+            by_uuid.remove(uuid);
+        }
+        if by_uuid.is_empty() {
+            self.names.remove(name);
+        }
+        if changed {
+            self.dirty_names.insert(name.to_string());
+        }
+    }
+
+    /// Compares the touched keys with what was reported; returns updates.
+    pub fn changes(&mut self) -> Vec<Update> {
+        let mut out = Vec::new();
+        let mut uuids: Vec<String> = self.dirty_uuids.drain().collect();
+        uuids.sort();
+        for uuid in uuids {
+            let nodes: Vec<String> = self
+                .active
+                .get(&uuid)
+                .map(|s| s.iter().cloned().collect())
+                .unwrap_or_default();
+            self.verdict("uuid", uuid, nodes, &mut out);
+        }
+        let mut names: Vec<String> = self.dirty_names.drain().collect();
+        names.sort();
+        for name in names {
+            let nodes: Vec<String> = match self.names.get(&name) {
+                Some(by_uuid) if by_uuid.len() >= 2 => {
+                    let all: BTreeSet<String> = by_uuid.values().flatten().cloned().collect();
+                    all.into_iter().collect()
+                }
+                _ => Vec::new(),
+            };
+            self.verdict("name", name, nodes, &mut out);
+        }
+        out
+    }
+
+    fn verdict(
+        &mut self,
+        by: &'static str,
+        key: String,
+        nodes: Vec<String>,
+        out: &mut Vec<Update>,
+    ) {
+        let k = (by, key.clone());
+        if nodes.len() >= 2 {
+            if self.reported.get(&k) != Some(&nodes) {
+                self.reported.insert(k, nodes.clone());
+                out.push(Update::Duplicate {
+                    by,
+                    key,
+                    nodes,
+                    active: true,
+                });
+            }
+        } else if let Some(old) = self.reported.remove(&k) {
+            out.push(Update::Duplicate {
+                by,
+                key,
+                nodes: old,
+                active: false,
+            });
+        }
+    }
+
+    /// Current duplicates, for the state file: (by, key, nodes).
+    pub fn current(&self) -> Vec<(&'static str, String, Vec<String>)> {
+        let mut v: Vec<_> = self
+            .reported
+            .iter()
+            .map(|((by, key), nodes)| (*by, key.clone(), nodes.clone()))
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_uuid_active_on_two_nodes_is_reported_then_cleared() {
+        let mut d = Duplicates::default();
+        d.set("1", "u", "vm", Some("running"));
+        assert!(d.changes().is_empty());
+        d.set("2", "u", "vm", Some("shutoff"));
+        assert!(
+            d.changes().is_empty(),
+            "defined but not running elsewhere is fine"
+        );
+        d.set("2", "u", "vm", Some("running"));
+        assert_eq!(
+            d.changes(),
+            vec![Update::Duplicate {
+                by: "uuid",
+                key: "u".into(),
+                nodes: vec!["1".into(), "2".into()],
+                active: true
+            }]
+        );
+        assert!(d.changes().is_empty(), "reported once");
+        d.set("1", "u", "vm", None);
+        assert_eq!(
+            d.changes(),
+            vec![Update::Duplicate {
+                by: "uuid",
+                key: "u".into(),
+                nodes: vec!["1".into(), "2".into()],
+                active: false
+            }]
+        );
+        assert!(d.current().is_empty());
+    }
+
+    #[test]
+    fn same_name_with_another_uuid_on_another_node_is_a_copy() {
+        let mut d = Duplicates::default();
+        d.set("1", "u1", "web", Some("running"));
+        d.set("2", "u2", "web", Some("shutoff"));
+        let ch = d.changes();
+        assert_eq!(
+            ch,
+            vec![Update::Duplicate {
+                by: "name",
+                key: "web".into(),
+                nodes: vec!["1".into(), "2".into()],
+                active: true
+            }]
+        );
+        d.set("2", "u2", "web", None);
+        assert!(matches!(
+            &d.changes()[..],
+            [Update::Duplicate { active: false, .. }]
+        ));
+    }
+}

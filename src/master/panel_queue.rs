@@ -1,0 +1,165 @@
+//! The queue of updates waiting for the panel: coalescing, in order per key,
+//! bounded by the number of keys (domains, nodes), not by the event rate.
+//!
+//! A newer update replaces a pending one with the same key in place, so the
+//! panel always gets the latest fact and never a stale one after a newer one.
+//! A batch that failed is put back at the front, except for keys that got a
+//! newer update meanwhile: those keep the newer one.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+use super::update::{Key, Update};
+
+#[derive(Default)]
+struct Pending {
+    order: VecDeque<Key>,
+    items: HashMap<Key, Update>,
+}
+
+/// Shared by the receiver (producer) and the panel thread (consumer).
+#[derive(Default)]
+pub struct PanelQueue {
+    inner: Mutex<Pending>,
+    ready: Condvar,
+}
+
+impl PanelQueue {
+    pub fn new() -> PanelQueue {
+        PanelQueue::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds an update, replacing a pending one with the same key.
+    pub fn push(&self, u: Update) {
+        let mut p = self.lock();
+        let key = u.key();
+        if p.items.insert(key.clone(), u).is_none() {
+            p.order.push_back(key);
+        }
+        drop(p);
+        self.ready.notify_one();
+    }
+
+    /// Takes up to `max` updates, oldest first, waiting up to `wait` for the
+    /// first one.
+    pub fn take(&self, max: usize, wait: Duration) -> Vec<Update> {
+        let mut p = self.lock();
+        if p.order.is_empty() {
+            p = self
+                .ready
+                .wait_timeout(p, wait)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        let n = max.min(p.order.len());
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let key = p.order.pop_front().expect("counted");
+            out.push(p.items.remove(&key).expect("order and items agree"));
+        }
+        out
+    }
+
+    /// Puts a failed batch back in front, keeping its order; keys updated
+    /// since keep their newer update.
+    pub fn requeue(&self, batch: Vec<Update>) {
+        let mut p = self.lock();
+        for u in batch.into_iter().rev() {
+            let key = u.key();
+            if !p.items.contains_key(&key) {
+                p.items.insert(key.clone(), u);
+                p.order.push_front(key);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dom(uuid: &str, state: &str) -> Update {
+        Update::Domain {
+            node: "1".into(),
+            uuid: uuid.into(),
+            name: uuid.into(),
+            state: state.into(),
+            reason: "-".into(),
+            old: None,
+            since_ms: 0,
+        }
+    }
+
+    fn state_of(u: &Update) -> &str {
+        match u {
+            Update::Domain { state, .. } => state,
+            _ => "",
+        }
+    }
+
+    #[test]
+    fn newer_updates_replace_older_ones_in_place() {
+        let q = PanelQueue::new();
+        q.push(dom("a", "running"));
+        q.push(dom("b", "running"));
+        q.push(dom("a", "paused"));
+        let got = q.take(10, Duration::ZERO);
+        assert_eq!(got.len(), 2);
+        assert_eq!(
+            (got[0].key().2.as_str(), state_of(&got[0])),
+            ("a", "paused")
+        );
+        assert_eq!(got[1].key().2, "b");
+    }
+
+    #[test]
+    fn a_failed_batch_goes_back_in_front_unless_superseded() {
+        let q = PanelQueue::new();
+        q.push(dom("a", "running"));
+        q.push(dom("b", "running"));
+        let batch = q.take(10, Duration::ZERO);
+        q.push(dom("c", "running"));
+        q.push(dom("a", "shutoff"));
+        q.requeue(batch);
+        let got: Vec<(String, String)> = q
+            .take(10, Duration::ZERO)
+            .iter()
+            .map(|u| (u.key().2, state_of(u).to_string()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("b".to_string(), "running".to_string()),
+                ("c".to_string(), "running".to_string()),
+                ("a".to_string(), "shutoff".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn memory_is_bounded_by_keys_not_events() {
+        let q = PanelQueue::new();
+        for i in 0..10_000 {
+            q.push(dom(
+                &format!("d{}", i % 50),
+                if i % 2 == 0 { "running" } else { "paused" },
+            ));
+        }
+        assert_eq!(q.len(), 50);
+        assert_eq!(q.take(20, Duration::ZERO).len(), 20);
+        assert_eq!(q.len(), 30);
+    }
+}

@@ -1,0 +1,222 @@
+//! The receiver thread: the one owner of the master's PULL socket, the
+//! replay guard and the state table.
+//!
+//! Every message is checked in this order, cheapest first, and nothing of it
+//! is used before it passes: frame count and size, protocol version, MAC
+//! (constant time), syntax, then timestamp and sequence. A rejected message
+//! is counted by reason and logged with its sender's address, rate-limited
+//! per reason, and the loop carries on. Accepted messages update the state
+//! table; what changed is logged and queued for the panel.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::panel_queue::PanelQueue;
+use super::replay::{Accepted, ReplayGuard};
+use super::state::StateTable;
+use super::update::Update;
+use crate::log_limited;
+use crate::protocol::{decode, MAX_PAYLOAD};
+use crate::ratelimit::RateLimit;
+use crate::service::{now_ms, Shutdown};
+
+/// Frames kept from one multipart message; a message with more is rejected
+/// whatever its content, but still read to its end.
+const MAX_FRAMES: usize = 3;
+/// Messages handled per wake-up before housekeeping gets a turn.
+const BURST: usize = 1000;
+
+/// Counters of what the receiver saw, by outcome.
+#[derive(Debug, Default, Clone)]
+pub struct Counters {
+    pub accepted: u64,
+    /// Rejections by reason: bad_mac, malformed, oversized, version, stale,
+    /// replay.
+    pub rejected: BTreeMap<&'static str, u64>,
+}
+
+/// Binds the PULL socket. ZeroMQ's own size cap keeps a hostile peer from
+/// making us buffer more than a few times the protocol limit.
+pub fn bind(ctx: &zmq::Context, endpoint: &str) -> Result<zmq::Socket, String> {
+    let zerr =
+        |what: &str, e: zmq::Error| format!("cannot {what} the ZeroMQ socket on {endpoint}: {e}");
+    let socket = ctx.socket(zmq::PULL).map_err(|e| zerr("create", e))?;
+    socket
+        .set_maxmsgsize(4 * MAX_PAYLOAD as i64)
+        .map_err(|e| zerr("configure", e))?;
+    socket
+        .set_rcvhwm(10_000)
+        .map_err(|e| zerr("configure", e))?;
+    socket
+        .set_ipv6(endpoint.contains('['))
+        .map_err(|e| zerr("configure", e))?;
+    socket.set_linger(0).map_err(|e| zerr("configure", e))?;
+    socket.bind(endpoint).map_err(|e| {
+        format!("cannot listen on {endpoint}: {e} (is another master running, or is `listen` an address of this host?)")
+    })?;
+    Ok(socket)
+}
+
+/// One received multipart message.
+struct Received {
+    frames: Vec<Vec<u8>>,
+    total_frames: usize,
+    peer: String,
+}
+
+/// The receiver's state.
+pub struct Receiver {
+    socket: zmq::Socket,
+    secret: Vec<u8>,
+    guard: ReplayGuard,
+    pub table: StateTable,
+    queue: Arc<PanelQueue>,
+    pub counters: Counters,
+    limits: BTreeMap<&'static str, RateLimit>,
+}
+
+impl Receiver {
+    pub fn new(
+        socket: zmq::Socket,
+        secret: &str,
+        guard: ReplayGuard,
+        table: StateTable,
+        queue: Arc<PanelQueue>,
+    ) -> Receiver {
+        Receiver {
+            socket,
+            secret: secret.as_bytes().to_vec(),
+            guard,
+            table,
+            queue,
+            counters: Counters::default(),
+            limits: BTreeMap::new(),
+        }
+    }
+
+    pub fn guard(&self) -> &ReplayGuard {
+        &self.guard
+    }
+
+    /// Reads one whole multipart message without blocking.
+    fn recv(&self) -> Option<Received> {
+        let mut first = self.socket.recv_msg(zmq::DONTWAIT).ok()?;
+        let peer = first.gets("Peer-Address").unwrap_or("unknown").to_string();
+        let mut more = first.get_more();
+        let mut frames = vec![first.to_vec()];
+        let mut total = 1;
+        while more {
+            let Ok(m) = self.socket.recv_msg(0) else {
+                break;
+            };
+            more = m.get_more();
+            total += 1;
+            if frames.len() < MAX_FRAMES {
+                frames.push(m.to_vec());
+            }
+        }
+        Some(Received {
+            frames,
+            total_frames: total,
+            peer,
+        })
+    }
+
+    fn reject(&mut self, reason: &'static str, peer: &str, why: &dyn std::fmt::Display) {
+        *self.counters.rejected.entry(reason).or_insert(0) += 1;
+        let limit = self
+            .limits
+            .entry(reason)
+            .or_insert_with(|| RateLimit::new(5, Duration::from_secs(60)));
+        log_limited!(
+            limit,
+            log::Level::Warn,
+            "rejected message from {peer}: {why}"
+        );
+    }
+
+    /// Handles one message; the state table changes only if it is accepted.
+    fn handle(&mut self, r: Received) {
+        let frames = if r.total_frames == r.frames.len() {
+            &r.frames[..]
+        } else {
+            // More frames than any valid message: fail the frame check.
+            &r.frames[..MAX_FRAMES.min(r.frames.len())]
+        };
+        let msg = match decode(&self.secret, frames) {
+            Ok(m) if r.total_frames == frames.len() => m,
+            Ok(_) => {
+                let e = crate::protocol::WireError::Frames(r.total_frames);
+                return self.reject(e.counter(), &r.peer, &e);
+            }
+            Err(e) => return self.reject(e.counter(), &r.peer, &e),
+        };
+        let now = now_ms();
+        match self.guard.check(&msg.header, now) {
+            Ok(Accepted::NewInstance) => {
+                log::info!(
+                    "node {} (instance {:016x}) connected from {}",
+                    msg.header.node,
+                    msg.header.instance,
+                    r.peer
+                );
+            }
+            Ok(Accepted::Known) => {}
+            Err(refusal) => {
+                let why = format!("node {}: {refusal}", msg.header.node);
+                return self.reject(refusal.counter(), &r.peer, &why);
+            }
+        }
+        self.counters.accepted += 1;
+        log::debug!(
+            "accepted {} from node {} seq {}",
+            msg.body.kind(),
+            msg.header.node,
+            msg.header.seq
+        );
+        let updates = self.table.apply(&msg, now);
+        self.emit(updates);
+    }
+
+    /// Registers each change in the log and queues it for the panel.
+    pub fn emit(&self, updates: Vec<Update>) {
+        for u in updates {
+            match &u {
+                Update::Node { up: false, .. } | Update::Duplicate { active: true, .. } => {
+                    log::warn!("{}", u.log_line())
+                }
+                _ => log::info!("{}", u.log_line()),
+            }
+            self.queue.push(u);
+        }
+    }
+
+    /// Runs until a stop is requested; the message in hand is finished
+    /// first. `housekeeping` runs about every `tick` (state file, liveness).
+    pub fn run(
+        &mut self,
+        shutdown: &Shutdown,
+        tick: Duration,
+        mut housekeeping: impl FnMut(&mut Receiver),
+    ) {
+        let mut last = Instant::now();
+        while !shutdown.stopping() {
+            let mut items = [self.socket.as_poll_item(zmq::POLLIN)];
+            let _ = zmq::poll(&mut items, 250);
+            for _ in 0..BURST {
+                let Some(r) = self.recv() else { break };
+                self.handle(r);
+                if shutdown.stopping() {
+                    break;
+                }
+            }
+            if last.elapsed() >= tick {
+                last = Instant::now();
+                let updates = self.table.tick(now_ms());
+                self.emit(updates);
+                housekeeping(self);
+            }
+        }
+    }
+}

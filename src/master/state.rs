@@ -1,0 +1,623 @@
+//! The master's view: the true state of every domain on every node.
+//!
+//! Lifecycle events move a domain from state to state; snapshots replace a
+//! node's whole list (a domain missing from a complete snapshot is gone from
+//! that node); heartbeats and every other accepted message keep the node
+//! alive. Each call returns the [`Update`]s that changed, in order, and
+//! nothing for a message that changed nothing, so the panel hears only news.
+
+use std::collections::BTreeMap;
+
+use super::activity::Activity;
+use super::duplicates::Duplicates;
+use super::update::Update;
+use crate::protocol::{Body, DomainId, DomainState, Event, Message};
+
+/// One domain on one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainRecord {
+    pub name: String,
+    pub state: String,
+    pub reason: String,
+    /// When it entered this state (ms since the epoch).
+    pub since_ms: u64,
+}
+
+/// A snapshot being reassembled from its parts.
+#[derive(Debug, Clone)]
+struct Assembly {
+    instance: u64,
+    id: u64,
+    next: u32,
+    domains: Vec<DomainState>,
+}
+
+/// One node.
+#[derive(Debug, Clone, Default)]
+pub struct NodeRecord {
+    pub domains: BTreeMap<String, DomainRecord>,
+    pub last_seen_ms: u64,
+    pub up: bool,
+    assembly: Option<Assembly>,
+}
+
+/// Every node and domain the master knows.
+#[derive(Debug, Default)]
+pub struct StateTable {
+    pub nodes: BTreeMap<String, NodeRecord>,
+    duplicates: Duplicates,
+    activity: Activity,
+    check_activity: bool,
+    node_timeout_ms: u64,
+}
+
+/// The state a lifecycle event leaves a domain in; `None` for events that
+/// do not change the state by themselves.
+fn state_after(event: &str) -> Option<&'static str> {
+    Some(match event {
+        "started" | "resumed" => "running",
+        "suspended" => "paused",
+        "stopped" => "shutoff",
+        "shutdown" => "shutdown",
+        "pmsuspended" => "pmsuspended",
+        "crashed" => "crashed",
+        _ => return None,
+    })
+}
+
+impl StateTable {
+    pub fn new(check_activity: bool, node_timeout_s: u64) -> StateTable {
+        StateTable {
+            check_activity,
+            node_timeout_ms: node_timeout_s * 1000,
+            ..StateTable::default()
+        }
+    }
+
+    /// Applies an authenticated, fresh message; returns what changed.
+    pub fn apply(&mut self, msg: &Message, now_ms: u64) -> Vec<Update> {
+        let node = msg.header.node.as_str();
+        let mut out = Vec::new();
+        let rec = self.nodes.entry(node.to_string()).or_default();
+        rec.last_seen_ms = now_ms;
+        if !rec.up {
+            rec.up = true;
+            out.push(Update::Node {
+                node: node.to_string(),
+                up: true,
+                since_ms: now_ms,
+            });
+        }
+        match &msg.body {
+            Body::Events(events) => {
+                for ev in events {
+                    self.event(node, ev, &mut out);
+                }
+            }
+            Body::Snapshot {
+                id,
+                part,
+                parts,
+                domains,
+            } => {
+                if let Some(all) =
+                    self.assemble(node, msg.header.instance, *id, *part, *parts, domains)
+                {
+                    self.snapshot(node, all, now_ms, &mut out);
+                }
+            }
+            Body::Stats { samples, .. } => {
+                if self.check_activity {
+                    for s in samples {
+                        let running = self.nodes[node]
+                            .domains
+                            .get(&s.domain.uuid)
+                            .is_some_and(|d| d.state == "running");
+                        if running {
+                            self.activity.sample(node, s, &mut out);
+                        }
+                    }
+                }
+            }
+            Body::Heartbeat => {}
+        }
+        out.extend(self.duplicates.changes());
+        out
+    }
+
+    /// Marks nodes silent for longer than `node_timeout` as down.
+    pub fn tick(&mut self, now_ms: u64) -> Vec<Update> {
+        let mut out = Vec::new();
+        for (name, rec) in self.nodes.iter_mut() {
+            if rec.up && now_ms.saturating_sub(rec.last_seen_ms) > self.node_timeout_ms {
+                rec.up = false;
+                rec.assembly = None;
+                out.push(Update::Node {
+                    node: name.clone(),
+                    up: false,
+                    since_ms: now_ms,
+                });
+            }
+        }
+        out
+    }
+
+    fn event(&mut self, node: &str, ev: &Event, out: &mut Vec<Update>) {
+        match ev.event.as_str() {
+            "reboot" => out.push(Update::Reboot {
+                node: node.to_string(),
+                uuid: ev.domain.uuid.clone(),
+                name: ev.domain.name.clone(),
+                time_ms: ev.time_ms,
+            }),
+            "undefined" => self.remove(node, &ev.domain.uuid, &ev.detail, ev.time_ms, out),
+            "defined" => {
+                // A new definition is a shut-off domain; a redefinition keeps
+                // its state (only the name may change).
+                let (state, reason) = match self.nodes[node].domains.get(&ev.domain.uuid) {
+                    Some(d) => (d.state.clone(), d.reason.clone()),
+                    None => ("shutoff".to_string(), ev.detail.clone()),
+                };
+                self.set(node, &ev.domain, &state, &reason, ev.time_ms, out);
+            }
+            other => match state_after(other) {
+                Some(state) => self.set(node, &ev.domain, state, &ev.detail, ev.time_ms, out),
+                None => log::warn!(
+                    "node {node}: domain {}: unknown event `{other}` ignored",
+                    ev.domain.name
+                ),
+            },
+        }
+    }
+
+    /// Sets a domain's state; an update only if state or name changed.
+    fn set(
+        &mut self,
+        node: &str,
+        id: &DomainId,
+        state: &str,
+        reason: &str,
+        since_ms: u64,
+        out: &mut Vec<Update>,
+    ) {
+        let domains = &mut self.nodes.get_mut(node).expect("node exists").domains;
+        let old = domains.get(&id.uuid).cloned();
+        if let Some(o) = &old {
+            if o.state == state && o.name == id.name {
+                return;
+            }
+            if o.name != id.name {
+                self.duplicates.set(node, &id.uuid, &o.name, None);
+            }
+        }
+        domains.insert(
+            id.uuid.clone(),
+            DomainRecord {
+                name: id.name.clone(),
+                state: state.to_string(),
+                reason: reason.to_string(),
+                since_ms,
+            },
+        );
+        self.duplicates.set(node, &id.uuid, &id.name, Some(state));
+        if state != "running" {
+            self.activity.not_running(node, &id.uuid, out);
+        }
+        out.push(Update::Domain {
+            node: node.to_string(),
+            uuid: id.uuid.clone(),
+            name: id.name.clone(),
+            state: state.to_string(),
+            reason: reason.to_string(),
+            old: old.map(|o| o.state),
+            since_ms,
+        });
+    }
+
+    fn remove(
+        &mut self,
+        node: &str,
+        uuid: &str,
+        reason: &str,
+        since_ms: u64,
+        out: &mut Vec<Update>,
+    ) {
+        let Some(old) = self
+            .nodes
+            .get_mut(node)
+            .and_then(|n| n.domains.remove(uuid))
+        else {
+            return;
+        };
+        self.duplicates.set(node, uuid, &old.name, None);
+        self.activity.not_running(node, uuid, out);
+        out.push(Update::Domain {
+            node: node.to_string(),
+            uuid: uuid.to_string(),
+            name: old.name,
+            state: "undefined".to_string(),
+            reason: reason.to_string(),
+            old: Some(old.state),
+            since_ms,
+        });
+    }
+
+    /// Collects snapshot parts; returns the whole list once the last part of
+    /// an unbroken sequence arrives. A missing part drops the assembly (the
+    /// next periodic snapshot repairs whatever it would have).
+    fn assemble(
+        &mut self,
+        node: &str,
+        instance: u64,
+        id: u64,
+        part: u32,
+        parts: u32,
+        domains: &[DomainState],
+    ) -> Option<Vec<DomainState>> {
+        let rec = self.nodes.get_mut(node).expect("node exists");
+        if part == 1 {
+            rec.assembly = Some(Assembly {
+                instance,
+                id,
+                next: 1,
+                domains: Vec::new(),
+            });
+        }
+        let a = rec.assembly.as_mut()?;
+        if a.instance != instance || a.id != id || a.next != part {
+            log::warn!("node {node}: snapshot {id} part {part}/{parts} out of sequence; waiting for the next snapshot");
+            rec.assembly = None;
+            return None;
+        }
+        a.domains.extend_from_slice(domains);
+        a.next += 1;
+        if part == parts {
+            rec.assembly.take().map(|a| a.domains)
+        } else {
+            None
+        }
+    }
+
+    fn snapshot(
+        &mut self,
+        node: &str,
+        domains: Vec<DomainState>,
+        now_ms: u64,
+        out: &mut Vec<Update>,
+    ) {
+        let mut listed = std::collections::HashSet::new();
+        for d in &domains {
+            listed.insert(d.domain.uuid.clone());
+            self.set(node, &d.domain, &d.state, &d.reason, now_ms, out);
+        }
+        let gone: Vec<String> = self.nodes[node]
+            .domains
+            .keys()
+            .filter(|u| !listed.contains(*u))
+            .cloned()
+            .collect();
+        for uuid in gone {
+            self.remove(node, &uuid, "absent from snapshot", now_ms, out);
+        }
+        log::debug!("node {node}: snapshot of {} domains applied", domains.len());
+    }
+
+    /// Duplicates currently reported, for the state file.
+    pub fn duplicates(&self) -> Vec<(&'static str, String, Vec<String>)> {
+        self.duplicates.current()
+    }
+
+    /// Idle warnings currently raised, for the state file.
+    pub fn idle(&self) -> Vec<(String, String, String, u64, u64)> {
+        self.activity.current()
+    }
+
+    /// Restores a node from the state file (no updates: the panel was told).
+    pub fn restore_node(&mut self, node: &str, last_seen_ms: u64, up: bool) {
+        let rec = self.nodes.entry(node.to_string()).or_default();
+        rec.last_seen_ms = last_seen_ms;
+        rec.up = up;
+    }
+
+    /// Restores a domain from the state file.
+    pub fn restore_domain(&mut self, node: &str, uuid: &str, rec: DomainRecord) {
+        self.duplicates.set(node, uuid, &rec.name, Some(&rec.state));
+        self.nodes
+            .entry(node.to_string())
+            .or_default()
+            .domains
+            .insert(uuid.to_string(), rec);
+    }
+
+    /// Restores an idle warning from the state file.
+    pub fn restore_idle(&mut self, node: &str, uuid: &str, name: &str, tx: u64, wr: u64) {
+        self.activity.restore(node, uuid, name, tx, wr);
+    }
+
+    /// After a restore: settle duplicate verdicts silently (they were
+    /// reported before the restart).
+    pub fn settle_restored(&mut self) {
+        let _ = self.duplicates.changes();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Header, StatSample};
+
+    const U1: &str = "00000000-0000-0000-0000-000000000001";
+    const U2: &str = "00000000-0000-0000-0000-000000000002";
+
+    fn msg(node: &str, body: Body) -> Message {
+        Message {
+            header: Header {
+                node: node.into(),
+                instance: 1,
+                seq: 1,
+                ts_ms: 0,
+            },
+            body,
+        }
+    }
+
+    fn ev(uuid: &str, name: &str, event: &str, detail: &str) -> Event {
+        Event {
+            domain: DomainId {
+                uuid: uuid.into(),
+                name: name.into(),
+            },
+            event: event.into(),
+            detail: detail.into(),
+            time_ms: 5,
+        }
+    }
+
+    fn ds(uuid: &str, name: &str, state: &str) -> DomainState {
+        DomainState {
+            domain: DomainId {
+                uuid: uuid.into(),
+                name: name.into(),
+            },
+            state: state.into(),
+            reason: "booted".into(),
+        }
+    }
+
+    /// (state, old) of every domain update, in order.
+    fn states(updates: &[Update]) -> Vec<(String, Option<String>)> {
+        updates
+            .iter()
+            .filter_map(|u| match u {
+                Update::Domain { state, old, .. } => Some((state.clone(), old.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn s(v: &str) -> String {
+        v.to_string()
+    }
+
+    #[test]
+    fn a_full_lifecycle_reaches_the_panel_in_order() {
+        let mut t = StateTable::new(false, 90);
+        let lifecycle = vec![
+            ev(U1, "t1", "defined", "added"),
+            ev(U1, "t1", "started", "booted"),
+            ev(U1, "t1", "suspended", "paused"),
+            ev(U1, "t1", "resumed", "unpaused"),
+            ev(U1, "t1", "reboot", "-"),
+            ev(U1, "t1", "shutdown", "finished"),
+            ev(U1, "t1", "stopped", "shutdown"),
+            ev(U1, "t1", "started", "booted"),
+            ev(U1, "t1", "stopped", "destroyed"),
+            ev(U1, "t1", "undefined", "removed"),
+        ];
+        let out = t.apply(&msg("3", Body::Events(lifecycle)), 100);
+        assert_eq!(
+            out[0],
+            Update::Node {
+                node: s("3"),
+                up: true,
+                since_ms: 100
+            }
+        );
+        assert_eq!(
+            states(&out),
+            vec![
+                (s("shutoff"), None),
+                (s("running"), Some(s("shutoff"))),
+                (s("paused"), Some(s("running"))),
+                (s("running"), Some(s("paused"))),
+                (s("shutdown"), Some(s("running"))),
+                (s("shutoff"), Some(s("shutdown"))),
+                (s("running"), Some(s("shutoff"))),
+                (s("shutoff"), Some(s("running"))),
+                (s("undefined"), Some(s("shutoff"))),
+            ]
+        );
+        assert!(out.iter().any(|u| matches!(u, Update::Reboot { .. })));
+        assert!(t.nodes["3"].domains.is_empty());
+    }
+
+    #[test]
+    fn repeated_news_is_not_news() {
+        let mut t = StateTable::new(false, 90);
+        t.apply(
+            &msg("1", Body::Events(vec![ev(U1, "a", "started", "booted")])),
+            1,
+        );
+        let again = t.apply(
+            &msg("1", Body::Events(vec![ev(U1, "a", "resumed", "unpaused")])),
+            2,
+        );
+        assert!(again.is_empty(), "{again:?}");
+        let redefined = t.apply(
+            &msg("1", Body::Events(vec![ev(U1, "a", "defined", "updated")])),
+            3,
+        );
+        assert!(
+            redefined.is_empty(),
+            "redefining a running domain keeps it running"
+        );
+    }
+
+    #[test]
+    fn snapshots_add_change_and_remove_and_only_report_differences() {
+        let mut t = StateTable::new(false, 90);
+        let snap = |id, domains| Body::Snapshot {
+            id,
+            part: 1,
+            parts: 1,
+            domains,
+        };
+        let out = t.apply(
+            &msg(
+                "1",
+                snap(1, vec![ds(U1, "a", "running"), ds(U2, "b", "shutoff")]),
+            ),
+            1,
+        );
+        assert_eq!(states(&out).len(), 2);
+        let same = t.apply(
+            &msg(
+                "1",
+                snap(2, vec![ds(U1, "a", "running"), ds(U2, "b", "shutoff")]),
+            ),
+            2,
+        );
+        assert!(same.is_empty());
+        let out = t.apply(&msg("1", snap(3, vec![ds(U1, "a", "paused")])), 3);
+        assert_eq!(
+            states(&out),
+            vec![
+                (s("paused"), Some(s("running"))),
+                (s("undefined"), Some(s("shutoff")))
+            ]
+        );
+        let out = t.apply(&msg("1", snap(4, vec![])), 4);
+        assert_eq!(states(&out), vec![(s("undefined"), Some(s("paused")))]);
+    }
+
+    #[test]
+    fn multi_part_snapshots_apply_only_when_complete_and_in_sequence() {
+        let mut t = StateTable::new(false, 90);
+        t.apply(
+            &msg("1", Body::Events(vec![ev(U2, "b", "started", "booted")])),
+            1,
+        );
+        let part = |id, part, domains| Body::Snapshot {
+            id,
+            part,
+            parts: 2,
+            domains,
+        };
+        let out = t.apply(&msg("1", part(1, 1, vec![ds(U1, "a", "running")])), 2);
+        assert!(out.is_empty(), "nothing applied before the last part");
+        let out = t.apply(&msg("1", part(1, 2, vec![ds(U2, "b", "running")])), 3);
+        assert_eq!(states(&out), vec![(s("running"), None)]);
+        // Part 2 of another snapshot without its part 1: ignored, nothing removed.
+        let out = t.apply(&msg("1", part(2, 2, vec![])), 4);
+        assert!(out.is_empty());
+        assert_eq!(t.nodes["1"].domains.len(), 2);
+    }
+
+    #[test]
+    fn silent_nodes_go_down_and_come_back() {
+        let mut t = StateTable::new(false, 90);
+        t.apply(&msg("1", Body::Heartbeat), 1_000);
+        assert!(t.tick(91_000).is_empty());
+        assert_eq!(
+            t.tick(91_001),
+            vec![Update::Node {
+                node: s("1"),
+                up: false,
+                since_ms: 91_001
+            }]
+        );
+        assert!(t.tick(200_000).is_empty(), "reported once");
+        let back = t.apply(&msg("1", Body::Heartbeat), 200_000);
+        assert_eq!(
+            back,
+            vec![Update::Node {
+                node: s("1"),
+                up: true,
+                since_ms: 200_000
+            }]
+        );
+    }
+
+    #[test]
+    fn duplicates_follow_the_table() {
+        let mut t = StateTable::new(false, 90);
+        t.apply(
+            &msg("1", Body::Events(vec![ev(U1, "a", "started", "booted")])),
+            1,
+        );
+        let out = t.apply(
+            &msg("2", Body::Events(vec![ev(U1, "a", "started", "booted")])),
+            2,
+        );
+        assert!(out.iter().any(|u| matches!(
+            u,
+            Update::Duplicate {
+                by: "uuid",
+                active: true,
+                ..
+            }
+        )));
+        let out = t.apply(
+            &msg("2", Body::Events(vec![ev(U1, "a", "stopped", "destroyed")])),
+            3,
+        );
+        assert!(out.iter().any(|u| matches!(
+            u,
+            Update::Duplicate {
+                by: "uuid",
+                active: false,
+                ..
+            }
+        )));
+    }
+
+    #[test]
+    fn idle_warnings_only_for_running_domains_when_enabled() {
+        let stats = |tx, wr| Body::Stats {
+            interval_ms: 600_000,
+            samples: vec![StatSample {
+                domain: DomainId {
+                    uuid: s(U1),
+                    name: s("a"),
+                },
+                whole: true,
+                tx_pkts: tx,
+                wr_reqs: wr,
+            }],
+        };
+        let mut off = StateTable::new(false, 90);
+        off.apply(
+            &msg("1", Body::Events(vec![ev(U1, "a", "started", "booted")])),
+            1,
+        );
+        assert!(off.apply(&msg("1", stats(0, 0)), 2).is_empty());
+
+        let mut t = StateTable::new(true, 90);
+        t.apply(
+            &msg("1", Body::Events(vec![ev(U1, "a", "defined", "added")])),
+            1,
+        );
+        assert!(
+            t.apply(&msg("1", stats(0, 0)), 2).is_empty(),
+            "not running: no warning"
+        );
+        t.apply(
+            &msg("1", Body::Events(vec![ev(U1, "a", "started", "booted")])),
+            3,
+        );
+        let out = t.apply(&msg("1", stats(0, 0)), 4);
+        assert!(matches!(&out[..], [Update::Idle { idle: true, .. }]));
+        let out = t.apply(&msg("1", stats(3, 4)), 5);
+        assert!(matches!(&out[..], [Update::Idle { idle: false, .. }]));
+    }
+}

@@ -1,0 +1,255 @@
+//! What the master tells the panel: one [`Update`] per fact that changed.
+//!
+//! Each update has a coalescing key (the panel needs only the latest fact
+//! per key), a line in the panel command's input (docs/panel-api.md), and a
+//! line for the master's log, which registers every change.
+
+use std::fmt::Write as _;
+
+use crate::protocol::escape;
+
+/// A change the panel must learn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Update {
+    /// A domain's state on a node changed; `state` is `undefined` when the
+    /// domain is gone from the node.
+    Domain {
+        node: String,
+        uuid: String,
+        name: String,
+        state: String,
+        reason: String,
+        old: Option<String>,
+        since_ms: u64,
+    },
+    /// The guest rebooted (the panel uses this to finish OS installation).
+    Reboot {
+        node: String,
+        uuid: String,
+        name: String,
+        time_ms: u64,
+    },
+    /// A node went silent for `node_timeout`, or came back.
+    Node {
+        node: String,
+        up: bool,
+        since_ms: u64,
+    },
+    /// A running domain showed no activity over a stats interval (or
+    /// activity came back).
+    Idle {
+        node: String,
+        uuid: String,
+        name: String,
+        idle: bool,
+        tx_pkts: u64,
+        wr_reqs: u64,
+    },
+    /// The same domain is active on several nodes (`by` = `uuid`), or the
+    /// same name is used by different UUIDs on several nodes (`by` =
+    /// `name`); `active=false` clears an earlier report.
+    Duplicate {
+        by: &'static str,
+        key: String,
+        nodes: Vec<String>,
+        active: bool,
+    },
+}
+
+/// Coalescing key: a newer update with the same key replaces an older one.
+pub type Key = (&'static str, String, String);
+
+impl Update {
+    pub fn key(&self) -> Key {
+        match self {
+            Update::Domain { node, uuid, .. } => ("domain", node.clone(), uuid.clone()),
+            Update::Reboot { node, uuid, .. } => ("reboot", node.clone(), uuid.clone()),
+            Update::Node { node, .. } => ("node", node.clone(), String::new()),
+            Update::Idle { node, uuid, .. } => ("idle", node.clone(), uuid.clone()),
+            Update::Duplicate { by, key, .. } => ("duplicate", by.to_string(), key.clone()),
+        }
+    }
+
+    /// The line the panel command reads: `FUNCTION key=value ...`, values
+    /// percent-encoded as on the wire.
+    pub fn panel_line(&self) -> String {
+        let mut out = String::new();
+        let field = |out: &mut String, k: &str, v: &str| {
+            out.push(' ');
+            out.push_str(k);
+            out.push('=');
+            escape(v, out);
+        };
+        match self {
+            Update::Domain {
+                node,
+                uuid,
+                name,
+                state,
+                reason,
+                old,
+                since_ms,
+            } => {
+                out.push_str("vmwatch.domain");
+                field(&mut out, "node", node);
+                field(&mut out, "uuid", uuid);
+                field(&mut out, "name", name);
+                field(&mut out, "state", state);
+                field(&mut out, "reason", reason);
+                field(&mut out, "old", old.as_deref().unwrap_or("-"));
+                field(&mut out, "since", &since_ms.to_string());
+            }
+            Update::Reboot {
+                node,
+                uuid,
+                name,
+                time_ms,
+            } => {
+                out.push_str("vmwatch.reboot");
+                field(&mut out, "node", node);
+                field(&mut out, "uuid", uuid);
+                field(&mut out, "name", name);
+                field(&mut out, "time", &time_ms.to_string());
+            }
+            Update::Node { node, up, since_ms } => {
+                out.push_str("vmwatch.node");
+                field(&mut out, "node", node);
+                field(&mut out, "status", if *up { "up" } else { "down" });
+                field(&mut out, "since", &since_ms.to_string());
+            }
+            Update::Idle {
+                node,
+                uuid,
+                name,
+                idle,
+                tx_pkts,
+                wr_reqs,
+            } => {
+                out.push_str("vmwatch.idle");
+                field(&mut out, "node", node);
+                field(&mut out, "uuid", uuid);
+                field(&mut out, "name", name);
+                field(&mut out, "idle", if *idle { "yes" } else { "no" });
+                field(&mut out, "txpkts", &tx_pkts.to_string());
+                field(&mut out, "wrreqs", &wr_reqs.to_string());
+            }
+            Update::Duplicate {
+                by,
+                key,
+                nodes,
+                active,
+            } => {
+                out.push_str("vmwatch.duplicate");
+                field(&mut out, "by", by);
+                field(&mut out, by, key);
+                field(&mut out, "nodes", &nodes.join(","));
+                field(&mut out, "active", if *active { "yes" } else { "no" });
+            }
+        }
+        out
+    }
+
+    /// How the change is registered in the master's log.
+    pub fn log_line(&self) -> String {
+        let mut s = String::new();
+        let _ = match self {
+            Update::Domain {
+                node,
+                uuid,
+                name,
+                state,
+                reason,
+                old,
+                ..
+            } => write!(
+                s,
+                "node {node}: domain {name} ({uuid}): {} -> {state} (reason: {reason})",
+                old.as_deref().unwrap_or("new")
+            ),
+            Update::Reboot { node, uuid, name, .. } => {
+                write!(s, "node {node}: domain {name} ({uuid}) rebooted")
+            }
+            Update::Node { node, up: true, .. } => write!(s, "node {node} is up"),
+            Update::Node { node, up: false, .. } => {
+                write!(s, "node {node} is down: no message within node_timeout")
+            }
+            Update::Idle {
+                node,
+                uuid,
+                name,
+                idle: true,
+                tx_pkts,
+                wr_reqs,
+            } => write!(
+                s,
+                "node {node}: domain {name} ({uuid}) looks idle: {tx_pkts} packets sent, {wr_reqs} disk writes in the last interval"
+            ),
+            Update::Idle {
+                node, uuid, name, ..
+            } => write!(s, "node {node}: domain {name} ({uuid}) is active again"),
+            Update::Duplicate {
+                by,
+                key,
+                nodes,
+                active: true,
+            } => write!(s, "duplicate {by} {key} on nodes {}", nodes.join(", ")),
+            Update::Duplicate { by, key, .. } => write!(s, "duplicate {by} {key} resolved"),
+        };
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panel_lines_are_one_line_with_encoded_values() {
+        let u = Update::Domain {
+            node: "3".into(),
+            uuid: "4b3b2f6e-1c9a-4f8e-9d6a-2a7c1e5b9f00".into(),
+            name: "my vm\n".into(),
+            state: "running".into(),
+            reason: "booted".into(),
+            old: None,
+            since_ms: 17,
+        };
+        assert_eq!(
+            u.panel_line(),
+            "vmwatch.domain node=3 uuid=4b3b2f6e-1c9a-4f8e-9d6a-2a7c1e5b9f00 name=my%20vm%0A state=running reason=booted old=- since=17"
+        );
+        assert_eq!(
+            Update::Duplicate {
+                by: "uuid",
+                key: "u".into(),
+                nodes: vec!["1".into(), "2".into()],
+                active: true
+            }
+            .panel_line(),
+            "vmwatch.duplicate by=uuid uuid=u nodes=1,2 active=yes"
+        );
+    }
+
+    #[test]
+    fn keys_separate_kinds_nodes_and_domains() {
+        let d = |node: &str, uuid: &str| Update::Domain {
+            node: node.into(),
+            uuid: uuid.into(),
+            name: "n".into(),
+            state: "running".into(),
+            reason: "-".into(),
+            old: None,
+            since_ms: 0,
+        };
+        assert_eq!(d("1", "a").key(), d("1", "a").key());
+        assert_ne!(d("1", "a").key(), d("2", "a").key());
+        assert_ne!(d("1", "a").key(), d("1", "b").key());
+        let r = Update::Reboot {
+            node: "1".into(),
+            uuid: "a".into(),
+            name: "n".into(),
+            time_ms: 0,
+        };
+        assert_ne!(d("1", "a").key(), r.key());
+    }
+}

@@ -1,0 +1,117 @@
+//! vmwatch-node: libvirt events and stats to the master over ZeroMQ.
+//!
+//! Threads, each with one job:
+//! - `libvirt-events` runs libvirt's event loop and turns lifecycle and
+//!   reboot events (and snapshots) into [`Outgoing`] items;
+//! - `stats` samples domain activity on its own libvirt connection, so a
+//!   stuck domain can never delay lifecycle events;
+//! - `sender` owns the PUSH socket and signs and sends.
+//! A bounded channel joins the producers to the sender; the main thread only
+//! waits for signals.
+
+pub mod config;
+pub mod events;
+pub mod libvirt;
+pub mod sender;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc::sync_channel;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::protocol::{DomainState, Event, StatSample};
+use crate::service::{spawn, supervise, Readiness, Shutdown};
+pub use config::NodeConfig;
+
+/// What producers hand to the sender.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outgoing {
+    Event(Event),
+    Snapshot(Vec<DomainState>),
+    Stats {
+        interval_ms: u64,
+        samples: Vec<StatSample>,
+    },
+}
+
+/// Requests between threads.
+pub struct Flags {
+    /// Set by the sender (master reconnected) or at start; the event thread
+    /// sends a full snapshot and clears it.
+    pub snapshot_wanted: AtomicBool,
+}
+
+/// Runs the node until a signal or a fatal failure; `Err` says why it failed.
+pub fn run(
+    cfg: &NodeConfig,
+    shutdown: Arc<Shutdown>,
+    readiness: &mut Readiness,
+) -> Result<(), String> {
+    libvirt::silence_default_errors();
+    // Must come before the first connection is opened, or libvirt never
+    // dispatches events for it.
+    virt::event::event_register_default_impl()
+        .map_err(|e| format!("cannot register libvirt's event loop: {e}"))?;
+    let (tx, rx) = sync_channel(cfg.queue_size);
+    let flags = events::new_flags();
+    let source =
+        events::EventSource::open(&cfg.uri, cfg.keepalive_interval, cfg.keepalive_count, tx)?;
+    let zmq_ctx = zmq::Context::new();
+    let sender = sender::Sender::new(
+        &zmq_ctx,
+        &cfg.connect,
+        &cfg.secret,
+        &cfg.node_id,
+        Duration::from_secs(cfg.heartbeat_interval),
+        flags.clone(),
+    )?;
+    log::info!(
+        "node {} watching {} and sending to {} (instance {:016x})",
+        cfg.node_id,
+        cfg.uri,
+        cfg.connect,
+        sender.instance()
+    );
+
+    let sync = Duration::from_secs(cfg.sync_interval);
+    let events = {
+        let (shutdown, flags) = (shutdown.clone(), flags.clone());
+        spawn("libvirt-events", move || {
+            source.run(&shutdown, &flags, sync)
+        })
+    };
+    let sending = {
+        let shutdown = shutdown.clone();
+        spawn("sender", move || sender.run(rx, &shutdown))
+    };
+    readiness.ready();
+    supervise(&shutdown);
+    let _ = events.join();
+    let _ = sending.join();
+    match shutdown.failure() {
+        Some(why) => Err(why),
+        None => Ok(()),
+    }
+}
+
+impl crate::service::Daemon for NodeConfig {
+    const PROGRAM: &'static str = "vmwatch-node";
+
+    fn load(
+        path: &std::path::Path,
+    ) -> Result<(Self, Vec<crate::config::Problem>), crate::config::ConfigError> {
+        NodeConfig::load(path)
+    }
+
+    fn describe(&self) -> Vec<(String, String)> {
+        NodeConfig::describe(self)
+    }
+
+    fn log_settings(&self) -> &crate::config::LogSettings {
+        &self.log
+    }
+
+    fn run(&self, shutdown: Arc<Shutdown>, readiness: &mut Readiness) -> Result<(), String> {
+        run(self, shutdown, readiness)
+    }
+}

@@ -1,0 +1,778 @@
+//! The wire protocol between vmwatch-node and vmwatch-master (docs/protocol.md).
+//!
+//! A message is two ZeroMQ frames: a UTF-8 text payload and the lowercase hex
+//! HMAC-SHA256 of exactly those payload bytes under the shared secret. The
+//! payload's first line is a header (version, type, node id, node instance,
+//! sequence number, send time); each following line is one record of
+//! `key=value` fields with percent-encoded values. The MAC covers every byte of
+//! the payload, and the payload has exactly one valid spelling per message, so
+//! nothing a receiver acts on is unauthenticated.
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::fmt;
+
+/// Protocol version carried in every header (`vmwatch/1`).
+pub const VERSION: u32 = 1;
+/// Largest payload frame a node sends and a master accepts, in bytes.
+pub const MAX_PAYLOAD: usize = 64 * 1024;
+/// Length of the MAC frame: hex of a 32-byte HMAC-SHA256.
+pub const MAC_HEX_LEN: usize = 64;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Who sent a message and when; authenticated with the payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// The node's `node_id` from its configuration.
+    pub node: String,
+    /// Random 64-bit id chosen when the node process starts.
+    pub instance: u64,
+    /// Starts at 1 for each instance and grows by one per message sent.
+    pub seq: u64,
+    /// Sender's clock when the message was signed, ms since the Unix epoch.
+    pub ts_ms: u64,
+}
+
+/// A domain's identity as libvirt reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DomainId {
+    pub uuid: String,
+    pub name: String,
+}
+
+/// One lifecycle or reboot event, in the order libvirt delivered it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub domain: DomainId,
+    /// `defined`, `undefined`, `started`, `suspended`, `resumed`, `stopped`,
+    /// `shutdown`, `pmsuspended`, `crashed`, or `reboot`; `event-N` for a
+    /// type this node does not know.
+    pub event: String,
+    /// libvirt's detail for the event (`booted`, `destroyed`, ...), `-` if none.
+    pub detail: String,
+    /// When the node's callback ran, ms since the Unix epoch.
+    pub time_ms: u64,
+}
+
+/// A domain's state in a snapshot: libvirt's virDomainGetState, as names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainState {
+    pub domain: DomainId,
+    /// `nostate`, `running`, `blocked`, `paused`, `shutdown`, `shutoff`,
+    /// `crashed`, `pmsuspended`.
+    pub state: String,
+    pub reason: String,
+}
+
+/// Activity of one domain over a stats interval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatSample {
+    pub domain: DomainId,
+    /// Whether the domain was running at both ends of the interval and its
+    /// counters did not reset in between: only then are the deltas meaningful.
+    pub whole: bool,
+    /// Packets the guest sent (sum of net.N.tx.pkts) during the interval.
+    pub tx_pkts: u64,
+    /// Disk write requests (sum of block.N.wr.reqs) during the interval.
+    pub wr_reqs: u64,
+}
+
+/// What a message says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    /// Lifecycle and reboot events, oldest first.
+    Events(Vec<Event>),
+    /// Part `part` (1-based) of `parts` of full snapshot `id`: together the
+    /// parts list every domain the node has; a domain not listed is gone.
+    Snapshot {
+        id: u64,
+        part: u32,
+        parts: u32,
+        domains: Vec<DomainState>,
+    },
+    /// Per-domain activity over the last `interval_ms`.
+    Stats {
+        interval_ms: u64,
+        samples: Vec<StatSample>,
+    },
+    /// The node is alive and has nothing else to say.
+    Heartbeat,
+}
+
+impl Body {
+    /// The type word in the header.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Body::Events(_) => "event",
+            Body::Snapshot { .. } => "snapshot",
+            Body::Stats { .. } => "stats",
+            Body::Heartbeat => "heartbeat",
+        }
+    }
+}
+
+/// A decoded message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub header: Header,
+    pub body: Body,
+}
+
+/// Why a received message was rejected before any of it was used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WireError {
+    /// Not exactly two frames.
+    Frames(usize),
+    /// Payload over [`MAX_PAYLOAD`].
+    TooLarge(usize),
+    /// The header names a protocol version we do not speak.
+    Version(String),
+    /// The MAC frame is not 64 hex digits, or does not match.
+    BadMac,
+    /// Authenticated, but not a well-formed message.
+    Malformed(String),
+}
+
+impl WireError {
+    /// A short word for counters and the state file.
+    pub fn counter(&self) -> &'static str {
+        match self {
+            WireError::Frames(_) | WireError::Malformed(_) => "malformed",
+            WireError::TooLarge(_) => "oversized",
+            WireError::Version(_) => "version",
+            WireError::BadMac => "bad_mac",
+        }
+    }
+}
+
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WireError::Frames(n) => write!(f, "expected 2 frames, got {n}"),
+            WireError::TooLarge(n) => {
+                write!(f, "payload of {n} bytes exceeds the {MAX_PAYLOAD}-byte limit")
+            }
+            WireError::Version(v) => write!(
+                f,
+                "unsupported protocol `{v}` (this master speaks vmwatch/{VERSION}); upgrade the older side"
+            ),
+            WireError::BadMac => write!(
+                f,
+                "MAC does not match: the node's secret differs from the master's, or the message was altered"
+            ),
+            WireError::Malformed(why) => write!(f, "malformed message: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for WireError {}
+
+/// Bytes that appear in values unescaped; every other byte is `%XX`.
+fn is_plain(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~:/@+,".contains(&b)
+}
+
+/// Percent-encodes a value (uppercase hex), so values never hold a space,
+/// `=` or a newline.
+pub fn escape(value: &str, out: &mut String) {
+    if value.is_empty() {
+        // `k=` is not valid on the wire. Nothing we send is empty (libvirt
+        // names are never empty and a missing detail is already `-`), so the
+        // only safe spelling of "nothing" is the documented `-`.
+        out.push('-');
+        return;
+    }
+    for &b in value.as_bytes() {
+        if is_plain(b) {
+            out.push(b as char);
+        } else {
+            out.push('%');
+            out.push(char::from(b"0123456789ABCDEF"[(b >> 4) as usize]));
+            out.push(char::from(b"0123456789ABCDEF"[(b & 15) as usize]));
+        }
+    }
+}
+
+/// Decodes a percent-encoded value; rejects any byte that should have been
+/// escaped and any `%` not followed by two uppercase hex digits.
+pub fn unescape(value: &str) -> Result<String, String> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' {
+            let hex = |c: u8| match c {
+                b'0'..=b'9' => Some(c - b'0'),
+                b'A'..=b'F' => Some(c - b'A' + 10),
+                _ => None,
+            };
+            match (
+                bytes.get(i + 1).and_then(|&c| hex(c)),
+                bytes.get(i + 2).and_then(|&c| hex(c)),
+            ) {
+                (Some(h), Some(l)) => out.push(h << 4 | l),
+                _ => return Err(format!("bad escape in `{}`", short(value))),
+            }
+            i += 3;
+        } else if is_plain(b) {
+            out.push(b);
+            i += 1;
+        } else {
+            return Err(format!("unescaped byte 0x{b:02x} in `{}`", short(value)));
+        }
+    }
+    String::from_utf8(out).map_err(|_| format!("`{}` is not UTF-8", short(value)))
+}
+
+fn short(s: &str) -> String {
+    s.chars().take(40).collect()
+}
+
+/// Appends one record line: `k=v k=v\n`.
+fn record(out: &mut String, fields: &[(&str, &str)]) {
+    for (i, (k, v)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(k);
+        out.push('=');
+        escape(v, out);
+    }
+    out.push('\n');
+}
+
+/// Encodes the payload frame of a message.
+pub fn encode_payload(msg: &Message) -> String {
+    let h = &msg.header;
+    let mut out = String::with_capacity(256);
+    out.push_str(&format!("vmwatch/{VERSION} {} ", msg.body.kind()));
+    let inst = format!("{:016x}", h.instance);
+    let seq = h.seq.to_string();
+    let ts = h.ts_ms.to_string();
+    let mut head: Vec<(&str, &str)> = vec![
+        ("node", &h.node),
+        ("inst", &inst),
+        ("seq", &seq),
+        ("ts", &ts),
+    ];
+    let (a, b, c, d);
+    match &msg.body {
+        Body::Snapshot {
+            id, part, parts, ..
+        } => {
+            a = id.to_string();
+            b = part.to_string();
+            c = parts.to_string();
+            head.extend([
+                ("snap", a.as_str()),
+                ("part", b.as_str()),
+                ("parts", c.as_str()),
+            ]);
+        }
+        Body::Stats { interval_ms, .. } => {
+            d = interval_ms.to_string();
+            head.push(("interval", d.as_str()));
+        }
+        _ => {}
+    }
+    record(&mut out, &head);
+    encode_records(&msg.body, &mut out);
+    out
+}
+
+/// Appends the record lines of a body.
+fn encode_records(body: &Body, out: &mut String) {
+    match body {
+        Body::Events(events) => {
+            for e in events {
+                encode_event(e, out);
+            }
+        }
+        Body::Snapshot { domains, .. } => {
+            for d in domains {
+                encode_domain_state(d, out);
+            }
+        }
+        Body::Stats { samples, .. } => {
+            for s in samples {
+                encode_stat(s, out);
+            }
+        }
+        Body::Heartbeat => {}
+    }
+}
+
+/// One event record line.
+pub fn encode_event(e: &Event, out: &mut String) {
+    let t = e.time_ms.to_string();
+    record(
+        out,
+        &[
+            ("uuid", &e.domain.uuid),
+            ("name", &e.domain.name),
+            ("event", &e.event),
+            ("detail", &e.detail),
+            ("time", &t),
+        ],
+    );
+}
+
+/// One snapshot record line.
+pub fn encode_domain_state(d: &DomainState, out: &mut String) {
+    record(
+        out,
+        &[
+            ("uuid", &d.domain.uuid),
+            ("name", &d.domain.name),
+            ("state", &d.state),
+            ("reason", &d.reason),
+        ],
+    );
+}
+
+/// One stats record line.
+pub fn encode_stat(s: &StatSample, out: &mut String) {
+    let tx = s.tx_pkts.to_string();
+    let wr = s.wr_reqs.to_string();
+    record(
+        out,
+        &[
+            ("uuid", &s.domain.uuid),
+            ("name", &s.domain.name),
+            ("whole", if s.whole { "yes" } else { "no" }),
+            ("txpkts", &tx),
+            ("wrreqs", &wr),
+        ],
+    );
+}
+
+/// The MAC frame for a payload: lowercase hex HMAC-SHA256.
+pub fn sign(secret: &[u8], payload: &[u8]) -> String {
+    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(payload);
+    let tag = mac.finalize().into_bytes();
+    let mut hex = String::with_capacity(MAC_HEX_LEN);
+    for b in tag {
+        hex.push_str(&format!("{b:02x}"));
+    }
+    hex
+}
+
+/// Both frames of a message, ready to send.
+pub fn encode(secret: &[u8], msg: &Message) -> [Vec<u8>; 2] {
+    let payload = encode_payload(msg);
+    let mac = sign(secret, payload.as_bytes());
+    [payload.into_bytes(), mac.into_bytes()]
+}
+
+/// Checks frames, size, version and MAC (in constant time), then parses.
+pub fn decode(secret: &[u8], frames: &[Vec<u8>]) -> Result<Message, WireError> {
+    if frames.len() != 2 {
+        return Err(WireError::Frames(frames.len()));
+    }
+    let (payload, mac_hex) = (&frames[0], &frames[1]);
+    if payload.len() > MAX_PAYLOAD {
+        return Err(WireError::TooLarge(payload.len()));
+    }
+    check_version(payload)?;
+    verify(secret, payload, mac_hex)?;
+    parse_payload(payload)
+}
+
+fn check_version(payload: &[u8]) -> Result<(), WireError> {
+    let word_end = payload
+        .iter()
+        .position(|&b| b == b' ' || b == b'\n')
+        .unwrap_or(payload.len());
+    let word = &payload[..word_end.min(32)];
+    let expected = format!("vmwatch/{VERSION}");
+    if word == expected.as_bytes() {
+        Ok(())
+    } else if word.starts_with(b"vmwatch/") {
+        Err(WireError::Version(
+            String::from_utf8_lossy(word).into_owned(),
+        ))
+    } else {
+        Err(WireError::Malformed(
+            "payload does not start with `vmwatch/`".into(),
+        ))
+    }
+}
+
+fn verify(secret: &[u8], payload: &[u8], mac_hex: &[u8]) -> Result<(), WireError> {
+    if mac_hex.len() != MAC_HEX_LEN {
+        return Err(WireError::BadMac);
+    }
+    let mut tag = [0u8; 32];
+    for (i, pair) in mac_hex.chunks(2).enumerate() {
+        let digit = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        };
+        match (digit(pair[0]), digit(pair[1])) {
+            (Some(h), Some(l)) => tag[i] = h << 4 | l,
+            _ => return Err(WireError::BadMac),
+        }
+    }
+    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(payload);
+    mac.verify_slice(&tag).map_err(|_| WireError::BadMac)
+}
+
+/// Fields of one line, in order, with duplicate keys rejected.
+struct Fields(Vec<(String, String)>);
+
+impl Fields {
+    fn parse(line: &str) -> Result<Fields, String> {
+        let mut fields: Vec<(String, String)> = Vec::new();
+        for tok in line.split(' ') {
+            let (k, v) = tok
+                .split_once('=')
+                .ok_or_else(|| format!("field `{}` is not key=value", short(tok)))?;
+            if k.is_empty()
+                || !k
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            {
+                return Err(format!("bad key `{}`", short(k)));
+            }
+            if v.is_empty() {
+                return Err(format!("`{k}` has an empty value"));
+            }
+            if fields.iter().any(|(kk, _)| kk == k) {
+                return Err(format!("`{k}` appears twice"));
+            }
+            fields.push((k.to_string(), unescape(v)?));
+        }
+        Ok(Fields(fields))
+    }
+
+    /// A required field; unknown extra fields are ignored (newer senders).
+    fn get(&self, key: &str) -> Result<&str, String> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .ok_or_else(|| format!("missing `{key}`"))
+    }
+
+    fn num(&self, key: &str) -> Result<u64, String> {
+        let v = self.get(key)?;
+        if v.len() > 1 && v.starts_with('0') {
+            return Err(format!("`{key}` has a leading zero"));
+        }
+        v.parse::<u64>()
+            .map_err(|_| format!("`{key}` is not a number"))
+    }
+
+    fn domain(&self) -> Result<DomainId, String> {
+        let uuid = self.get("uuid")?;
+        if !is_uuid(uuid) {
+            return Err(format!("`{}` is not a UUID", short(uuid)));
+        }
+        Ok(DomainId {
+            uuid: uuid.to_string(),
+            name: self.get("name")?.to_string(),
+        })
+    }
+}
+
+/// A lowercase 8-4-4-4-12 hex UUID, as virDomainGetUUIDString writes it.
+pub fn is_uuid(s: &str) -> bool {
+    s.len() == 36
+        && s.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
+        })
+}
+
+/// Checks a node id: 1 to 64 of `A-Z a-z 0-9 . _ -`.
+pub fn check_node_id(s: &str) -> Result<(), String> {
+    if s.is_empty() || s.len() > 64 {
+        return Err("must be 1 to 64 characters".into());
+    }
+    if !s
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    {
+        return Err(format!("`{}` may hold only A-Z a-z 0-9 . _ -", short(s)));
+    }
+    Ok(())
+}
+
+fn parse_payload(payload: &[u8]) -> Result<Message, WireError> {
+    let bad = WireError::Malformed;
+    let text = std::str::from_utf8(payload).map_err(|_| bad("payload is not UTF-8".into()))?;
+    let body_text = text
+        .strip_suffix('\n')
+        .ok_or_else(|| bad("payload does not end with a newline".into()))?;
+    let mut lines = body_text.split('\n');
+    let first = lines.next().unwrap_or("");
+    let mut words = first.splitn(3, ' ');
+    let _version = words.next();
+    let kind = words
+        .next()
+        .ok_or_else(|| bad("header has no type".into()))?;
+    let head = Fields::parse(
+        words
+            .next()
+            .ok_or_else(|| bad("header has no fields".into()))?,
+    )
+    .map_err(bad)?;
+    let node = head.get("node").map_err(bad)?;
+    check_node_id(node).map_err(|e| bad(format!("node id {e}")))?;
+    let inst = head.get("inst").map_err(bad)?;
+    if inst.len() != 16
+        || !inst
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err(bad("`inst` is not 16 lowercase hex digits".into()));
+    }
+    let header = Header {
+        node: node.to_string(),
+        instance: u64::from_str_radix(inst, 16).map_err(|e| bad(e.to_string()))?,
+        seq: head.num("seq").map_err(bad)?,
+        ts_ms: head.num("ts").map_err(bad)?,
+    };
+    let records: Vec<Fields> = lines
+        .map(Fields::parse)
+        .collect::<Result<_, _>>()
+        .map_err(bad)?;
+    let body = match kind {
+        "event" => Body::Events(
+            records
+                .iter()
+                .map(|f| {
+                    Ok(Event {
+                        domain: f.domain()?,
+                        event: f.get("event")?.to_string(),
+                        detail: f.get("detail")?.to_string(),
+                        time_ms: f.num("time")?,
+                    })
+                })
+                .collect::<Result<_, String>>()
+                .map_err(bad)?,
+        ),
+        "snapshot" => {
+            let (part, parts) = (
+                head.num("part").map_err(bad)?,
+                head.num("parts").map_err(bad)?,
+            );
+            if part == 0 || part > parts || parts > u32::MAX as u64 {
+                return Err(bad(format!("snapshot part {part} of {parts}")));
+            }
+            Body::Snapshot {
+                id: head.num("snap").map_err(bad)?,
+                part: part as u32,
+                parts: parts as u32,
+                domains: records
+                    .iter()
+                    .map(|f| {
+                        Ok(DomainState {
+                            domain: f.domain()?,
+                            state: f.get("state")?.to_string(),
+                            reason: f.get("reason")?.to_string(),
+                        })
+                    })
+                    .collect::<Result<_, String>>()
+                    .map_err(bad)?,
+            }
+        }
+        "stats" => Body::Stats {
+            interval_ms: head.num("interval").map_err(bad)?,
+            samples: records
+                .iter()
+                .map(|f| {
+                    Ok(StatSample {
+                        domain: f.domain()?,
+                        whole: match f.get("whole")? {
+                            "yes" => true,
+                            "no" => false,
+                            other => return Err(format!("`whole` is `{}`", short(other))),
+                        },
+                        tx_pkts: f.num("txpkts")?,
+                        wr_reqs: f.num("wrreqs")?,
+                    })
+                })
+                .collect::<Result<_, String>>()
+                .map_err(bad)?,
+        },
+        "heartbeat" => {
+            if !records.is_empty() {
+                return Err(bad("heartbeat carries records".into()));
+            }
+            Body::Heartbeat
+        }
+        other => return Err(bad(format!("unknown message type `{}`", short(other)))),
+    };
+    Ok(Message { header, body })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header() -> Header {
+        Header {
+            node: "3".into(),
+            instance: 0x0123_4567_89ab_cdef,
+            seq: 42,
+            ts_ms: 1_763_900_000_123,
+        }
+    }
+
+    fn dom(name: &str) -> DomainId {
+        DomainId {
+            uuid: "4b3b2f6e-1c9a-4f8e-9d6a-2a7c1e5b9f00".into(),
+            name: name.into(),
+        }
+    }
+
+    fn roundtrip(body: Body) {
+        let msg = Message {
+            header: header(),
+            body,
+        };
+        let frames = encode(b"SECRET123", &msg);
+        assert_eq!(decode(b"SECRET123", &frames.to_vec()).unwrap(), msg);
+    }
+
+    #[test]
+    fn every_type_roundtrips() {
+        roundtrip(Body::Heartbeat);
+        roundtrip(Body::Events(vec![Event {
+            domain: dom("web 1/ü%=x\n"),
+            event: "started".into(),
+            detail: "booted".into(),
+            time_ms: 5,
+        }]));
+        roundtrip(Body::Snapshot {
+            id: 7,
+            part: 2,
+            parts: 3,
+            domains: vec![DomainState {
+                domain: dom("a"),
+                state: "running".into(),
+                reason: "booted".into(),
+            }],
+        });
+        roundtrip(Body::Stats {
+            interval_ms: 600_000,
+            samples: vec![StatSample {
+                domain: dom("b"),
+                whole: true,
+                tx_pkts: 0,
+                wr_reqs: u64::MAX,
+            }],
+        });
+    }
+
+    #[test]
+    fn wrong_secret_altered_payload_and_bad_mac_frames_are_rejected() {
+        let msg = Message {
+            header: header(),
+            body: Body::Heartbeat,
+        };
+        let frames = encode(b"SECRET123", &msg).to_vec();
+        assert_eq!(decode(b"OTHER", &frames), Err(WireError::BadMac));
+        let mut altered = frames.clone();
+        altered[0] = String::from_utf8(altered[0].clone())
+            .unwrap()
+            .replace("seq=42", "seq=43")
+            .into_bytes();
+        assert_eq!(decode(b"SECRET123", &altered), Err(WireError::BadMac));
+        let mut upper = frames.clone();
+        upper[1] = String::from_utf8(upper[1].clone())
+            .unwrap()
+            .to_uppercase()
+            .into_bytes();
+        assert_eq!(decode(b"SECRET123", &upper), Err(WireError::BadMac));
+        assert_eq!(
+            decode(b"SECRET123", &frames[..1]),
+            Err(WireError::Frames(1))
+        );
+    }
+
+    #[test]
+    fn size_and_version_are_checked_before_the_mac() {
+        let big = vec![b'x'; MAX_PAYLOAD + 1];
+        assert_eq!(
+            decode(b"k", &[big, vec![b'0'; 64]]),
+            Err(WireError::TooLarge(MAX_PAYLOAD + 1))
+        );
+        let v2 = b"vmwatch/2 heartbeat node=1\n".to_vec();
+        assert!(matches!(
+            decode(b"k", &[v2, vec![b'0'; 64]]),
+            Err(WireError::Version(_))
+        ));
+    }
+
+    #[test]
+    fn authenticated_garbage_is_malformed_not_a_panic() {
+        let cases: &[&str] = &[
+            "vmwatch/1 heartbeat node=1 inst=0123456789abcdef seq=1 ts=1",
+            "vmwatch/1 heartbeat node=1 inst=0123456789abcdef seq=01 ts=1\n",
+            "vmwatch/1 heartbeat node=1 inst=0123456789ABCDEF seq=1 ts=1\n",
+            "vmwatch/1 heartbeat node=1 node=2 inst=0123456789abcdef seq=1 ts=1\n",
+            "vmwatch/1 bogus node=1 inst=0123456789abcdef seq=1 ts=1\n",
+            "vmwatch/1 event node=1 inst=0123456789abcdef seq=1 ts=1\nuuid=x name=a event=b detail=c time=1\n",
+            "vmwatch/1 event node=1 inst=0123456789abcdef seq=1 ts=1\n\n",
+            "vmwatch/1 snapshot node=1 inst=0123456789abcdef seq=1 ts=1 snap=1 part=3 parts=2\n",
+            "vmwatch/1 heartbeat node=a%20b inst=0123456789abcdef seq=1 ts=1\n",
+            "vmwatch/1 heartbeat node=1 inst=0123456789abcdef seq=99999999999999999999 ts=1\n",
+            "vmwatch/1 event node=1 inst=0123456789abcdef seq=1 ts=1\nuuid=4b3b2f6e-1c9a-4f8e-9d6a-2a7c1e5b9f00 name=a%2 event=b detail=c time=1\n",
+        ];
+        for case in cases {
+            let frames = vec![
+                case.as_bytes().to_vec(),
+                sign(b"k", case.as_bytes()).into_bytes(),
+            ];
+            match decode(b"k", &frames) {
+                Err(WireError::Malformed(_)) => {}
+                other => panic!("{case:?} gave {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn escaping_is_reversible_and_strict() {
+        let mut s = String::new();
+        escape("a b=c%\n\u{e9}", &mut s);
+        assert_eq!(s, "a%20b%3Dc%25%0A%C3%A9");
+        assert_eq!(unescape(&s).unwrap(), "a b=c%\n\u{e9}");
+        assert!(unescape("a%2g").is_err());
+        assert!(unescape("a%2a").is_err());
+        assert!(unescape("a b").is_err());
+        assert!(unescape("%FF").is_err());
+    }
+
+    /// The test vector in docs/protocol.md must match this implementation, so
+    /// the document a client author reads cannot drift from the code.
+    #[test]
+    fn documented_test_vector_verifies() {
+        let doc = include_str!("../docs/protocol.md");
+        let block = |tag: &str| -> String {
+            let start = doc
+                .find(&format!("<!-- {tag} -->"))
+                .unwrap_or_else(|| panic!("docs/protocol.md lacks the `{tag}` marker"));
+            let rest = &doc[start..];
+            let open = rest.find("```\n").expect("code block after marker") + 4;
+            let close = rest[open..].find("```").expect("closing fence") + open;
+            rest[open..close].to_string()
+        };
+        let secret = block("vector-secret");
+        let secret = secret.trim_end_matches('\n');
+        let payload = block("vector-payload");
+        let mac = block("vector-mac");
+        let mac = mac.trim_end_matches('\n');
+        assert_eq!(sign(secret.as_bytes(), payload.as_bytes()), mac);
+        let frames = vec![payload.clone().into_bytes(), mac.as_bytes().to_vec()];
+        let msg = decode(secret.as_bytes(), &frames).expect("documented vector decodes");
+        assert_eq!(msg.header.node, "7");
+        assert_eq!(encode_payload(&msg), payload, "encoding is canonical");
+    }
+}

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Installs and starts everything vmwatch's build and tests need on Debian 12 (root).
+# Idempotent: installs only what is missing, starts daemons only if not running.
+# Used by `make test`, `make demo` and .ci/run; safe to run by hand.
+set -euo pipefail
+
+log() { printf 'setup-host: %s\n' "$*" >&2; }
+
+if [ "$(id -u)" != 0 ]; then
+    log "must run as root (installs packages, starts libvirtd)"; exit 1
+fi
+
+need_pkgs=()
+want() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed' || need_pkgs+=("$1"); }
+for p in pkg-config g++ make libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu \
+         libvirt-clients qemu-system-x86 ; do
+    want "$p"
+done
+# Extra packages asked for by the caller (e.g. packaging tests), space separated.
+for p in ${SETUP_EXTRA_PKGS:-}; do want "$p"; done
+
+if [ "${#need_pkgs[@]}" -gt 0 ]; then
+    log "installing: ${need_pkgs[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >/dev/null
+    apt-get install -y -q --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+
+# libvirtd's QEMU driver refuses to start without these users and directories.
+getent group kvm >/dev/null || groupadd -r kvm
+getent group libvirt-qemu >/dev/null || groupadd -r libvirt-qemu
+getent passwd libvirt-qemu >/dev/null || useradd -r -g kvm libvirt-qemu
+mkdir -p /var/log/libvirt /var/run/libvirt /var/lib/libvirt/qemu
+
+# No systemd and no DBus here: run QEMU as root without a security driver.
+qconf=/etc/libvirt/qemu.conf
+if ! grep -q '^# vmwatch test host' "$qconf" 2>/dev/null; then
+    log "configuring $qconf for a root-run test host"
+    {
+        echo '# vmwatch test host'
+        echo 'user = "root"'
+        echo 'group = "root"'
+        echo 'security_driver = "none"'
+    } >>"$qconf"
+fi
+
+running() { pgrep -x "$1" >/dev/null 2>&1; }
+running virtlogd || { log "starting virtlogd"; /usr/sbin/virtlogd -d; }
+if ! running libvirtd; then
+    log "starting libvirtd"
+    /usr/sbin/libvirtd -d
+fi
+for _ in $(seq 1 50); do
+    virsh -q -c qemu:///system version >/dev/null 2>&1 && break
+    sleep 0.2
+done
+virsh -q -c qemu:///system version >/dev/null 2>&1 || { log "libvirtd did not answer"; exit 1; }
+log "libvirtd ready ($(virsh -c qemu:///system version 2>/dev/null | grep -i 'running hypervisor' | sed 's/.*: //'))"
