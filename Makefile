@@ -31,7 +31,7 @@ test-unit:
 test: setup
 	$(CARGO) build --bins --tests
 	$(CARGO) test -- --test-threads=1
-	$(MAKE) test-packaging
+	if [ -f packaging/packaging.mk ]; then $(MAKE) test-packaging; fi
 
 demo: setup
 	$(CARGO) build --bins
@@ -45,4 +45,4 @@ clean:
 	$(CARGO) clean
 	rm -rf dist
 
-include packaging/packaging.mk
+-include packaging/packaging.mk
