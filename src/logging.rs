@@ -166,9 +166,9 @@ impl log::Log for Logger {
         let msg = record.args().to_string();
         let thread = std::thread::current();
         let mut line = String::with_capacity(msg.len() + 48);
-        let _ = write!(
+        let _ = writeln!(
             line,
-            "{} {:<5} [{}] {}\n",
+            "{} {:<5} [{}] {}",
             timestamp(),
             record.level(),
             thread.name().unwrap_or("?"),

@@ -638,7 +638,7 @@ mod tests {
             body,
         };
         let frames = encode(b"SECRET123", &msg);
-        assert_eq!(decode(b"SECRET123", &frames.to_vec()).unwrap(), msg);
+        assert_eq!(decode(b"SECRET123", frames.as_ref()).unwrap(), msg);
     }
 
     #[test]

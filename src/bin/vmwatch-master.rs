@@ -11,6 +11,7 @@ fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     match parse(MasterConfig::PROGRAM, &argv, true) {
         Parsed::Exit(code) => ExitCode::from(code),
+        Parsed::Run(args) if args.status => ExitCode::from(vmwatch::master::status(&args)),
         Parsed::Run(args) => ExitCode::from(daemon_main::<MasterConfig>(&args)),
     }
 }

@@ -78,6 +78,12 @@ impl PanelQueue {
         }
     }
 
+    /// A copy of what is pending, oldest first (for the state file).
+    pub fn pending(&self) -> Vec<Update> {
+        let p = self.lock();
+        p.order.iter().map(|k| p.items[k].clone()).collect()
+    }
+
     pub fn len(&self) -> usize {
         self.lock().order.len()
     }

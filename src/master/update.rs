@@ -149,6 +149,69 @@ impl Update {
         out
     }
 
+    /// Parses a line written by [`panel_line`](Self::panel_line); used to
+    /// keep undelivered updates in the state file across a restart.
+    pub fn from_panel_line(line: &str) -> Option<Update> {
+        let mut words = line.split(' ');
+        let func = words.next()?;
+        let mut f = std::collections::HashMap::new();
+        for w in words {
+            let (k, v) = w.split_once('=')?;
+            f.insert(k, crate::protocol::unescape(v).ok()?);
+        }
+        let get = |k: &str| f.get(k).cloned();
+        let num = |k: &str| f.get(k)?.parse::<u64>().ok();
+        let yes = |k: &str| match f.get(k).map(String::as_str) {
+            Some("yes") | Some("up") => Some(true),
+            Some("no") | Some("down") => Some(false),
+            _ => None,
+        };
+        Some(match func {
+            "vmwatch.domain" => Update::Domain {
+                node: get("node")?,
+                uuid: get("uuid")?,
+                name: get("name")?,
+                state: get("state")?,
+                reason: get("reason")?,
+                old: get("old").filter(|o| o != "-"),
+                since_ms: num("since")?,
+            },
+            "vmwatch.reboot" => Update::Reboot {
+                node: get("node")?,
+                uuid: get("uuid")?,
+                name: get("name")?,
+                time_ms: num("time")?,
+            },
+            "vmwatch.node" => Update::Node {
+                node: get("node")?,
+                up: yes("status")?,
+                since_ms: num("since")?,
+            },
+            "vmwatch.idle" => Update::Idle {
+                node: get("node")?,
+                uuid: get("uuid")?,
+                name: get("name")?,
+                idle: yes("idle")?,
+                tx_pkts: num("txpkts")?,
+                wr_reqs: num("wrreqs")?,
+            },
+            "vmwatch.duplicate" => {
+                let by: &'static str = match f.get("by")?.as_str() {
+                    "uuid" => "uuid",
+                    "name" => "name",
+                    _ => return None,
+                };
+                Update::Duplicate {
+                    by,
+                    key: get(by)?,
+                    nodes: get("nodes")?.split(',').map(str::to_string).collect(),
+                    active: yes("active")?,
+                }
+            }
+            _ => return None,
+        })
+    }
+
     /// How the change is registered in the master's log.
     pub fn log_line(&self) -> String {
         let mut s = String::new();
@@ -228,6 +291,60 @@ mod tests {
             .panel_line(),
             "vmwatch.duplicate by=uuid uuid=u nodes=1,2 active=yes"
         );
+    }
+
+    #[test]
+    fn every_kind_survives_a_trip_through_its_panel_line() {
+        let all = vec![
+            Update::Domain {
+                node: "n-1".into(),
+                uuid: "u".into(),
+                name: "a b%".into(),
+                state: "paused".into(),
+                reason: "user".into(),
+                old: Some("running".into()),
+                since_ms: 9,
+            },
+            Update::Domain {
+                node: "1".into(),
+                uuid: "u".into(),
+                name: "x".into(),
+                state: "shutoff".into(),
+                reason: "added".into(),
+                old: None,
+                since_ms: 1,
+            },
+            Update::Reboot {
+                node: "1".into(),
+                uuid: "u".into(),
+                name: "x".into(),
+                time_ms: 3,
+            },
+            Update::Node {
+                node: "2".into(),
+                up: false,
+                since_ms: 4,
+            },
+            Update::Idle {
+                node: "2".into(),
+                uuid: "u".into(),
+                name: "x".into(),
+                idle: true,
+                tx_pkts: 0,
+                wr_reqs: 7,
+            },
+            Update::Duplicate {
+                by: "name",
+                key: "web".into(),
+                nodes: vec!["1".into(), "2".into()],
+                active: false,
+            },
+        ];
+        for u in all {
+            assert_eq!(Update::from_panel_line(&u.panel_line()), Some(u.clone()));
+        }
+        assert_eq!(Update::from_panel_line("vmwatch.bogus a=b"), None);
+        assert_eq!(Update::from_panel_line("vmwatch.node node=1"), None);
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub struct NodeConfig {
     pub keepalive_count: u64,
     /// Whether to sample stats at all.
     pub stats: bool,
+    /// `auto` (bulk API where libvirt has it) or `legacy` (per-domain calls).
+    pub stats_api: String,
 }
 
 impl NodeConfig {
@@ -70,6 +72,10 @@ impl NodeConfig {
             keepalive_interval: l.number("keepalive_interval", 5, 1, 600),
             keepalive_count: l.number("keepalive_count", 3, 1, 100),
             stats: l.boolean("stats", true),
+            stats_api: l.checked("stats_api", Some("auto"), |v| match v {
+                "auto" | "legacy" => Ok(()),
+                _ => Err(format!("must be auto or legacy, not `{v}`")),
+            }),
         }
     }
 
@@ -93,6 +99,7 @@ impl NodeConfig {
             out.push((k.to_string(), v.to_string()));
         }
         out.push(("stats".to_string(), yes_no(self.stats)));
+        out.push(("stats_api".to_string(), self.stats_api.clone()));
         out
     }
 }

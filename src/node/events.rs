@@ -287,16 +287,16 @@ impl EventSource {
             }
         };
         let count = domains.len();
-        match self.ctx.tx.try_send(Outgoing::Snapshot(domains)) {
-            Ok(()) => {
-                flags.snapshot_wanted.store(false, Ordering::SeqCst);
-                if self.ctx.overflow.swap(false, Ordering::SeqCst) {
-                    log::info!("queue has room again: sent a full snapshot of {count} domains to repair lost events");
-                } else {
-                    log::debug!("snapshot of {count} domains queued");
-                }
+        // If the queue is full, the flags stay set and the next turn retries.
+        if self.ctx.tx.try_send(Outgoing::Snapshot(domains)).is_ok() {
+            flags.snapshot_wanted.store(false, Ordering::SeqCst);
+            if self.ctx.overflow.swap(false, Ordering::SeqCst) {
+                log::info!(
+                    "queue has room again: sent a full snapshot of {count} domains to repair lost events"
+                );
+            } else {
+                log::debug!("snapshot of {count} domains queued");
             }
-            Err(_) => {} // full: try again on the next turn
         }
     }
 }

@@ -6,13 +6,16 @@
 //! - `stats` samples domain activity on its own libvirt connection, so a
 //!   stuck domain can never delay lifecycle events;
 //! - `sender` owns the PUSH socket and signs and sends.
+//!
 //! A bounded channel joins the producers to the sender; the main thread only
 //! waits for signals.
 
 pub mod config;
 pub mod events;
 pub mod libvirt;
+pub mod sample;
 pub mod sender;
+pub mod stats;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::sync_channel;
@@ -54,8 +57,12 @@ pub fn run(
         .map_err(|e| format!("cannot register libvirt's event loop: {e}"))?;
     let (tx, rx) = sync_channel(cfg.queue_size);
     let flags = events::new_flags();
-    let source =
-        events::EventSource::open(&cfg.uri, cfg.keepalive_interval, cfg.keepalive_count, tx)?;
+    let source = events::EventSource::open(
+        &cfg.uri,
+        cfg.keepalive_interval,
+        cfg.keepalive_count,
+        tx.clone(),
+    )?;
     let zmq_ctx = zmq::Context::new();
     let sender = sender::Sender::new(
         &zmq_ctx,
@@ -80,6 +87,17 @@ pub fn run(
             source.run(&shutdown, &flags, sync)
         })
     };
+    let sampling = cfg.stats.then(|| {
+        let settings = stats::StatsSettings {
+            uri: cfg.uri.clone(),
+            interval: Duration::from_secs(cfg.stats_interval),
+            force_legacy: cfg.stats_api == "legacy",
+        };
+        let (shutdown, tx) = (shutdown.clone(), tx.clone());
+        spawn("stats", move || stats::run(settings, tx, &shutdown))
+    });
+    // The sender sees the channel close once every producer has stopped.
+    drop(tx);
     let sending = {
         let shutdown = shutdown.clone();
         spawn("sender", move || sender.run(rx, &shutdown))
@@ -87,6 +105,9 @@ pub fn run(
     readiness.ready();
     supervise(&shutdown);
     let _ = events.join();
+    if let Some(s) = sampling {
+        let _ = s.join();
+    }
     let _ = sending.join();
     match shutdown.failure() {
         Some(why) => Err(why),
