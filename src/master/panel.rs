@@ -184,7 +184,7 @@ pub fn run(
                 queue.requeue(batch);
                 if stopping {
                     log::error!(
-                        "panel call failed while stopping: {why}; {} updates not delivered (the next start resends the current state)",
+                        "panel call failed while stopping: {why}; {} updates kept in the state file for the next start",
                         queue.len()
                     );
                     break;
