@@ -38,8 +38,8 @@ demo: setup
 	bash tests/support/demo.sh
 
 bench: setup
-	$(CARGO) build --release --bins --benches
-	bash tests/support/bench.sh
+	$(CARGO) build --release --bins
+	$(CARGO) bench --bench vmwatch
 
 clean:
 	$(CARGO) clean
