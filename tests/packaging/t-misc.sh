@@ -1,0 +1,97 @@
+# shellcheck shell=bash
+# Checks with shellcheck, of the man pages, logrotate, and the end-to-end lifecycle test
+# on the release node.
+
+test_shellcheck() {
+    local f
+    # The init scripts: every severity (style included), as they ship.
+    for f in "$TOP"/init.d/vmwatch-master "$TOP"/init.d/vmwatch-node; do
+        check "shellcheck $(basename "$f") (all severities)" shellcheck -S style "$f"
+    done
+    # Our build and test scripts: warnings and errors.
+    check "shellcheck packaging and test scripts" shellcheck -x -S warning \
+        "$TOP"/packaging/*.sh "$TOP"/packaging/rpm/*.sh "$TOP"/tests/packaging/*.sh \
+        "$TOP"/tests/packaging/functions
+    # The scriptlets as rpm runs them (/bin/sh, which is not bash on every system).
+    local sh=$WORK/scriptlets.sh
+    if rpm -qp --scripts "$BIN_DIR"/vmwatch-*.el6.x86_64.rpm "$BIN_DIR"/vmwatch-*.el7.x86_64.rpm >"$sh.raw" 2>/dev/null; then
+        { echo '#!/bin/sh'; echo 'set -- 1'; grep -v 'scriptlet (using /bin/sh):$' "$sh.raw"; } >"$sh"
+        check "shellcheck the RPM scriptlets (sh)" shellcheck -s sh -S warning "$sh"
+    else
+        fail "shellcheck the RPM scriptlets: no RPMs in dist/ to read them from"
+    fi
+}
+
+test_docs() {
+    local page bin opt opts
+    for page in vmwatch-master vmwatch-node; do
+        run_cmd groff -man -ww -z "$TOP/docs/$page.8"
+        if [ "$RC" -eq 0 ] && [ -z "$OUT" ]; then
+            pass "docs/$page.8: groff -man -ww finds nothing to warn about"
+        else
+            fail "docs/$page.8: groff -man -ww (exit $RC):"
+            printf '%s\n' "$OUT" | sed 's/^/        | /'
+        fi
+        for section in NAME SYNOPSIS DESCRIPTION OPTIONS FILES SIGNALS "EXIT STATUS" "SEE ALSO"; do
+            check "docs/$page.8 has a $section section" grep -q "^\\.SH \"\\?$section\"\\?\$" "$TOP/docs/$page.8"
+        done
+        # Every long option the binary's --help lists is documented (read from the binary,
+        # so a new option without a man page entry fails here).
+        bin=$BIN_DIR/$page
+        opts=$("$bin" --help | grep -Eo -- '--[a-z][a-z-]+' | sort -u)
+        check "$page --help lists options" test -n "$opts"
+        # roff writes a hyphen as \-: compare against the page with those unescaped.
+        sed 's/\\-/-/g' "$TOP/docs/$page.8" >"$WORK/$page.8.plain"
+        for opt in $opts; do
+            check "docs/$page.8 documents $opt" grep -q -- "$opt" "$WORK/$page.8.plain"
+        done
+    done
+}
+
+# logrotate with the packaged files (paths pointed at a running test daemon): the log is
+# moved, the daemon gets SIGHUP, keeps running and writes to the new file.
+test_logrotate() {
+    local dir=$WORK/logrotate name conf pid port
+    mkdir -p "$dir"
+    for name in vmwatch-master vmwatch-node; do
+        port=$(free_port)
+        conf=$dir/$name.conf
+        if [ "$name" = vmwatch-master ]; then
+            printf 'listen=tcp://127.0.0.1:%s\nsecret=ABC123DEF456GHI789\nlog=%s\nstate_file=%s\npanel_command=/bin/true\n' \
+                "$port" "$dir/$name.log" "$dir/state" >"$conf"
+        else
+            printf 'connect=tcp://127.0.0.1:%s\nsecret=ABC123DEF456GHI789\nnode_id=3\nuri=test:///default\nlog=%s\n' \
+                "$port" "$dir/$name.log" >"$conf"
+        fi
+        chmod 600 "$conf"
+        sed -e "s|/usr/local/mgr5/var/$name.log|$dir/$name.log|" \
+            -e "s|/var/run/$name.pid|$dir/$name.pid|" \
+            "$TOP/packaging/logrotate/$name" >"$dir/$name.logrotate"
+        check "$name logrotate file: SIGHUP, no copytruncate" \
+            bash -c "grep -q 'kill -HUP' '$TOP/packaging/logrotate/$name' && ! grep -Eq '^[[:space:]]*copytruncate' '$TOP/packaging/logrotate/$name'"
+
+        run_cmd "$BIN_DIR/$name" -c "$conf" -p "$dir/$name.pid"
+        check_rc "$name: started for the logrotate test" 0
+        pid=$(cat "$dir/$name.pid" 2>/dev/null || true)
+        check "$name: its log file has lines" test -s "$dir/$name.log"
+        run_cmd logrotate -f -s "$dir/state.logrotate" "$dir/$name.logrotate"
+        check_rc "logrotate -f with the packaged $name file" 0
+        check "$name: the old log was moved to .1" test -s "$dir/$name.log.1"
+        check "$name: a new, empty log was created" test -f "$dir/$name.log"
+        sleep 0.5
+        check "$name: still running after SIGHUP" pid_alive "$pid"
+        kill -TERM "$pid"
+        check "$name: stops on SIGTERM" wait_gone "$pid" 10
+        check "$name: after SIGHUP it wrote to the new log file (reopened it)" test -s "$dir/$name.log"
+    done
+}
+
+# The other half's end-to-end test, with the release node instead of the debug one.
+test_e2e() {
+    if [ ! -f "$TOP/tests/e2e_lifecycle.rs" ]; then
+        skip "e2e lifecycle with the release node: tests/e2e_lifecycle.rs does not exist yet"
+        return 0
+    fi
+    check "e2e lifecycle test passes with VMWATCH_NODE_BIN=dist/vmwatch-node" \
+        env VMWATCH_NODE_BIN="$BIN_DIR/vmwatch-node" cargo test --test e2e_lifecycle -- --test-threads=1
+}
