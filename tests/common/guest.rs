@@ -1,0 +1,273 @@
+//! Real QEMU guests on the machine's libvirtd (`qemu:///system`), for the
+//! end-to-end tests.
+//!
+//! A guest is as small as a real machine gets: 16 MiB of RAM, one sparse
+//! 16 MiB raw disk on virtio, a serial port logged to a file, and instead of
+//! SeaBIOS the tiny firmware of tests/support/guest-firmware.S, which boots
+//! in milliseconds, sleeps in `hlt`, and powers the machine off when the
+//! ACPI power button is pressed. That makes `virsh shutdown` and `virsh
+//! reboot` produce the real guest-initiated events an OS would, which an
+//! OS-less guest never does. The firmware writes `R` on the serial port
+//! each time it is ready (after every boot) and `S` when it powers off, so
+//! tests know when the power button works.
+//!
+//! Names are `vmwatch-test-<pid>-<name>`: other engineers' guests share this
+//! libvirtd, and tests only ever look at their own. Dropping a [`Guest`]
+//! destroys and undefines it, whatever state the test left it in.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{read_text, wait_for, TestDir};
+
+/// Where the tests find libvirtd.
+pub const URI: &str = "qemu:///system";
+/// Deadline for one virsh command.
+const VIRSH_DEADLINE: Duration = Duration::from_secs(60);
+/// The firmware's code; see guest-firmware.S.
+pub const FIRMWARE_HEX: &str = include_str!("../support/guest-firmware.hex");
+
+/// The 64 KiB ROM image: code at 0, `jmp far f000:0000` at the reset vector.
+pub fn firmware_rom() -> Vec<u8> {
+    let hex = FIRMWARE_HEX.trim();
+    assert!(
+        hex.len().is_multiple_of(2),
+        "odd number of hex digits in the firmware"
+    );
+    let code: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex digit in the firmware"))
+        .collect();
+    assert!(code.len() < 0xfff0, "firmware code too large");
+    let mut rom = vec![0xffu8; 65536];
+    rom[..code.len()].copy_from_slice(&code);
+    rom[0xfff0..0xfff5].copy_from_slice(&[0xea, 0x00, 0x00, 0x00, 0xf0]);
+    rom
+}
+
+/// `kvm` when /dev/kvm exists, else `qemu` (TCG); `VMWATCH_TEST_VIRT_TYPE`
+/// overrides.
+pub fn virt_type() -> String {
+    match std::env::var("VMWATCH_TEST_VIRT_TYPE") {
+        Ok(t) if !t.is_empty() => t,
+        _ if Path::new("/dev/kvm").exists() => "kvm".into(),
+        _ => "qemu".into(),
+    }
+}
+
+/// Runs `virsh -c qemu:///system ARGS` with a deadline; returns its output
+/// whether or not it succeeded, or why it could not run. Never panics (it is
+/// used from `Drop`).
+pub fn virsh_try(args: &[&str]) -> Result<Output, String> {
+    let mut child = Command::new("virsh")
+        .arg("-q")
+        .arg("-c")
+        .arg(URI)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run virsh (is libvirt-clients installed?): {e}"))?;
+    let start = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => return child.wait_with_output().map_err(|e| e.to_string()),
+            Ok(None) if start.elapsed() > VIRSH_DEADLINE => {
+                let _ = child.kill();
+                let out = child.wait_with_output().map_err(|e| e.to_string())?;
+                return Err(format!(
+                    "virsh {} did not finish within {} s (is libvirtd stuck?): {}",
+                    args.join(" "),
+                    VIRSH_DEADLINE.as_secs(),
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Err(format!("cannot wait for virsh: {e}")),
+        }
+    }
+}
+
+/// As [`virsh_try`], failing the test if virsh could not run.
+pub fn virsh_output(args: &[&str]) -> Output {
+    virsh_try(args).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Runs virsh and fails the test if it fails; returns its stdout.
+pub fn virsh(args: &[&str]) -> String {
+    let out = virsh_output(args);
+    assert!(
+        out.status.success(),
+        "virsh {} failed ({}): {}{}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn random_uuid() -> String {
+    let mut b = [0u8; 16];
+    let f = std::fs::File::open("/dev/urandom").expect("open /dev/urandom");
+    std::io::Read::read_exact(&mut &f, &mut b).expect("read /dev/urandom");
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// One test guest. Not defined until [`Guest::define`].
+pub struct Guest {
+    pub name: String,
+    pub uuid: String,
+    xml: PathBuf,
+    console: PathBuf,
+}
+
+impl Guest {
+    /// Prepares disk, firmware and XML in `dir` for a guest `vmwatch-test-<pid>-<short>`.
+    pub fn new(dir: &TestDir, short: &str) -> Guest {
+        let name = format!("vmwatch-test-{}-{short}", std::process::id());
+        let uuid = random_uuid();
+        let rom = dir.join("guest-firmware.rom");
+        if !rom.exists() {
+            std::fs::write(&rom, firmware_rom()).expect("write the guest firmware");
+        }
+        let disk = dir.join(&format!("{short}.raw"));
+        let f = std::fs::File::create(&disk).expect("create the guest disk");
+        f.set_len(16 << 20)
+            .expect("size the guest disk (truncate -s 16M)");
+        let console = dir.join(&format!("{short}.console"));
+        let xml = dir.join(&format!("{short}.xml"));
+        let text = format!(
+            r#"<domain type='{virt}'>
+  <name>{name}</name>
+  <uuid>{uuid}</uuid>
+  <memory unit='MiB'>16</memory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <loader type='rom'>{rom}</loader>
+  </os>
+  <features><acpi/></features>
+  <devices>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source file='{disk}'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <controller type='usb' model='none'/>
+    <memballoon model='none'/>
+    <serial type='file'>
+      <source path='{console}' append='on'/>
+      <target port='0'/>
+    </serial>
+  </devices>
+</domain>
+"#,
+            virt = virt_type(),
+            rom = rom.display(),
+            disk = disk.display(),
+            console = console.display(),
+        );
+        std::fs::write(&xml, text).expect("write the guest XML");
+        Guest {
+            name,
+            uuid,
+            xml,
+            console,
+        }
+    }
+
+    pub fn define(&self) {
+        virsh(&["define", &self.xml.display().to_string()]);
+    }
+
+    pub fn start(&self) {
+        virsh(&["start", &self.name]);
+    }
+
+    pub fn suspend(&self) {
+        virsh(&["suspend", &self.name]);
+    }
+
+    pub fn resume(&self) {
+        virsh(&["resume", &self.name]);
+    }
+
+    /// `virsh reboot --mode acpi`: presses the power button; when the guest
+    /// powers off, libvirt resets it instead (a "fake reboot").
+    pub fn reboot(&self) {
+        virsh(&["reboot", "--mode", "acpi", &self.name]);
+    }
+
+    /// `virsh reset`: a hardware reset, as a guest OS rebooting does.
+    pub fn reset(&self) {
+        virsh(&["reset", &self.name]);
+    }
+
+    /// `virsh shutdown --mode acpi`: presses the power button.
+    pub fn shutdown(&self) {
+        virsh(&["shutdown", "--mode", "acpi", &self.name]);
+    }
+
+    pub fn destroy(&self) {
+        virsh(&["destroy", &self.name]);
+    }
+
+    pub fn undefine(&self) {
+        virsh(&["undefine", &self.name]);
+    }
+
+    /// libvirt's view: `virsh domstate`.
+    pub fn state(&self) -> String {
+        virsh(&["domstate", &self.name]).trim().to_string()
+    }
+
+    /// What the firmware wrote on the serial port: one `R` per boot, one
+    /// `S` per power-off.
+    pub fn console(&self) -> String {
+        read_text(&self.console)
+    }
+
+    /// Waits until the firmware has come up `boots` times in all (the power
+    /// button works from then on).
+    pub fn wait_ready(&self, boots: usize, timeout: Duration) {
+        let what = format!("guest {} to boot ({} times)", self.name, boots);
+        wait_for(
+            &what,
+            timeout,
+            || (self.console().matches('R').count() >= boots).then_some(()),
+            || {
+                format!(
+                    "serial console: {:?}; libvirt state: {}",
+                    self.console(),
+                    virsh_output(&["domstate", "--reason", &self.name])
+                        .stdout
+                        .iter()
+                        .map(|&b| b as char)
+                        .collect::<String>()
+                )
+            },
+        );
+    }
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        // Either may fail (not running, already gone): that is fine. virsh
+        // has its deadline, so a dead libvirtd cannot hang the drop.
+        let _ = virsh_try(&["destroy", &self.name]);
+        let _ = virsh_try(&["undefine", &self.name]);
+    }
+}
