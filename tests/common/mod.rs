@@ -446,8 +446,9 @@ fn complete_lines(path: &Path) -> Vec<PanelLine> {
 /// `panel_command`. It appends every batch it accepts to `received`, and
 /// notes each call (`ok|fail N VMWATCH_UPDATES`) in `calls`. While the file
 /// `fail` exists it refuses batches (exit 1, batch appended to `refused`);
-/// while `hang` exists it sleeps without reading its input, so the master
-/// must kill it after `panel_timeout`.
+/// while `hang` exists it waits for a child `sleep 120` without reading its
+/// input (both pids go to `hung.pids`), so the master must kill the whole
+/// process group after `panel_timeout`.
 pub struct Panel {
     dir: PathBuf,
     pub command: PathBuf,
@@ -463,9 +464,11 @@ impl Panel {
 # vmwatch test panel: records what the master hands over.
 d='{dir}'
 if [ -e "$d/hang" ]; then
-    echo "$$" >> "$d/hung.pids"
     echo "hang - ${{VMWATCH_UPDATES:-unset}}" >> "$d/calls"
-    sleep 120
+    sleep 120 &
+    echo "$$" >> "$d/hung.pids"
+    echo "$!" >> "$d/hung.pids"
+    wait
     exit 1
 fi
 batch="$d/batch.$$"
@@ -540,7 +543,7 @@ exit 0
             .collect()
     }
 
-    /// Pids of the panel processes that hung.
+    /// Pids of the panel processes that hung: each script and its `sleep`.
     pub fn hung_pids(&self) -> Vec<u32> {
         read_text(&self.dir.join("hung.pids"))
             .lines()
