@@ -68,6 +68,10 @@ print_xml() {
     # decompressor spun at 100% CPU for minutes, with and without KASLR, and as a
     # PVH ELF too), while TCG reaches /init in about 4 s and idles cheaply.
     # VMWATCH_GUEST_DOMTYPE=kvm opts in where KVM is real.
+    # VMWATCH_GUEST_QUIET=N keeps the guest idle for its first N seconds.
+    case "${VMWATCH_GUEST_QUIET:-}" in
+        ''|*[!0-9]*) [ -z "${VMWATCH_GUEST_QUIET:-}" ] || die "VMWATCH_GUEST_QUIET must be a number of seconds" ;;
+    esac
     local domtype=${VMWATCH_GUEST_DOMTYPE:-qemu}
     case "$domtype" in
         kvm|qemu) ;;
@@ -79,7 +83,7 @@ print_xml() {
         boot="
     <kernel>$kernel</kernel>
     <initrd>$initrd</initrd>
-    <cmdline>console=ttyS0 quiet</cmdline>"
+    <cmdline>console=ttyS0 quiet${VMWATCH_GUEST_QUIET:+ vmwatch.quiet=$VMWATCH_GUEST_QUIET}</cmdline>"
     fi
     local serial="<serial type='pty'><target port='0'/></serial>"
     if [ -n "$console" ]; then
@@ -188,6 +192,13 @@ ip addr add $GUEST_ADDR dev "\$nic"
 blocks=\$((\$(cat /sys/block/vda/size) / 8))
 [ "\$blocks" -gt 0 ] || blocks=1
 echo "vmwatch-guest: up, nic=\$nic disk=\$blocks x 4KiB"
+# vmwatch.quiet=N on the kernel command line: stay idle N seconds first, so a
+# test sees an idle warning raised and then cleared by real activity.
+quiet=\$(sed -n 's/.*vmwatch\.quiet=\([0-9]*\).*/\1/p' /proc/cmdline)
+if [ -n "\$quiet" ]; then
+    echo "vmwatch-guest: quiet for \$quiet s"
+    sleep "\$quiet"
+fi
 i=0
 while :; do
     i=\$((i + 1))
