@@ -68,7 +68,13 @@ fn burst_of_500_updates_reaches_the_panel_in_batches_with_the_exact_final_state(
         )]));
     }
     let ctx = || report(&[&master], Some(&panel));
-    let expected = |i: usize| if i % 2 == 0 { "shutoff" } else { "paused" };
+    let expected = |i: usize| {
+        if i.is_multiple_of(2) {
+            "shutoff"
+        } else {
+            "paused"
+        }
+    };
     wait_for(
         "every domain's final state at the panel",
         PANEL_DEADLINE,

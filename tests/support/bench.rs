@@ -414,7 +414,7 @@ fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let mut sections: BTreeMap<u8, String> = BTreeMap::new();
     let only = std::env::args().skip(1).find(|a| !a.starts_with("--"));
-    let run = |n: &str| only.as_deref().map_or(true, |o| o == n);
+    let run = |n: &str| only.as_deref().is_none_or(|o| o == n);
     let mut s = String::new();
     if run("pipeline") {
         pipeline(&mut s);
