@@ -12,8 +12,10 @@ fi
 
 need_pkgs=()
 want() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed' || need_pkgs+=("$1"); }
+# binutils: the end-to-end tests check tests/support/guest-firmware.hex against
+# its assembly source with `as` and `objcopy`.
 for p in pkg-config g++ make libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu \
-         libvirt-clients qemu-system-x86 ; do
+         libvirt-clients qemu-system-x86 binutils ; do
     want "$p"
 done
 # Extra packages asked for by the caller (e.g. packaging tests), space separated.
