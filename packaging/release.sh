@@ -13,7 +13,8 @@
 #
 # Everything lives under target/: the zig toolchain (a Python venv from PyPI), its cache
 # and the cargo target dir, so the development build in target/debug is never locked or
-# rebuilt. The first (cold) build takes about 7 minutes on 2 cores, later ones seconds.
+# rebuilt. From a fresh clone (2 cores) it took 622 s: zig builds musl, glibc stubs and
+# libc++ for each target, cargo every crate twice; after a source change ~40 s.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)

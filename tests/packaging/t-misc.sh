@@ -86,12 +86,17 @@ test_logrotate() {
     done
 }
 
-# The other half's end-to-end test, with the release node instead of the debug one.
+# The other half's end-to-end test (real libvirtd, real guests), with the release binaries
+# instead of the debug ones.
 test_e2e() {
     if [ ! -f "$TOP/tests/e2e_lifecycle.rs" ]; then
         skip "e2e lifecycle with the release node: tests/e2e_lifecycle.rs does not exist yet"
         return 0
     fi
-    check "e2e lifecycle test passes with VMWATCH_NODE_BIN=dist/vmwatch-node" \
-        env VMWATCH_NODE_BIN="$BIN_DIR/vmwatch-node" cargo test --test e2e_lifecycle -- --test-threads=1
+    # Both release binaries: the static master is what the master RPM ships too.
+    run_cmd env VMWATCH_NODE_BIN="$BIN_DIR/vmwatch-node" VMWATCH_MASTER_BIN="$BIN_DIR/vmwatch-master" \
+        cargo test --test e2e_lifecycle -- --test-threads=1
+    check_rc "e2e lifecycle test with VMWATCH_NODE_BIN=dist/vmwatch-node VMWATCH_MASTER_BIN=dist/vmwatch-master" 0
+    check_out "... ran tests (not an empty run)" 'test result: ok\. [1-9][0-9]* passed'
+    printf '%s\n' "$OUT" | grep -E '^test .* \.\.\. |^test result' | sed 's/^/        | /' || true
 }

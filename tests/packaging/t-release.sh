@@ -78,3 +78,14 @@ test_release_binaries() {
         check_out "$(basename "$f") -V prints its name and version" "^$(basename "$f") [0-9]"
     done
 }
+
+# The getauxval shim's own unit tests (src/glibc_compat.rs), which the default `cargo test`
+# does not compile (they need the glibc212 feature). Native build, in a target dir of its
+# own so neither target/debug nor the release builds are touched.
+test_glibc_compat() {
+    run_cmd env CARGO_TARGET_DIR="$TOP/target/portable-test" \
+        cargo test --locked --lib --features glibc212 glibc_compat::
+    check_rc "cargo test --features glibc212 glibc_compat" 0
+    check_out "... ran the shim's tests (AT_PAGESZ matches sysconf)" 'glibc_compat::tests::page_size_matches_sysconf \.\.\. ok'
+    check_out "... and the missing-entry test (0 with ENOENT)" 'glibc_compat::tests::missing_entry_is_zero_with_enoent \.\.\. ok'
+}
