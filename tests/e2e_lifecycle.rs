@@ -83,6 +83,17 @@ fn reboot_lines(panel: &Panel, uuid: &str) -> Vec<PanelLine> {
         .collect()
 }
 
+/// Waits until the master has accepted a first message from node `id`.
+fn wait_node_up(master: &Daemon, id: &str, ctx: impl Fn() -> String) {
+    let needle = format!("node {id} is up");
+    wait_for(
+        &format!("`{needle}` in the master log"),
+        PANEL_DEADLINE,
+        || master.log_text().contains(&needle).then_some(()),
+        ctx,
+    );
+}
+
 /// States of domain lines.
 fn states(lines: &[PanelLine]) -> Vec<String> {
     lines.iter().map(|l| l.field("state").to_string()).collect()
@@ -139,6 +150,9 @@ fn a_guest_lifecycle_reaches_the_panel_in_order() {
     let g = Guest::new(&dir, "life");
     let uuid = g.uuid.clone();
     let ctx = || report(&[&master, &node], Some(&panel));
+    // The node's first message is its snapshot: once the master has it, the
+    // guest defined next can only reach it through its own event.
+    wait_node_up(&master, "7", ctx);
 
     g.define();
     let l = wait_domain_state(&panel, &uuid, 0, "shutoff", "define", ctx);
@@ -524,12 +538,7 @@ fn z1_libvirtd_hung_stops_the_node_by_keepalive() {
         "stats=no\nkeepalive_interval=1\nkeepalive_count=2\n",
     );
     let mut node = start_node(&dir, "node", &text);
-    wait_for(
-        "the node's first snapshot to reach the master",
-        PANEL_DEADLINE,
-        || master.log_text().contains("node 9 is up").then_some(()),
-        || report(&[&master, &node], Some(&panel)),
-    );
+    wait_node_up(&master, "9", || report(&[&master, &node], Some(&panel)));
     let pid = libvirtd_pid().expect("libvirtd's pid in /var/run/libvirtd.pid");
     let _restore = RestoreLibvirtd;
     assert!(signal(pid, libc::SIGSTOP), "SIGSTOP libvirtd");
@@ -556,12 +565,7 @@ fn z2_libvirtd_killed_stops_the_node_with_status_3() {
     let panel = Panel::new(&dir);
     let (master, port) = start_master(&dir, &panel, "node_timeout=3\n");
     let mut node = start_node(&dir, "node", &node_text(&dir, "node", port, SECRET, "8"));
-    wait_for(
-        "the node's first snapshot to reach the master",
-        PANEL_DEADLINE,
-        || master.log_text().contains("node 8 is up").then_some(()),
-        || report(&[&master, &node], Some(&panel)),
-    );
+    wait_node_up(&master, "8", || report(&[&master, &node], Some(&panel)));
     let pid = libvirtd_pid().expect("libvirtd's pid in /var/run/libvirtd.pid");
     let _restore = RestoreLibvirtd;
     assert!(signal(pid, libc::SIGKILL), "kill libvirtd");
