@@ -22,8 +22,8 @@ use crate::ratelimit::RateLimit;
 use crate::service::{now_ms, Shutdown};
 
 /// Frames kept from one multipart message; a message with more is rejected
-/// whatever its content, but still read to its end.
-const MAX_FRAMES: usize = 3;
+/// whatever its content, but still read to its end (only counted).
+const MAX_FRAMES: usize = 2;
 /// Messages handled per wake-up before housekeeping gets a turn.
 const BURST: usize = 1000;
 
@@ -138,18 +138,14 @@ impl Receiver {
 
     /// Handles one message; the state table changes only if it is accepted.
     fn handle(&mut self, r: Received) {
-        let frames = if r.total_frames == r.frames.len() {
-            &r.frames[..]
-        } else {
-            // More frames than any valid message: fail the frame check.
-            &r.frames[..MAX_FRAMES.min(r.frames.len())]
-        };
-        let msg = match decode(&self.secret, frames) {
-            Ok(m) if r.total_frames == frames.len() => m,
-            Ok(_) => {
-                let e = crate::protocol::WireError::Frames(r.total_frames);
-                return self.reject(e.counter(), &r.peer, &e);
-            }
+        // Only the first frames were kept; the count is checked on the real
+        // number, so the log says how many frames the peer really sent.
+        if r.total_frames != 2 {
+            let e = crate::protocol::WireError::Frames(r.total_frames);
+            return self.reject(e.counter(), &r.peer, &e);
+        }
+        let msg = match decode(&self.secret, &r.frames) {
+            Ok(m) => m,
             Err(e) => return self.reject(e.counter(), &r.peer, &e),
         };
         let now = now_ms();

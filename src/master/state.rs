@@ -160,6 +160,18 @@ impl StateTable {
                 };
                 self.set(node, &ev.domain, &state, &reason, ev.time_ms, out);
             }
+            // QEMU starts a domain paused and then lets it run, so libvirt
+            // announces every start as Resumed/Unpaused followed by
+            // Started/Booted. A resume of a domain that was not paused is
+            // that prelude: skip it, and the start reports the real reason.
+            "resumed"
+                if matches!(
+                    self.nodes[node]
+                        .domains
+                        .get(&ev.domain.uuid)
+                        .map(|d| d.state.as_str()),
+                    Some("shutoff" | "shutdown" | "crashed")
+                ) => {}
             other => match state_after(other) {
                 Some(state) => self.set(node, &ev.domain, state, &ev.detail, ev.time_ms, out),
                 None => log::warn!(
@@ -404,12 +416,15 @@ mod tests {
         let mut t = StateTable::new(false, 90);
         let lifecycle = vec![
             ev(U1, "t1", "defined", "added"),
+            // libvirt's start: Resumed/Unpaused, then Started/Booted.
+            ev(U1, "t1", "resumed", "unpaused"),
             ev(U1, "t1", "started", "booted"),
             ev(U1, "t1", "suspended", "paused"),
             ev(U1, "t1", "resumed", "unpaused"),
             ev(U1, "t1", "reboot", "-"),
             ev(U1, "t1", "shutdown", "finished"),
             ev(U1, "t1", "stopped", "shutdown"),
+            ev(U1, "t1", "resumed", "unpaused"),
             ev(U1, "t1", "started", "booted"),
             ev(U1, "t1", "stopped", "destroyed"),
             ev(U1, "t1", "undefined", "removed"),
@@ -438,6 +453,22 @@ mod tests {
             ]
         );
         assert!(out.iter().any(|u| matches!(u, Update::Reboot { .. })));
+        let start_reasons: Vec<&str> = out
+            .iter()
+            .filter_map(|u| match u {
+                Update::Domain {
+                    state, old, reason, ..
+                } if state == "running" && old.as_deref() == Some("shutoff") => {
+                    Some(reason.as_str())
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            start_reasons,
+            ["booted", "booted"],
+            "a start is reported as booted"
+        );
         assert!(t.nodes["3"].domains.is_empty());
     }
 
