@@ -329,6 +329,29 @@ impl Loader {
     }
 }
 
+/// Loads a daemon's file: `build` reads its keys from the loader; a short
+/// shared secret (as `secret` returns it) is warned about, not refused, since
+/// the panel chose it.
+pub fn load_with<T>(
+    path: &Path,
+    build: impl FnOnce(String, &mut Loader) -> T,
+    secret: impl Fn(&T) -> &str,
+) -> Result<(T, Vec<Problem>), ConfigError> {
+    let shown = path.display().to_string();
+    let mut l = Loader::open(path)?;
+    let cfg = build(shown.clone(), &mut l);
+    let mut warnings = l.finish()?;
+    let len = secret(&cfg).len();
+    if len < 16 {
+        warnings.push(problem(
+            &shown,
+            0,
+            format!("`secret` is only {len} characters long; a longer random secret is safer"),
+        ));
+    }
+    Ok((cfg, warnings))
+}
+
 /// Checks a ZeroMQ endpoint and adds the default port to a bare tcp host.
 pub fn normalize_endpoint(value: &str) -> Result<String, String> {
     if let Some(path) = value.strip_prefix("ipc://") {

@@ -5,7 +5,9 @@
 
 use std::path::Path;
 
-use crate::config::{check_secret, mask_secret, yes_no, ConfigError, Loader, LogSettings, Problem};
+use crate::config::{
+    check_secret, load_with, mask_secret, yes_no, ConfigError, Loader, LogSettings, Problem,
+};
 
 /// Effective master settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,20 +40,7 @@ pub struct MasterConfig {
 impl MasterConfig {
     /// Loads and checks the file; warnings are returned for logging.
     pub fn load(path: &Path) -> Result<(MasterConfig, Vec<Problem>), ConfigError> {
-        let mut l = Loader::open(path)?;
-        let cfg = MasterConfig::from_loader(path.display().to_string(), &mut l);
-        let mut warnings = l.finish()?;
-        if cfg.secret.len() < 16 {
-            warnings.push(Problem {
-                path: cfg.path.clone(),
-                line: 0,
-                message: format!(
-                    "`secret` is only {} characters long; a longer random secret is safer",
-                    cfg.secret.len()
-                ),
-            });
-        }
-        Ok((cfg, warnings))
+        load_with(path, MasterConfig::from_loader, |c| &c.secret)
     }
 
     /// Reads every key from `l`, recording problems in it.

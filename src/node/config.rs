@@ -5,7 +5,9 @@
 
 use std::path::Path;
 
-use crate::config::{check_secret, mask_secret, yes_no, ConfigError, Loader, LogSettings, Problem};
+use crate::config::{
+    check_secret, load_with, mask_secret, yes_no, ConfigError, Loader, LogSettings, Problem,
+};
 use crate::protocol::check_node_id;
 
 /// Effective node settings.
@@ -40,20 +42,7 @@ pub struct NodeConfig {
 impl NodeConfig {
     /// Loads and checks the file; warnings are returned for logging.
     pub fn load(path: &Path) -> Result<(NodeConfig, Vec<Problem>), ConfigError> {
-        let mut l = Loader::open(path)?;
-        let cfg = NodeConfig::from_loader(path.display().to_string(), &mut l);
-        let mut warnings = l.finish()?;
-        if cfg.secret.len() < 16 {
-            warnings.push(Problem {
-                path: cfg.path.clone(),
-                line: 0,
-                message: format!(
-                    "`secret` is only {} characters long; a longer random secret is safer",
-                    cfg.secret.len()
-                ),
-            });
-        }
-        Ok((cfg, warnings))
+        load_with(path, NodeConfig::from_loader, |c| &c.secret)
     }
 
     /// Reads every key from `l`, recording problems in it.
