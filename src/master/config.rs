@@ -51,7 +51,10 @@ impl MasterConfig {
             path,
             disabled,
             listen: l.endpoint("listen", Some("tcp://0.0.0.0:1515")),
-            secret: l.checked("secret", None, check_secret),
+            // A disabled master needs no secret: the package's own file
+            // ships without one, to keep the service off until the panel
+            // writes the real configuration.
+            secret: l.checked("secret", disabled.then_some(""), check_secret),
             log: LogSettings::load(l, "/usr/local/mgr5/var/vmwatch-master.log"),
             panel_command: panel.split_whitespace().map(str::to_string).collect(),
             panel_timeout: l.number("panel_timeout", 30, 1, 3_600),
@@ -113,6 +116,21 @@ mod tests {
         assert_eq!(c.listen, "tcp://10.1.1.1:1515");
         assert_eq!(c.panel_command, vec!["/usr/local/mgr5/sbin/vmwatch-panel"]);
         assert_eq!(c.node_timeout, 90);
+    }
+
+    #[test]
+    fn the_packaged_disabled_file_loads_without_a_secret() {
+        let text = include_str!("../../packaging/conf/vmwatch-master.conf");
+        let mut l = Loader::from_reader("vmwatch-master.conf", text.as_bytes());
+        let c = MasterConfig::from_loader("vmwatch-master.conf".into(), &mut l);
+        assert!(l.finish().unwrap().is_empty());
+        assert!(c.disabled);
+        // Enabled, the same file is refused for its missing secret.
+        let enabled = text.replace("disabled=yes", "disabled=no");
+        let mut l = Loader::from_reader("m.conf", enabled.as_bytes());
+        MasterConfig::from_loader("m.conf".into(), &mut l);
+        let errs = l.finish().unwrap_err().errors;
+        assert_eq!(errs[0].to_string(), "m.conf: missing required `secret=...`");
     }
 
     #[test]
