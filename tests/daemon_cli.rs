@@ -629,6 +629,18 @@ fn syslog_gets_daemon_facility_lines_with_the_program_name_and_pid() {
     assert!(m.stop().success(), "{}", m.report());
 }
 
+/// Exit status 0, the signal named in the log, and `exiting` as the last line.
+fn assert_clean_stop(d: &Daemon, st: std::process::ExitStatus, signal: &str) {
+    assert_eq!(st.code(), Some(0), "{}", d.report());
+    let log = d.log_text();
+    assert!(
+        log.contains(&format!("received {signal}, stopping")),
+        "{}",
+        d.report()
+    );
+    assert!(log.trim_end().ends_with("exiting"), "{}", d.report());
+}
+
 #[test]
 fn sigint_and_sigterm_stop_cleanly_with_exiting_last() {
     let dir = TestDir::new("signals");
@@ -636,34 +648,14 @@ fn sigint_and_sigterm_stop_cleanly_with_exiting_last() {
     let (mut m, _) = start_master(&dir, &panel, "");
     m.signal(libc::SIGINT);
     let st = m.wait_exit(DAEMON_DEADLINE);
-    assert_eq!(st.code(), Some(0), "{}", m.report());
-    assert!(
-        m.log_text().contains("received SIGINT, stopping"),
-        "{}",
-        m.report()
-    );
-    assert!(
-        m.log_text().trim_end().ends_with("exiting"),
-        "{}",
-        m.report()
-    );
+    assert_clean_stop(&m, st, "SIGINT");
     assert!(!m.pidfile.exists());
 
     let mut n = start_node(&dir, "node", &node_text(&dir, ""));
     let pidfile: PathBuf = n.pidfile.clone();
     assert_eq!(read_pid(&pidfile), Some(n.pid()));
     let st = n.stop();
-    assert_eq!(st.code(), Some(0), "{}", n.report());
-    assert!(
-        n.log_text().contains("received SIGTERM, stopping"),
-        "{}",
-        n.report()
-    );
-    assert!(
-        n.log_text().trim_end().ends_with("exiting"),
-        "{}",
-        n.report()
-    );
+    assert_clean_stop(&n, st, "SIGTERM");
     assert!(!pidfile.exists());
 }
 

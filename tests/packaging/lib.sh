@@ -111,3 +111,17 @@ check_match() {
         fail "$1: [$3] does not match /$2/"
     fi
 }
+
+# Writes DIR/NAME.conf (mode 0600) for a test daemon on loopback PORT, logging to
+# DIR/NAME.log; URI is the node's libvirt URI (ignored for the master).
+write_daemon_conf() {
+    local name=$1 dir=$2 port=$3 uri=$4 conf=$2/$1.conf
+    if [ "$name" = vmwatch-master ]; then
+        printf 'listen=tcp://127.0.0.1:%s\nsecret=ABC123DEF456GHI789\nlog=%s\nstate_file=%s\npanel_command=/bin/true\n' \
+            "$port" "$dir/$name.log" "$dir/state" >"$conf"
+    else
+        printf 'connect=tcp://127.0.0.1:%s\nsecret=ABC123DEF456GHI789\nnode_id=3\nuri=%s\nlog=%s\n' \
+            "$port" "$uri" "$dir/$name.log" >"$conf"
+    fi
+    chmod 600 "$conf"
+}

@@ -56,14 +56,7 @@ test_logrotate() {
     for name in vmwatch-master vmwatch-node; do
         port=$(free_port)
         conf=$dir/$name.conf
-        if [ "$name" = vmwatch-master ]; then
-            printf 'listen=tcp://127.0.0.1:%s\nsecret=ABC123DEF456GHI789\nlog=%s\nstate_file=%s\npanel_command=/bin/true\n' \
-                "$port" "$dir/$name.log" "$dir/state" >"$conf"
-        else
-            printf 'connect=tcp://127.0.0.1:%s\nsecret=ABC123DEF456GHI789\nnode_id=3\nuri=test:///default\nlog=%s\n' \
-                "$port" "$dir/$name.log" >"$conf"
-        fi
-        chmod 600 "$conf"
+        write_daemon_conf "$name" "$dir" "$port" test:///default
         sed -e "s|/usr/local/mgr5/var/$name.log|$dir/$name.log|" \
             -e "s|/var/run/$name.pid|$dir/$name.pid|" \
             "$TOP/packaging/logrotate/$name" >"$dir/$name.logrotate"

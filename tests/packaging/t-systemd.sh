@@ -117,18 +117,11 @@ test_hardening() {
         caps=$(setpriv_caps "$TOP/packaging/systemd/$name.service")
         port=$(free_port)
         conf=$dir/$name.conf
-        if [ "$name" = vmwatch-master ]; then
-            printf 'listen=tcp://127.0.0.1:%s\nsecret=ABC123DEF456GHI789\nlog=%s\nstate_file=%s\npanel_command=/bin/true\n' \
-                "$port" "$dir/$name.log" "$dir/state" >"$conf"
-        else
-            if ! virsh -c qemu:///system version >/dev/null 2>&1; then
-                skip "$name under its unit's capabilities: libvirtd is not running (make setup starts it)"
-                continue
-            fi
-            printf 'connect=tcp://127.0.0.1:%s\nsecret=ABC123DEF456GHI789\nnode_id=5\nuri=qemu:///system\nlog=%s\n' \
-                "$port" "$dir/$name.log" >"$conf"
+        if [ "$name" = vmwatch-node ] && ! virsh -c qemu:///system version >/dev/null 2>&1; then
+            skip "$name under its unit's capabilities: libvirtd is not running (make setup starts it)"
+            continue
         fi
-        chmod 600 "$conf"
+        write_daemon_conf "$name" "$dir" "$port" qemu:///system
         setpriv --no-new-privs --bounding-set "$caps" --inh-caps -all -- \
             "$BIN_DIR/$name" -f -c "$conf" -p "$dir/$name.pid" >"$dir/$name.out" 2>&1 &
         pid=$!
