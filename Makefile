@@ -30,7 +30,7 @@ test-unit:
 # Everything: unit, integration and end-to-end on the real libvirtd, then packaging.
 test: setup
 	$(CARGO) build --bins --tests
-	$(CARGO) test -- --test-threads=1
+	VMWATCH_E2E=1 $(CARGO) test -- --test-threads=1
 	if [ -f packaging/packaging.mk ]; then $(MAKE) test-packaging; fi
 
 demo: setup

@@ -8,11 +8,13 @@
 
 pub mod cli;
 pub mod config;
+pub mod kvline;
 pub mod logging;
 pub mod master;
 pub mod protocol;
 pub mod ratelimit;
 pub mod service;
+pub mod vocab;
 
 #[cfg(feature = "glibc212")]
 mod glibc_compat;

@@ -128,6 +128,81 @@ pub fn reopen() {
     }
 }
 
+/// Whether a character could forge a log line or move a terminal: control
+/// characters (C0, DEL, C1), line and paragraph separators, bidirectional
+/// overrides.
+fn is_unsafe(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `s` with every unsafe character written as `\xNN` (or `\u{NNNN}`), so a
+/// value from outside is one visible run of text on one line.
+pub fn escape_control(s: &str) -> String {
+    if !s.chars().any(is_unsafe) {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if !is_unsafe(c) {
+            out.push(c);
+        } else if (c as u32) < 0x100 {
+            let _ = write!(out, "\\x{:02x}", c as u32);
+        } else {
+            let _ = write!(out, "\\u{{{:04x}}}", c as u32);
+        }
+    }
+    out
+}
+
+/// Makes a panic in any thread reach the log file and syslog, with the
+/// thread's name and where it happened, and then end the process (a half-dead
+/// daemon that still holds its pidfile is worse than one init restarts).
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        let name = thread.name().unwrap_or("?");
+        let what = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".to_string());
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let msg = escape_control(&format!(
+            "panic in thread '{name}'{place}: {what}; the daemon stops (please report this)"
+        ));
+        emergency(&msg);
+        std::process::abort();
+    }));
+}
+
+/// Writes one error line to every destination without waiting for a lock
+/// another thread may hold forever (the panicking thread may hold it).
+fn emergency(msg: &str) {
+    let line = format!("{} ERROR [{}] {msg}\n", timestamp(), std::thread::current().name().unwrap_or("?"));
+    let Some(l) = LOGGER.get() else {
+        let _ = std::io::stderr().write_all(line.as_bytes());
+        return;
+    };
+    if let Ok(mut f) = l.file.try_lock() {
+        if let Some(f) = f.as_mut() {
+            let _ = f.write_all(line.as_bytes());
+            let _ = f.sync_data();
+        }
+    }
+    if l.stderr {
+        let _ = std::io::stderr().write_all(line.as_bytes());
+    }
+    if let Ok(mut s) = l.syslog.try_lock() {
+        if let Some(s) = s.as_mut() {
+            let _ = s.crit(msg);
+        }
+    }
+}
+
 /// Local time as `YYYY-MM-DD HH:MM:SS.mmm`.
 pub fn timestamp() -> String {
     let now = std::time::SystemTime::now()
@@ -163,7 +238,9 @@ impl log::Log for Logger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let msg = record.args().to_string();
+        // Names, reasons and errors come from the network, libvirt and
+        // files: no byte of them may start a line or move a terminal.
+        let msg = escape_control(&record.args().to_string());
         let thread = std::thread::current();
         let mut line = String::with_capacity(msg.len() + 48);
         let _ = writeln!(
@@ -199,5 +276,18 @@ impl log::Log for Logger {
         if let Some(f) = self.file.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
             let _ = f.flush();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_cannot_forge_a_line() {
+        assert_eq!(escape_control("plain vm-1 é"), "plain vm-1 é");
+        assert_eq!(escape_control("a\nb\rc\u{1b}[2J"), "a\\x0ab\\x0dc\\x1b[2J");
+        assert_eq!(escape_control("x\u{2028}y\u{202e}"), "x\\u{2028}y\\u{202e}");
+        assert!(!escape_control("\u{85}\u{7f}\t").chars().any(is_unsafe));
     }
 }

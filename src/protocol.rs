@@ -9,6 +9,8 @@
 //! nothing a receiver acts on is unauthenticated.
 
 use hmac::{Hmac, Mac};
+
+use crate::vocab;
 use sha2::Sha256;
 use std::fmt;
 
@@ -53,6 +55,10 @@ pub struct Event {
     pub detail: String,
     /// When the node's callback ran, ms since the Unix epoch.
     pub time_ms: u64,
+    /// For `reboot`: how many reboots of this domain the sending node
+    /// instance has seen, this one included (`reboots=`; absent from older
+    /// nodes). Lets the master tell a reboot it already has from a new one.
+    pub reboots: Option<u64>,
 }
 
 /// A domain's state in a snapshot: libvirt's virDomainGetState, as names.
@@ -63,6 +69,10 @@ pub struct DomainState {
     /// `crashed`, `pmsuspended`.
     pub state: String,
     pub reason: String,
+    /// How many reboots of this domain the sending node instance has seen
+    /// (`reboots=`; absent from older nodes): a master that counted fewer
+    /// missed some and delivers one (docs/protocol.md, "Reboots").
+    pub reboots: Option<u64>,
 }
 
 /// Activity of one domain over a stats interval.
@@ -122,7 +132,7 @@ pub struct Message {
 /// Why a received message was rejected before any of it was used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WireError {
-    /// Not exactly two frames.
+    /// Not exactly two frames (checked before the MAC: anyone can move it).
     Frames(usize),
     /// Payload over [`MAX_PAYLOAD`].
     TooLarge(usize),
@@ -138,7 +148,8 @@ impl WireError {
     /// A short word for counters and the state file.
     pub fn counter(&self) -> &'static str {
         match self {
-            WireError::Frames(_) | WireError::Malformed(_) => "malformed",
+            WireError::Frames(_) => "frames",
+            WireError::Malformed(_) => "malformed",
             WireError::TooLarge(_) => "oversized",
             WireError::Version(_) => "version",
             WireError::BadMac => "bad_mac",
@@ -168,80 +179,8 @@ impl fmt::Display for WireError {
 
 impl std::error::Error for WireError {}
 
-/// Bytes that appear in values unescaped; every other byte is `%XX`.
-fn is_plain(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-._~:/@+,".contains(&b)
-}
-
-/// Percent-encodes a value (uppercase hex), so values never hold a space,
-/// `=` or a newline.
-pub fn escape(value: &str, out: &mut String) {
-    if value.is_empty() {
-        // `k=` is not valid on the wire. Nothing we send is empty (libvirt
-        // names are never empty and a missing detail is already `-`), so the
-        // only safe spelling of "nothing" is the documented `-`.
-        out.push('-');
-        return;
-    }
-    for &b in value.as_bytes() {
-        if is_plain(b) {
-            out.push(b as char);
-        } else {
-            out.push('%');
-            out.push(char::from(b"0123456789ABCDEF"[(b >> 4) as usize]));
-            out.push(char::from(b"0123456789ABCDEF"[(b & 15) as usize]));
-        }
-    }
-}
-
-/// Decodes a percent-encoded value; rejects any byte that should have been
-/// escaped and any `%` not followed by two uppercase hex digits.
-pub fn unescape(value: &str) -> Result<String, String> {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if b == b'%' {
-            let hex = |c: u8| match c {
-                b'0'..=b'9' => Some(c - b'0'),
-                b'A'..=b'F' => Some(c - b'A' + 10),
-                _ => None,
-            };
-            match (
-                bytes.get(i + 1).and_then(|&c| hex(c)),
-                bytes.get(i + 2).and_then(|&c| hex(c)),
-            ) {
-                (Some(h), Some(l)) => out.push(h << 4 | l),
-                _ => return Err(format!("bad escape in `{}`", short(value))),
-            }
-            i += 3;
-        } else if is_plain(b) {
-            out.push(b);
-            i += 1;
-        } else {
-            return Err(format!("unescaped byte 0x{b:02x} in `{}`", short(value)));
-        }
-    }
-    String::from_utf8(out).map_err(|_| format!("`{}` is not UTF-8", short(value)))
-}
-
-fn short(s: &str) -> String {
-    s.chars().take(40).collect()
-}
-
-/// Appends one record line: `k=v k=v\n`.
-fn record(out: &mut String, fields: &[(&str, &str)]) {
-    for (i, (k, v)) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(' ');
-        }
-        out.push_str(k);
-        out.push('=');
-        escape(v, out);
-    }
-    out.push('\n');
-}
+pub use crate::kvline::{escape, unescape};
+use crate::kvline::{record, short, Fields};
 
 /// Encodes the payload frame of a message.
 pub fn encode_payload(msg: &Message) -> String {
@@ -307,29 +246,33 @@ fn encode_records(body: &Body, out: &mut String) {
 /// One event record line.
 pub fn encode_event(e: &Event, out: &mut String) {
     let t = e.time_ms.to_string();
-    record(
-        out,
-        &[
-            ("uuid", &e.domain.uuid),
-            ("name", &e.domain.name),
-            ("event", &e.event),
-            ("detail", &e.detail),
-            ("time", &t),
-        ],
-    );
+    let n = e.reboots.map(|n| n.to_string());
+    let mut fields = vec![
+        ("uuid", e.domain.uuid.as_str()),
+        ("name", &e.domain.name),
+        ("event", &e.event),
+        ("detail", &e.detail),
+        ("time", &t),
+    ];
+    if let Some(n) = &n {
+        fields.push(("reboots", n));
+    }
+    record(out, &fields);
 }
 
 /// One snapshot record line.
 pub fn encode_domain_state(d: &DomainState, out: &mut String) {
-    record(
-        out,
-        &[
-            ("uuid", &d.domain.uuid),
-            ("name", &d.domain.name),
-            ("state", &d.state),
-            ("reason", &d.reason),
-        ],
-    );
+    let n = d.reboots.map(|n| n.to_string());
+    let mut fields = vec![
+        ("uuid", d.domain.uuid.as_str()),
+        ("name", &d.domain.name),
+        ("state", &d.state),
+        ("reason", &d.reason),
+    ];
+    if let Some(n) = &n {
+        fields.push(("reboots", n));
+    }
+    record(out, &fields);
 }
 
 /// One stats record line.
@@ -367,7 +310,9 @@ pub fn encode(secret: &[u8], msg: &Message) -> [Vec<u8>; 2] {
     [payload.into_bytes(), mac.into_bytes()]
 }
 
-/// Checks frames, size, version and MAC (in constant time), then parses.
+/// Checks frames, size and MAC (in constant time) without reading a byte of
+/// the payload, then the version, then parses. Only `frames`, `oversized`
+/// and `bad_mac` can be provoked without the secret.
 pub fn decode(secret: &[u8], frames: &[Vec<u8>]) -> Result<Message, WireError> {
     if frames.len() != 2 {
         return Err(WireError::Frames(frames.len()));
@@ -376,8 +321,8 @@ pub fn decode(secret: &[u8], frames: &[Vec<u8>]) -> Result<Message, WireError> {
     if payload.len() > MAX_PAYLOAD {
         return Err(WireError::TooLarge(payload.len()));
     }
-    check_version(payload)?;
     verify(secret, payload, mac_hex)?;
+    check_version(payload)?;
     parse_payload(payload)
 }
 
@@ -420,64 +365,6 @@ fn verify(secret: &[u8], payload: &[u8], mac_hex: &[u8]) -> Result<(), WireError
     let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
     mac.update(payload);
     mac.verify_slice(&tag).map_err(|_| WireError::BadMac)
-}
-
-/// Fields of one line, in order, with duplicate keys rejected.
-struct Fields(Vec<(String, String)>);
-
-impl Fields {
-    fn parse(line: &str) -> Result<Fields, String> {
-        let mut fields: Vec<(String, String)> = Vec::new();
-        for tok in line.split(' ') {
-            let (k, v) = tok
-                .split_once('=')
-                .ok_or_else(|| format!("field `{}` is not key=value", short(tok)))?;
-            if k.is_empty()
-                || !k
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-            {
-                return Err(format!("bad key `{}`", short(k)));
-            }
-            if v.is_empty() {
-                return Err(format!("`{k}` has an empty value"));
-            }
-            if fields.iter().any(|(kk, _)| kk == k) {
-                return Err(format!("`{k}` appears twice"));
-            }
-            fields.push((k.to_string(), unescape(v)?));
-        }
-        Ok(Fields(fields))
-    }
-
-    /// A required field; unknown extra fields are ignored (newer senders).
-    fn get(&self, key: &str) -> Result<&str, String> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-            .ok_or_else(|| format!("missing `{key}`"))
-    }
-
-    fn num(&self, key: &str) -> Result<u64, String> {
-        let v = self.get(key)?;
-        if v.len() > 1 && v.starts_with('0') {
-            return Err(format!("`{key}` has a leading zero"));
-        }
-        v.parse::<u64>()
-            .map_err(|_| format!("`{key}` is not a number"))
-    }
-
-    fn domain(&self) -> Result<DomainId, String> {
-        let uuid = self.get("uuid")?;
-        if !is_uuid(uuid) {
-            return Err(format!("`{}` is not a UUID", short(uuid)));
-        }
-        Ok(DomainId {
-            uuid: uuid.to_string(),
-            name: self.get("name")?.to_string(),
-        })
-    }
 }
 
 /// A lowercase 8-4-4-4-12 hex UUID, as virDomainGetUUIDString writes it.
@@ -538,6 +425,9 @@ fn parse_payload(payload: &[u8]) -> Result<Message, WireError> {
         seq: head.num("seq").map_err(bad)?,
         ts_ms: head.num("ts").map_err(bad)?,
     };
+    if header.seq == 0 {
+        return Err(bad("`seq` is 0; sequence numbers start at 1".into()));
+    }
     let records: Vec<Fields> = lines
         .map(Fields::parse)
         .collect::<Result<_, _>>()
@@ -547,11 +437,17 @@ fn parse_payload(payload: &[u8]) -> Result<Message, WireError> {
             records
                 .iter()
                 .map(|f| {
+                    let event = f.word("event", vocab::is_event)?;
+                    let reboots = f.opt_num("reboots")?;
+                    if reboots.is_some() && event != vocab::REBOOT {
+                        return Err(format!("`reboots` on a `{event}` event"));
+                    }
                     Ok(Event {
                         domain: f.domain()?,
-                        event: f.get("event")?.to_string(),
-                        detail: f.get("detail")?.to_string(),
+                        detail: f.word("detail", |d| vocab::is_detail(&event, d))?,
+                        event,
                         time_ms: f.num("time")?,
+                        reboots,
                     })
                 })
                 .collect::<Result<_, String>>()
@@ -572,10 +468,12 @@ fn parse_payload(payload: &[u8]) -> Result<Message, WireError> {
                 domains: records
                     .iter()
                     .map(|f| {
+                        let state = f.word("state", vocab::is_state)?;
                         Ok(DomainState {
                             domain: f.domain()?,
-                            state: f.get("state")?.to_string(),
-                            reason: f.get("reason")?.to_string(),
+                            reason: f.word("reason", |r| vocab::is_reason(&state, r))?,
+                            state,
+                            reboots: f.opt_num("reboots")?,
                         })
                     })
                     .collect::<Result<_, String>>()
@@ -649,6 +547,14 @@ mod tests {
             event: "started".into(),
             detail: "booted".into(),
             time_ms: 5,
+            reboots: None,
+        }]));
+        roundtrip(Body::Events(vec![Event {
+            domain: dom("r"),
+            event: "reboot".into(),
+            detail: "-".into(),
+            time_ms: 6,
+            reboots: Some(3),
         }]));
         roundtrip(Body::Snapshot {
             id: 7,
@@ -658,6 +564,7 @@ mod tests {
                 domain: dom("a"),
                 state: "running".into(),
                 reason: "booted".into(),
+                reboots: Some(2),
             }],
         });
         roundtrip(Body::Stats {
@@ -698,17 +605,60 @@ mod tests {
     }
 
     #[test]
-    fn size_and_version_are_checked_before_the_mac() {
+    fn only_frames_size_and_mac_are_judged_without_the_secret() {
         let big = vec![b'x'; MAX_PAYLOAD + 1];
         assert_eq!(
             decode(b"k", &[big, vec![b'0'; 64]]),
             Err(WireError::TooLarge(MAX_PAYLOAD + 1))
         );
+        // Unsigned, a newer version, garbage or control bytes are all just
+        // a bad MAC: nothing of the payload is read before the MAC passes.
+        for payload in [
+            &b"vmwatch/2 heartbeat node=1\n"[..],
+            b"\x1b[2Jvmwatch/9\r\n",
+            b"garbage",
+        ] {
+            assert_eq!(
+                decode(b"k", &[payload.to_vec(), vec![b'0'; 64]]),
+                Err(WireError::BadMac)
+            );
+        }
         let v2 = b"vmwatch/2 heartbeat node=1\n".to_vec();
+        let mac = sign(b"k", &v2).into_bytes();
         assert!(matches!(
-            decode(b"k", &[v2, vec![b'0'; 64]]),
+            decode(b"k", &[v2, mac]),
             Err(WireError::Version(_))
         ));
+    }
+
+    #[test]
+    fn values_outside_the_vocabulary_are_malformed() {
+        let head = "vmwatch/1 event node=1 inst=0123456789abcdef seq=1 ts=1\n";
+        let u = "uuid=4b3b2f6e-1c9a-4f8e-9d6a-2a7c1e5b9f00 name=a";
+        let cases = [
+            format!("{head}{u} event=exploded detail=- time=1\n"),
+            format!("{head}{u} event=started detail=destroyed time=1\n"),
+            format!("{head}{u} event=reboot detail=booted time=1\n"),
+            format!("{head}{u} event=started detail=booted time=+5\n"),
+            format!("{head}{u} event=started detail=booted time=1 reboots=1\n"),
+            "vmwatch/1 heartbeat node=1 inst=0123456789abcdef seq=0 ts=1\n".to_string(),
+            "vmwatch/1 heartbeat node=1 inst=0123456789abcdef seq=+5 ts=1\n".to_string(),
+            "vmwatch/1 snapshot node=1 inst=0123456789abcdef seq=1 ts=1 snap=1 part=1 parts=1\nuuid=4b3b2f6e-1c9a-4f8e-9d6a-2a7c1e5b9f00 name=a state=flying reason=booted\n".to_string(),
+            "vmwatch/1 snapshot node=1 inst=0123456789abcdef seq=1 ts=1 snap=1 part=1 parts=1\nuuid=4b3b2f6e-1c9a-4f8e-9d6a-2a7c1e5b9f00 name=a state=undefined reason=booted\n".to_string(),
+            "vmwatch/1 snapshot node=1 inst=0123456789abcdef seq=1 ts=1 snap=1 part=1 parts=1\nuuid=4b3b2f6e-1c9a-4f8e-9d6a-2a7c1e5b9f00 name=a state=running reason=destroyed\n".to_string(),
+            "vmwatch/1 stats node=1 inst=0123456789abcdef seq=1 ts=1 interval=+5\n".to_string(),
+        ];
+        for case in &cases {
+            let frames = vec![case.as_bytes().to_vec(), sign(b"k", case.as_bytes()).into_bytes()];
+            match decode(b"k", &frames) {
+                Err(WireError::Malformed(_)) => {}
+                other => panic!("{case:?} gave {other:?}"),
+            }
+        }
+        // Newer codes stay parseable; unknown keys are ignored.
+        let ok = format!("{head}{u} event=event-12 detail=detail-3 time=1 colour=blue\n");
+        let frames = vec![ok.as_bytes().to_vec(), sign(b"k", ok.as_bytes()).into_bytes()];
+        assert!(decode(b"k", &frames).is_ok());
     }
 
     #[test]

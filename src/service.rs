@@ -13,7 +13,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::cli::{exit, Args};
 use crate::config::{ConfigError, LogSettings, Problem};
@@ -23,6 +23,8 @@ use crate::config::{ConfigError, LogSettings, Problem};
 pub struct Shutdown {
     stop: AtomicBool,
     failure: Mutex<Option<String>>,
+    /// When the stop was first asked for: every stop has a deadline from it.
+    since: Mutex<Option<Instant>>,
 }
 
 impl Shutdown {
@@ -32,7 +34,18 @@ impl Shutdown {
 
     /// Asks every thread to finish its work and stop.
     pub fn request_stop(&self) {
+        self.since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert_with(Instant::now);
         self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// The moment `after` has passed since the stop was asked for (`None`
+    /// while running): what a stopping thread must finish by.
+    pub fn deadline(&self, after: Duration) -> Option<Instant> {
+        let since = *self.since.lock().unwrap_or_else(|p| p.into_inner());
+        since.map(|t| t + after)
     }
 
     /// Records a fatal failure (the first one wins) and asks for a stop.
@@ -260,15 +273,49 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// How long a daemon may take to stop, from the signal to its exit: well
+/// inside the init scripts' 10 s before SIGKILL (`STOP_DELAY`) and systemd's
+/// `TimeoutStopSec=30`. Threads that have not finished by then are left
+/// behind (the process exits without them); what they held was saved first.
+pub const STOP_BUDGET: Duration = Duration::from_secs(7);
+
+/// Waits until `handle`'s thread ends or `deadline` passes; `Some` with its
+/// result if it ended. A thread blocked in a library call (libvirt, a hung
+/// panel) cannot hold a stop past its deadline.
+pub fn join_until<T>(handle: std::thread::JoinHandle<T>, deadline: Instant) -> Option<T> {
+    let mut nap = Duration::from_millis(1);
+    while !handle.is_finished() {
+        let now = Instant::now();
+        if now >= deadline {
+            log::warn!(
+                "thread {} did not stop in time; exiting without it",
+                handle.thread().name().unwrap_or("?")
+            );
+            return None;
+        }
+        std::thread::sleep(nap.min(deadline - now));
+        nap = (nap * 2).min(Duration::from_millis(20));
+    }
+    handle.join().ok()
+}
+
 /// Starts a named thread; names show in the log and in `top -H`.
 pub fn spawn<F, T>(name: &str, f: F) -> std::thread::JoinHandle<T>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
+    // Test hook (tests/daemon_cli.rs): the panic hook is proven on a real
+    // daemon by asking one named thread to panic as it starts.
+    let panic_here = std::env::var_os("VMWATCH_TEST_PANIC").is_some_and(|v| v == name);
     std::thread::Builder::new()
         .name(name.to_string())
-        .spawn(f)
+        .spawn(move || {
+            if panic_here {
+                panic!("VMWATCH_TEST_PANIC asked this thread to panic");
+            }
+            f()
+        })
         .unwrap_or_else(|e| panic!("cannot start thread {name}: {e}"))
 }
 
@@ -294,6 +341,7 @@ pub trait Daemon: Sized {
 /// ended. Returns the exit status (see [`exit`]).
 pub fn main<D: Daemon>(args: &Args) -> u8 {
     block_signals();
+    crate::logging::install_panic_hook();
     let (cfg, warnings) = match D::load(&args.config) {
         Ok(loaded) => loaded,
         Err(e) => {

@@ -19,7 +19,7 @@ pub mod statefile;
 pub mod update;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use config::MasterConfig;
 use panel::{PanelCommand, PanelCounters};
@@ -27,7 +27,9 @@ use panel_queue::PanelQueue;
 use replay::ReplayGuard;
 use state::StateTable;
 
-use crate::service::{now_ms, spawn, supervise, Readiness, Shutdown};
+use statefile::StateSaver;
+
+use crate::service::{join_until, now_ms, spawn, supervise, Readiness, Shutdown, STOP_BUDGET};
 
 /// Runs the master until a signal; `Err` says why it could not run.
 pub fn run(
@@ -42,7 +44,9 @@ pub fn run(
     let panel_counters = Arc::new(PanelCounters::default());
     let mut guard = ReplayGuard::new(cfg.max_clock_skew);
     let mut table = StateTable::new(cfg.check_activity, cfg.node_timeout);
-    restore(cfg, &mut table, &mut guard, &queue);
+    for u in statefile::restore_file(&cfg.state_file, &mut table, &mut guard, now_ms()) {
+        queue.push(u);
+    }
     let mut receiver = receiver::Receiver::new(socket, &cfg.secret, guard, table, queue.clone());
     log::info!(
         "listening on {}; panel command: {}",
@@ -50,6 +54,7 @@ pub fn run(
         cfg.panel_command.join(" ")
     );
 
+    let (panel_done, panel_finished) = std::sync::mpsc::channel::<()>();
     let panel = {
         let cmd = PanelCommand {
             argv: cfg.panel_command.clone(),
@@ -62,26 +67,28 @@ pub fn run(
             cfg.panel_batch,
         );
         spawn("panel", move || {
-            panel::run(queue, cmd, batch, counters, shutdown)
+            panel::run(queue, cmd, batch, counters, shutdown);
+            let _ = panel_done.send(());
         })
     };
-    let saver = StateSaver {
-        queue: queue.clone(),
-        panel: panel_counters.clone(),
-        path: cfg.state_file.clone(),
-        listen: cfg.listen.clone(),
+    let mut saver = StateSaver::new(
+        queue.clone(),
+        panel_counters.clone(),
+        &cfg.state_file,
+        &cfg.listen,
         started_ms,
-        limit: crate::ratelimit::RateLimit::new(1, Duration::from_secs(600)),
-    };
+    );
+    // A fresh file at once: a damaged one was set aside, and what was
+    // restored must survive a kill before the first periodic save.
+    saver.save(&receiver);
     let receiving = {
         let shutdown = shutdown.clone();
         let every = Duration::from_secs(cfg.state_interval);
         spawn("receiver", move || {
-            let mut saver = saver;
-            let mut last_save = std::time::Instant::now();
+            let mut last_save = Instant::now();
             receiver.run(&shutdown, Duration::from_secs(1), |r| {
                 if last_save.elapsed() >= every {
-                    last_save = std::time::Instant::now();
+                    last_save = Instant::now();
                     saver.save(r);
                 }
             });
@@ -96,95 +103,30 @@ pub fn run(
     };
     readiness.ready();
     supervise(&shutdown);
-    let (receiver, mut saver) = receiving
-        .join()
-        .map_err(|_| "the receiver thread panicked".to_string())?;
-    // The panel thread makes its last delivery attempt before the final
-    // save, so the file lists exactly what is still undelivered.
-    let _ = panel.join();
+    let deadline = shutdown
+        .deadline(STOP_BUDGET)
+        .unwrap_or_else(|| Instant::now() + STOP_BUDGET);
+    let (receiver, mut saver) = join_until(receiving, deadline)
+        .ok_or_else(|| "the receiver thread did not stop".to_string())?;
+    // Saved first: whatever happens to the last panel call, the file lists
+    // every update the panel has not taken (a call in flight included).
     saver.save(&receiver);
-    log::info!("state saved to {}", cfg.state_file);
-    Ok(())
-}
-
-/// Writes the state file from the receiver's view.
-struct StateSaver {
-    queue: Arc<PanelQueue>,
-    panel: Arc<PanelCounters>,
-    path: String,
-    listen: String,
-    started_ms: u64,
-    limit: crate::ratelimit::RateLimit,
-}
-
-impl StateSaver {
-    fn save(&mut self, r: &receiver::Receiver) {
-        let pending = self.queue.pending();
-        let text = statefile::render(&statefile::View {
-            table: &r.table,
-            guard: r.guard(),
-            counters: &r.counters,
-            panel: &self.panel,
-            pending: &pending,
-            listen: &self.listen,
-            started_ms: self.started_ms,
-            now_ms: now_ms(),
-        });
-        if let Err(e) = statefile::write_atomic(std::path::Path::new(&self.path), &text) {
-            crate::log_limited!(
-                self.limit,
-                log::Level::Error,
-                "cannot write state file {}: {e} (check that its directory exists and is writable)",
-                self.path
-            );
-        }
+    let panel_deadline = shutdown
+        .deadline(panel::LAST_CALL + Duration::from_millis(500))
+        .unwrap_or(deadline);
+    let waited = panel_finished.recv_timeout(panel_deadline.saturating_duration_since(Instant::now()));
+    if waited.is_ok() {
+        let _ = panel.join();
+    } else {
+        log::warn!("the panel thread did not finish its last call in time");
     }
-}
-
-/// Loads the state file left by the previous run, if any.
-fn restore(
-    cfg: &MasterConfig,
-    table: &mut StateTable,
-    guard: &mut ReplayGuard,
-    queue: &PanelQueue,
-) {
-    let text = match std::fs::read_to_string(&cfg.state_file) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            log::info!(
-                "no state file at {}: starting with an empty view",
-                cfg.state_file
-            );
-            return;
-        }
-        Err(e) => {
-            log::warn!(
-                "cannot read state file {}: {e}; starting with an empty view",
-                cfg.state_file
-            );
-            return;
-        }
-    };
-    let loaded = statefile::load(&cfg.state_file, &text, table, guard, now_ms());
-    for p in &loaded.problems {
-        log::warn!("{p}");
-    }
-    if !loaded.complete {
-        log::warn!(
-            "state file {} is incomplete; what could be read was restored",
-            cfg.state_file
-        );
-    }
-    let domains: usize = table.nodes.values().map(|n| n.domains.len()).sum();
+    saver.save(&receiver);
     log::info!(
-        "restored {} nodes, {domains} domains and {} undelivered panel updates from {}",
-        table.nodes.len(),
-        loaded.pending.len(),
-        cfg.state_file
+        "state saved to {} ({} updates kept for the panel)",
+        cfg.state_file,
+        queue.pending().len()
     );
-    for u in loaded.pending {
-        queue.push(u);
-    }
+    Ok(())
 }
 
 /// `vmwatch-master --status`: prints the state file for a person.
@@ -197,10 +139,15 @@ pub fn status(args: &crate::cli::Args) -> u8 {
             return exit::CONFIG;
         }
     };
-    match std::fs::read_to_string(&cfg.state_file) {
-        Ok(text) => {
-            print!("{}", statefile::report(&text, now_ms()));
-            exit::OK
+    match std::fs::read(&cfg.state_file) {
+        Ok(bytes) => {
+            let f = statefile::parse(&cfg.state_file, &bytes);
+            print!("{}", statefile::report(&f, now_ms()));
+            if f.damaged() {
+                exit::RUNTIME
+            } else {
+                exit::OK
+            }
         }
         Err(e) => {
             eprintln!(

@@ -5,6 +5,11 @@
 //! panel always gets the latest fact and never a stale one after a newer one.
 //! A batch that failed is put back at the front, except for keys that got a
 //! newer update meanwhile: those keep the newer one.
+//!
+//! A batch handed to the panel stays here, "in flight", until the call ends:
+//! [`pending`](PanelQueue::pending) (what the state file keeps) includes it,
+//! so a master killed during a call still has every fact the panel may not
+//! have taken.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Condvar, Mutex};
@@ -16,6 +21,8 @@ use super::update::{Key, Update};
 struct Pending {
     order: VecDeque<Key>,
     items: HashMap<Key, Update>,
+    /// The batch of the call running now, in order.
+    inflight: Vec<Update>,
 }
 
 /// Shared by the receiver (producer) and the panel thread (consumer).
@@ -46,7 +53,7 @@ impl PanelQueue {
     }
 
     /// Takes up to `max` updates, oldest first, waiting up to `wait` for the
-    /// first one.
+    /// first one. They stay in flight until [`settle`](Self::settle).
     pub fn take(&self, max: usize, wait: Duration) -> Vec<Update> {
         let mut p = self.lock();
         if p.order.is_empty() {
@@ -62,14 +69,18 @@ impl PanelQueue {
             let key = p.order.pop_front().expect("counted");
             out.push(p.items.remove(&key).expect("order and items agree"));
         }
+        p.inflight = out.clone();
         out
     }
 
-    /// Puts a failed batch back in front, keeping its order; keys updated
-    /// since keep their newer update.
-    pub fn requeue(&self, batch: Vec<Update>) {
+    /// Ends the call of the batch in flight: its first `delivered` updates
+    /// reached the panel; the rest go back in front, in order, except keys
+    /// updated since, which keep their newer update.
+    pub fn settle(&self, delivered: usize) {
         let mut p = self.lock();
-        for u in batch.into_iter().rev() {
+        let mut batch = std::mem::take(&mut p.inflight);
+        let rest = batch.split_off(delivered.min(batch.len()));
+        for u in rest.into_iter().rev() {
             let key = u.key();
             if !p.items.contains_key(&key) {
                 p.items.insert(key.clone(), u);
@@ -78,12 +89,17 @@ impl PanelQueue {
         }
     }
 
-    /// A copy of what is pending, oldest first (for the state file).
+    /// A copy of what the panel has not taken, oldest first: the batch in
+    /// flight, then the queue (for the state file; pushing it back in this
+    /// order coalesces to the newest update per key).
     pub fn pending(&self) -> Vec<Update> {
         let p = self.lock();
-        p.order.iter().map(|k| p.items[k].clone()).collect()
+        let mut all = p.inflight.clone();
+        all.extend(p.order.iter().map(|k| p.items[k].clone()));
+        all
     }
 
+    /// Updates waiting to be taken (not counting the batch in flight).
     pub fn len(&self) -> usize {
         self.lock().order.len()
     }
@@ -137,9 +153,10 @@ mod tests {
         q.push(dom("a", "running"));
         q.push(dom("b", "running"));
         let batch = q.take(10, Duration::ZERO);
+        assert_eq!(q.pending(), batch, "a batch in flight is still pending");
         q.push(dom("c", "running"));
         q.push(dom("a", "shutoff"));
-        q.requeue(batch);
+        q.settle(0);
         let got: Vec<(String, String)> = q
             .take(10, Duration::ZERO)
             .iter()
@@ -153,6 +170,23 @@ mod tests {
                 ("a".to_string(), "shutoff".to_string()),
             ]
         );
+    }
+
+    #[test]
+    fn what_the_panel_took_is_gone_and_the_rest_comes_back_first() {
+        let q = PanelQueue::new();
+        for u in ["a", "b", "c", "d"] {
+            q.push(dom(u, "running"));
+        }
+        let batch = q.take(3, Duration::ZERO);
+        assert_eq!(batch.len(), 3);
+        assert_eq!(q.pending().len(), 4);
+        q.settle(2); // the command said it applied a and b, then was killed
+        let left: Vec<String> = q.pending().iter().map(|u| u.key().2).collect();
+        assert_eq!(left, ["c", "d"]);
+        let batch = q.take(10, Duration::ZERO);
+        q.settle(batch.len());
+        assert!(q.pending().is_empty());
     }
 
     #[test]

@@ -24,15 +24,29 @@ use crate::service::{now_ms, Shutdown};
 /// Frames kept from one multipart message; a message with more is rejected
 /// whatever its content, but still read to its end (only counted).
 const MAX_FRAMES: usize = 2;
+/// How long a connecting peer has to finish the ZeroMQ handshake, in ms.
+pub const HANDSHAKE_MS: i32 = 5_000;
 /// Messages handled per wake-up before housekeeping gets a turn.
 const BURST: usize = 1000;
+
+/// Every reason a message is rejected for, as counted and written in the
+/// state file (`counter rejected.REASON`); only the first three can be
+/// moved by a sender that does not hold the secret.
+pub const REJECTIONS: [&str; 7] = [
+    "frames",
+    "oversized",
+    "bad_mac",
+    "version",
+    "malformed",
+    "stale",
+    "replay",
+];
 
 /// Counters of what the receiver saw, by outcome.
 #[derive(Debug, Default, Clone)]
 pub struct Counters {
     pub accepted: u64,
-    /// Rejections by reason: bad_mac, malformed, oversized, version, stale,
-    /// replay.
+    /// Rejections by reason, one of [`REJECTIONS`].
     pub rejected: BTreeMap<&'static str, u64>,
 }
 
@@ -52,6 +66,13 @@ pub fn bind(ctx: &zmq::Context, endpoint: &str) -> Result<zmq::Socket, String> {
         .set_ipv6(endpoint.contains('['))
         .map_err(|e| zerr("configure", e))?;
     socket.set_linger(0).map_err(|e| zerr("configure", e))?;
+    // A peer that connects and never completes the ZeroMQ handshake is
+    // dropped after this long (libzmq's default is 30 s), which bounds what
+    // half-open connections can hold; the process's file limit bounds how
+    // many there can be at once (docs/protocol.md, "Transport").
+    socket
+        .set_handshake_ivl(HANDSHAKE_MS)
+        .map_err(|e| zerr("configure", e))?;
     socket.bind(endpoint).map_err(|e| {
         format!("cannot listen on {endpoint}: {e} (is another master running, or is `listen` an address of this host?)")
     })?;

@@ -21,6 +21,19 @@ pub struct DomainRecord {
     pub reason: String,
     /// When it entered this state (ms since the epoch).
     pub since_ms: u64,
+    /// The reboots of this domain the master has turned into updates.
+    pub reboots: RebootCount,
+}
+
+/// A node instance's count of a domain's reboots (docs/protocol.md,
+/// "Reboots"): the node counts every reboot it sees, even one it could not
+/// queue, and says the count in reboot events and snapshots; a count higher
+/// than the one recorded here is a reboot the panel has not been told of.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RebootCount {
+    /// The node instance that counted (0: none yet).
+    pub instance: u64,
+    pub count: u64,
 }
 
 /// A snapshot being reassembled from its parts.
@@ -91,7 +104,7 @@ impl StateTable {
         match &msg.body {
             Body::Events(events) => {
                 for ev in events {
-                    self.event(node, ev, &mut out);
+                    self.event(node, msg.header.instance, ev, &mut out);
                 }
             }
             Body::Snapshot {
@@ -103,7 +116,7 @@ impl StateTable {
                 if let Some(all) =
                     self.assemble(node, msg.header.instance, *id, *part, *parts, domains)
                 {
-                    self.snapshot(node, all, now_ms, &mut out);
+                    self.snapshot(node, msg.header.instance, all, now_ms, &mut out);
                 }
             }
             Body::Stats { samples, .. } => {
@@ -142,14 +155,43 @@ impl StateTable {
         out
     }
 
-    fn event(&mut self, node: &str, ev: &Event, out: &mut Vec<Update>) {
+    /// Records that `instance` of `node` counted `count` reboots of `uuid`;
+    /// true if that is more than the master had turned into updates (a
+    /// count from another instance starts from zero: the node restarted).
+    fn new_reboots(&mut self, node: &str, uuid: &str, instance: u64, count: u64) -> bool {
+        let Some(d) = self
+            .nodes
+            .get_mut(node)
+            .and_then(|n| n.domains.get_mut(uuid))
+        else {
+            return count > 0;
+        };
+        let known = if d.reboots.instance == instance {
+            d.reboots.count
+        } else {
+            0
+        };
+        d.reboots = RebootCount { instance, count };
+        count > known
+    }
+
+    fn event(&mut self, node: &str, instance: u64, ev: &Event, out: &mut Vec<Update>) {
         match ev.event.as_str() {
-            "reboot" => out.push(Update::Reboot {
-                node: node.to_string(),
-                uuid: ev.domain.uuid.clone(),
-                name: ev.domain.name.clone(),
-                time_ms: ev.time_ms,
-            }),
+            "reboot" => {
+                // A node that counts says which reboot this is; one the
+                // master already has (a resent event) is not news.
+                if let Some(n) = ev.reboots {
+                    if !self.new_reboots(node, &ev.domain.uuid, instance, n) {
+                        return;
+                    }
+                }
+                out.push(Update::Reboot {
+                    node: node.to_string(),
+                    uuid: ev.domain.uuid.clone(),
+                    name: ev.domain.name.clone(),
+                    time_ms: ev.time_ms,
+                })
+            }
             "undefined" => self.remove(node, &ev.domain.uuid, &ev.detail, ev.time_ms, out),
             "defined" => {
                 // A new definition is a shut-off domain; a redefinition keeps
@@ -194,6 +236,7 @@ impl StateTable {
     ) {
         let domains = &mut self.nodes.get_mut(node).expect("node exists").domains;
         let old = domains.get(&id.uuid).cloned();
+        let reboots = old.as_ref().map(|o| o.reboots).unwrap_or_default();
         if let Some(o) = &old {
             if o.state == state && o.name == id.name {
                 return;
@@ -209,6 +252,7 @@ impl StateTable {
                 state: state.to_string(),
                 reason: reason.to_string(),
                 since_ms,
+                reboots,
             },
         );
         self.duplicates.set(node, &id.uuid, &id.name, Some(state));
@@ -293,6 +337,7 @@ impl StateTable {
     fn snapshot(
         &mut self,
         node: &str,
+        instance: u64,
         domains: Vec<DomainState>,
         now_ms: u64,
         out: &mut Vec<Update>,
@@ -301,6 +346,23 @@ impl StateTable {
         for d in &domains {
             listed.insert(d.domain.uuid.clone());
             self.set(node, &d.domain, &d.state, &d.reason, now_ms, out);
+            // A reboot the node counted but the master never got (lost in
+            // an overflowing queue, or sent while the master was down).
+            if let Some(n) = d.reboots {
+                if self.new_reboots(node, &d.domain.uuid, instance, n) {
+                    log::info!(
+                        "node {node}: domain {} ({}): the node counted {n} reboots, the master fewer: delivering the missed reboot",
+                        d.domain.name,
+                        d.domain.uuid
+                    );
+                    out.push(Update::Reboot {
+                        node: node.to_string(),
+                        uuid: d.domain.uuid.clone(),
+                        name: d.domain.name.clone(),
+                        time_ms: now_ms,
+                    });
+                }
+            }
         }
         let gone: Vec<String> = self.nodes[node]
             .domains
@@ -382,6 +444,7 @@ mod tests {
             event: event.into(),
             detail: detail.into(),
             time_ms: 5,
+            reboots: None,
         }
     }
 
@@ -393,6 +456,7 @@ mod tests {
             },
             state: state.into(),
             reason: "booted".into(),
+            reboots: None,
         }
     }
 

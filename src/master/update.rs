@@ -6,7 +6,9 @@
 
 use std::fmt::Write as _;
 
-use crate::protocol::escape;
+use crate::kvline::{escape, short, Fields};
+use crate::protocol::{check_node_id, is_uuid};
+use crate::vocab;
 
 /// A change the panel must learn.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,65 +152,75 @@ impl Update {
     }
 
     /// Parses a line written by [`panel_line`](Self::panel_line); used to
-    /// keep undelivered updates in the state file across a restart.
-    pub fn from_panel_line(line: &str) -> Option<Update> {
-        let mut words = line.split(' ');
-        let func = words.next()?;
-        let mut f = std::collections::HashMap::new();
-        for w in words {
-            let (k, v) = w.split_once('=')?;
-            f.insert(k, crate::protocol::unescape(v).ok()?);
-        }
-        let get = |k: &str| f.get(k).cloned();
-        let num = |k: &str| f.get(k)?.parse::<u64>().ok();
-        let yes = |k: &str| match f.get(k).map(String::as_str) {
-            Some("yes") | Some("up") => Some(true),
-            Some("no") | Some("down") => Some(false),
-            _ => None,
+    /// keep undelivered updates in the state file across a restart. Every
+    /// field is checked against docs/panel-api.md; `Err` says what is wrong.
+    pub fn from_panel_line(line: &str) -> Result<Update, String> {
+        let (func, rest) = line
+            .split_once(' ')
+            .ok_or("an update needs a function and fields")?;
+        let f = Fields::parse(rest)?;
+        let node = || -> Result<String, String> {
+            let n = f.get("node")?;
+            check_node_id(n).map_err(|e| format!("node id {e}"))?;
+            Ok(n.to_string())
         };
-        Some(match func {
+        let uuid = || -> Result<String, String> {
+            f.word("uuid", is_uuid)
+        };
+        let text = |k: &str| f.get(k).map(str::to_string);
+        let yes = |k: &str, y: &str, n: &str| match f.get(k)? {
+            v if v == y => Ok(true),
+            v if v == n => Ok(false),
+            v => Err(format!("`{k}` is `{}`, not `{y}` or `{n}`", short(v))),
+        };
+        let state = |s: &str| s == "undefined" || vocab::is_state(s);
+        Ok(match func {
             "vmwatch.domain" => Update::Domain {
-                node: get("node")?,
-                uuid: get("uuid")?,
-                name: get("name")?,
-                state: get("state")?,
-                reason: get("reason")?,
-                old: get("old").filter(|o| o != "-"),
-                since_ms: num("since")?,
+                node: node()?,
+                uuid: uuid()?,
+                name: text("name")?,
+                state: f.word("state", state)?,
+                reason: text("reason")?,
+                old: Some(f.word("old", |o| o == "-" || state(o))?).filter(|o| o != "-"),
+                since_ms: f.num("since")?,
             },
             "vmwatch.reboot" => Update::Reboot {
-                node: get("node")?,
-                uuid: get("uuid")?,
-                name: get("name")?,
-                time_ms: num("time")?,
+                node: node()?,
+                uuid: uuid()?,
+                name: text("name")?,
+                time_ms: f.num("time")?,
             },
             "vmwatch.node" => Update::Node {
-                node: get("node")?,
-                up: yes("status")?,
-                since_ms: num("since")?,
+                node: node()?,
+                up: yes("status", "up", "down")?,
+                since_ms: f.num("since")?,
             },
             "vmwatch.idle" => Update::Idle {
-                node: get("node")?,
-                uuid: get("uuid")?,
-                name: get("name")?,
-                idle: yes("idle")?,
-                tx_pkts: num("txpkts")?,
-                wr_reqs: num("wrreqs")?,
+                node: node()?,
+                uuid: uuid()?,
+                name: text("name")?,
+                idle: yes("idle", "yes", "no")?,
+                tx_pkts: f.num("txpkts")?,
+                wr_reqs: f.num("wrreqs")?,
             },
             "vmwatch.duplicate" => {
-                let by: &'static str = match f.get("by")?.as_str() {
+                let by: &'static str = match f.get("by")? {
                     "uuid" => "uuid",
                     "name" => "name",
-                    _ => return None,
+                    v => return Err(format!("`by` is `{}`, not `uuid` or `name`", short(v))),
                 };
+                let nodes: Vec<String> = f.get("nodes")?.split(',').map(str::to_string).collect();
+                if let Some(bad) = nodes.iter().find(|n| check_node_id(n).is_err()) {
+                    return Err(format!("`nodes` holds `{}`, not a node id", short(bad)));
+                }
                 Update::Duplicate {
                     by,
-                    key: get(by)?,
-                    nodes: get("nodes")?.split(',').map(str::to_string).collect(),
-                    active: yes("active")?,
+                    key: if by == "uuid" { uuid()? } else { text("name")? },
+                    nodes,
+                    active: yes("active", "yes", "no")?,
                 }
             }
-            _ => return None,
+            other => return Err(format!("unknown function `{}`", short(other))),
         })
     }
 
@@ -266,6 +278,8 @@ impl Update {
 mod tests {
     use super::*;
 
+    const U: &str = "4b3b2f6e-1c9a-4f8e-9d6a-2a7c1e5b9f00";
+
     #[test]
     fn panel_lines_are_one_line_with_encoded_values() {
         let u = Update::Domain {
@@ -284,12 +298,12 @@ mod tests {
         assert_eq!(
             Update::Duplicate {
                 by: "uuid",
-                key: "u".into(),
+                key: U.into(),
                 nodes: vec!["1".into(), "2".into()],
                 active: true
             }
             .panel_line(),
-            "vmwatch.duplicate by=uuid uuid=u nodes=1,2 active=yes"
+            "vmwatch.duplicate by=uuid uuid=4b3b2f6e-1c9a-4f8e-9d6a-2a7c1e5b9f00 nodes=1,2 active=yes"
         );
     }
 
@@ -298,7 +312,7 @@ mod tests {
         let all = vec![
             Update::Domain {
                 node: "n-1".into(),
-                uuid: "u".into(),
+                uuid: U.into(),
                 name: "a b%".into(),
                 state: "paused".into(),
                 reason: "user".into(),
@@ -307,7 +321,7 @@ mod tests {
             },
             Update::Domain {
                 node: "1".into(),
-                uuid: "u".into(),
+                uuid: U.into(),
                 name: "x".into(),
                 state: "shutoff".into(),
                 reason: "added".into(),
@@ -316,7 +330,7 @@ mod tests {
             },
             Update::Reboot {
                 node: "1".into(),
-                uuid: "u".into(),
+                uuid: U.into(),
                 name: "x".into(),
                 time_ms: 3,
             },
@@ -327,7 +341,7 @@ mod tests {
             },
             Update::Idle {
                 node: "2".into(),
-                uuid: "u".into(),
+                uuid: U.into(),
                 name: "x".into(),
                 idle: true,
                 tx_pkts: 0,
@@ -341,10 +355,16 @@ mod tests {
             },
         ];
         for u in all {
-            assert_eq!(Update::from_panel_line(&u.panel_line()), Some(u.clone()));
+            assert_eq!(Update::from_panel_line(&u.panel_line()), Ok(u.clone()));
         }
-        assert_eq!(Update::from_panel_line("vmwatch.bogus a=b"), None);
-        assert_eq!(Update::from_panel_line("vmwatch.node node=1"), None);
+        assert!(Update::from_panel_line("vmwatch.bogus a=b").is_err());
+        assert!(Update::from_panel_line("vmwatch.node node=1").is_err());
+        assert!(Update::from_panel_line("pending").is_err());
+        assert!(Update::from_panel_line(
+            "vmwatch.domain node=1 uuid=00000000-0000-0000-0000-000000000001 name=x state=flying reason=- old=- since=1"
+        )
+        .is_err());
+        assert!(Update::from_panel_line("vmwatch.node node=1 status=up since=+5").is_err());
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! or stops answering, the loop ends and the node reports a failure (the
 //! original daemon's documented behaviour is to stop; init restarts it).
 
+use std::collections::HashMap;
 use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
@@ -27,6 +28,7 @@ use super::{Flags, Outgoing};
 use crate::log_limited;
 use crate::protocol::Event;
 use crate::ratelimit::RateLimit;
+use crate::vocab;
 use crate::service::{now_ms, Shutdown};
 
 /// How often the loop wakes up with nothing to do, to check for a stop
@@ -41,10 +43,19 @@ struct CallbackCtx {
     dropped: AtomicU64,
     /// -1 while the connection is open, else libvirt's close reason.
     closed: AtomicI32,
+    /// Reboots seen per domain UUID by this process, counted even when the
+    /// event could not be queued; snapshots carry the counts, so the master
+    /// can deliver a reboot it never got (docs/protocol.md, "Reboots").
+    /// Only the loop thread touches it; the mutex makes that checkable.
+    reboots: Mutex<HashMap<String, u64>>,
     limit: Mutex<RateLimit>,
 }
 
 impl CallbackCtx {
+    fn lock_reboots(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+        self.reboots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn push(&self, ev: Event) {
         match self.tx.try_send(Outgoing::Event(ev)) {
             Ok(()) => {}
@@ -112,7 +123,13 @@ unsafe extern "C" fn on_lifecycle(
         event: event_name(event),
         detail: detail_name(event, detail),
         time_ms: now_ms(),
+        reboots: None,
     };
+    if event == sys::VIR_DOMAIN_EVENT_UNDEFINED as c_int {
+        // A domain defined again later starts counting afresh, as the
+        // master does once it has removed the domain.
+        ctx.lock_reboots().remove(&ev.domain.uuid);
+    }
     log::debug!("libvirt: {} {} ({})", ev.domain.name, ev.event, ev.detail);
     ctx.push(ev);
 }
@@ -130,12 +147,19 @@ unsafe extern "C" fn on_reboot(
     let Some(domain) = (unsafe { domain_id(dom) }) else {
         return;
     };
-    log::debug!("libvirt: {} rebooted", domain.name);
+    let count = {
+        let mut counts = ctx.lock_reboots();
+        let n = counts.entry(domain.uuid.clone()).or_insert(0);
+        *n += 1;
+        *n
+    };
+    log::debug!("libvirt: {} rebooted ({count} reboots seen)", domain.name);
     ctx.push(Event {
         domain,
-        event: "reboot".into(),
+        event: vocab::REBOOT.into(),
         detail: "-".into(),
         time_ms: now_ms(),
+        reboots: Some(count),
     });
 }
 
@@ -168,6 +192,7 @@ impl EventSource {
             overflow: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
             closed: AtomicI32::new(-1),
+            reboots: Mutex::new(HashMap::new()),
             limit: Mutex::new(RateLimit::new(5, Duration::from_secs(60))),
         });
         let mut src = EventSource {
@@ -280,7 +305,13 @@ impl EventSource {
     /// the flags stay set and the next loop turn tries again.
     fn send_snapshot(&self, flags: &Flags) {
         let domains = match snapshot(&self.conn) {
-            Ok(d) => d,
+            Ok(mut d) => {
+                let counts = self.ctx.lock_reboots();
+                for s in &mut d {
+                    s.reboots = counts.get(&s.domain.uuid).copied();
+                }
+                d
+            }
             Err(e) => {
                 log::warn!("cannot list domains on {}: {e}", self.uri);
                 return;

@@ -12,146 +12,28 @@ use virt::connect::Connect;
 use virt::sys;
 
 use crate::protocol::{DomainId, DomainState};
+use crate::vocab::{self, name_or_number};
 
 /// virDomainState as a name.
 pub fn state_name(state: c_int) -> String {
-    const NAMES: [&str; 8] = [
-        "nostate",
-        "running",
-        "blocked",
-        "paused",
-        "shutdown",
-        "shutoff",
-        "crashed",
-        "pmsuspended",
-    ];
-    name_or_number(&NAMES, state, "state")
+    name_or_number(&vocab::STATES, state, "state")
 }
 
 /// The reason libvirt gives for a state (virDomain*Reason), as a name.
 pub fn reason_name(state: c_int, reason: c_int) -> String {
-    let names: &[&str] = match state {
-        1 => &[
-            "unknown",
-            "booted",
-            "migrated",
-            "restored",
-            "from_snapshot",
-            "unpaused",
-            "migration_canceled",
-            "save_canceled",
-            "wakeup",
-            "crashed",
-            "postcopy",
-            "postcopy_failed",
-        ],
-        3 => &[
-            "unknown",
-            "user",
-            "migration",
-            "save",
-            "dump",
-            "ioerror",
-            "watchdog",
-            "from_snapshot",
-            "shutting_down",
-            "snapshot",
-            "crashed",
-            "starting_up",
-            "postcopy",
-            "postcopy_failed",
-            "api_error",
-        ],
-        4 => &["unknown", "user"],
-        5 => &[
-            "unknown",
-            "shutdown",
-            "destroyed",
-            "crashed",
-            "migrated",
-            "saved",
-            "failed",
-            "from_snapshot",
-            "daemon",
-        ],
-        6 => &["unknown", "panicked"],
-        _ => &["unknown"],
-    };
+    let names = usize::try_from(state).map_or(&[][..], vocab::reasons);
     name_or_number(names, reason, "reason")
 }
 
 /// virDomainEventType as a name.
 pub fn event_name(event: c_int) -> String {
-    const NAMES: [&str; 9] = [
-        "defined",
-        "undefined",
-        "started",
-        "suspended",
-        "resumed",
-        "stopped",
-        "shutdown",
-        "pmsuspended",
-        "crashed",
-    ];
-    name_or_number(&NAMES, event, "event")
+    name_or_number(&vocab::EVENTS, event, "event")
 }
 
 /// The detail of a lifecycle event (virDomainEvent*DetailType), as a name.
 pub fn detail_name(event: c_int, detail: c_int) -> String {
-    let names: &[&str] = match event {
-        0 => &["added", "updated", "renamed", "from_snapshot"],
-        1 => &["removed", "renamed"],
-        2 => &[
-            "booted",
-            "migrated",
-            "restored",
-            "from_snapshot",
-            "wakeup",
-            "recreated",
-        ],
-        3 => &[
-            "paused",
-            "migrated",
-            "ioerror",
-            "watchdog",
-            "restored",
-            "from_snapshot",
-            "api_error",
-            "postcopy",
-            "postcopy_failed",
-        ],
-        4 => &[
-            "unpaused",
-            "migrated",
-            "from_snapshot",
-            "postcopy",
-            "postcopy_failed",
-        ],
-        5 => &[
-            "shutdown",
-            "destroyed",
-            "crashed",
-            "migrated",
-            "saved",
-            "failed",
-            "from_snapshot",
-        ],
-        6 => &["finished", "guest", "host"],
-        7 => &["memory", "disk"],
-        8 => &["panicked", "crashloaded"],
-        _ => &[],
-    };
+    let names = usize::try_from(event).map_or(&[][..], vocab::details);
     name_or_number(names, detail, "detail")
-}
-
-/// A name from a table, or `WHAT-N` for a code newer than this build, so a
-/// newer libvirt never produces a message the master cannot parse.
-fn name_or_number(names: &[&str], code: c_int, what: &str) -> String {
-    usize::try_from(code)
-        .ok()
-        .and_then(|i| names.get(i))
-        .map(|s| s.to_string())
-        .unwrap_or_else(|| format!("{what}-{code}"))
 }
 
 /// The UUID and name of a domain. Neither call talks to libvirtd: both are
@@ -203,6 +85,7 @@ pub fn snapshot(conn: &Connect) -> Result<Vec<DomainState>, virt::error::Error> 
                 domain: id,
                 state: state_name(state),
                 reason: reason_name(state, reason),
+                reboots: None,
             });
         }
     }
@@ -231,7 +114,7 @@ mod tests {
         assert_eq!(detail_name(5, 1), "destroyed");
         assert_eq!(detail_name(6, 0), "finished");
         assert_eq!(detail_name(2, 99), "detail-99");
-        assert_eq!(event_name(-1), "event--1");
+        assert_eq!(event_name(-1), "event-4294967295");
     }
 
     #[test]

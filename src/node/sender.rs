@@ -371,6 +371,7 @@ mod tests {
             },
             state: "running".into(),
             reason: "booted".into(),
+            reboots: None,
         }
     }
 

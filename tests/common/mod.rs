@@ -34,6 +34,22 @@ use vmwatch::protocol::{encode, Body, DomainId, DomainState, Event, Header, Mess
 /// warning).
 pub const SECRET: &str = "TESTSECRET0123456789ABCDEF";
 
+/// Whether the tests that use the machine's own libvirtd may run. They
+/// define, start and destroy guests on `qemu:///system`, and the `z` tests
+/// stop and kill libvirtd and restart it with tests/support/setup-host.sh;
+/// so a plain `cargo test` skips them and says how to run them: `make test`
+/// sets `VMWATCH_E2E=1`.
+pub fn e2e_allowed(test: &str) -> bool {
+    if std::env::var_os("VMWATCH_E2E").is_some_and(|v| v == "1") {
+        return true;
+    }
+    eprintln!(
+        "SKIPPED {test}: it uses this machine's libvirtd (and may restart it); \
+         run `make test`, or set VMWATCH_E2E=1 to run it"
+    );
+    false
+}
+
 /// Deadline for a daemon to start or stop.
 pub const DAEMON_DEADLINE: Duration = Duration::from_secs(20);
 /// Deadline for a message or a libvirt event to reach the panel.
@@ -588,6 +604,22 @@ pub fn master_config_text(
     )
 }
 
+/// The master's state file in `dir`, parsed by the master's own reader.
+pub fn master_state(dir: &TestDir) -> vmwatch::master::statefile::StateFile {
+    let path = dir.join("master.state");
+    let bytes = std::fs::read(&path).unwrap_or_default();
+    vmwatch::master::statefile::parse(&path.display().to_string(), &bytes)
+}
+
+/// The state of `uuid` in the master's state file, if it lists it.
+pub fn saved_state(dir: &TestDir, uuid: &str) -> Option<String> {
+    master_state(dir)
+        .domains
+        .into_iter()
+        .find(|d| d.uuid == uuid)
+        .map(|d| d.record.state)
+}
+
 /// Starts a master on a free loopback port and waits until it listens.
 pub fn start_master(dir: &TestDir, panel: &Panel, extra: &str) -> (Daemon, u16) {
     let port = free_port();
@@ -664,6 +696,7 @@ pub fn event(uuid: &str, name: &str, event: &str, detail: &str) -> Event {
         event: event.to_string(),
         detail: detail.to_string(),
         time_ms: now_ms(),
+        reboots: None,
     }
 }
 
@@ -676,6 +709,7 @@ pub fn domain_state(uuid: &str, name: &str, state: &str, reason: &str) -> Domain
         },
         state: state.to_string(),
         reason: reason.to_string(),
+        reboots: None,
     }
 }
 

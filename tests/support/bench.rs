@@ -46,6 +46,7 @@ fn event_msg(seq: u64, i: usize, ts: u64) -> Message {
             event: states[i % states.len()].into(),
             detail: "booted".into(),
             time_ms: ts,
+            reboots: None,
         }]),
     }
 }

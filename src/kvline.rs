@@ -1,0 +1,160 @@
+//! The one codec of vmwatch's text lines: `key=value` fields separated by
+//! single spaces, values percent-encoded (docs/protocol.md, "Payload
+//! syntax").
+//!
+//! The wire protocol's records, the panel command's input lines and the
+//! state file's `pending` lines all use it, so a value is escaped and
+//! checked the same way wherever it travels.
+
+/// Bytes that appear in values unescaped; every other byte is `%XX`.
+fn is_plain(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~:/@+,".contains(&b)
+}
+
+/// Percent-encodes a value (uppercase hex), so values never hold a space,
+/// `=` or a newline.
+pub fn escape(value: &str, out: &mut String) {
+    if value.is_empty() {
+        // `k=` is not valid on the wire. Nothing we send is empty (libvirt
+        // names are never empty and a missing detail is already `-`), so the
+        // only safe spelling of "nothing" is the documented `-`.
+        out.push('-');
+        return;
+    }
+    for &b in value.as_bytes() {
+        if is_plain(b) {
+            out.push(b as char);
+        } else {
+            out.push('%');
+            out.push(char::from(b"0123456789ABCDEF"[(b >> 4) as usize]));
+            out.push(char::from(b"0123456789ABCDEF"[(b & 15) as usize]));
+        }
+    }
+}
+
+/// Decodes a percent-encoded value; rejects any byte that should have been
+/// escaped and any `%` not followed by two uppercase hex digits.
+pub fn unescape(value: &str) -> Result<String, String> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' {
+            let hex = |c: u8| match c {
+                b'0'..=b'9' => Some(c - b'0'),
+                b'A'..=b'F' => Some(c - b'A' + 10),
+                _ => None,
+            };
+            match (
+                bytes.get(i + 1).and_then(|&c| hex(c)),
+                bytes.get(i + 2).and_then(|&c| hex(c)),
+            ) {
+                (Some(h), Some(l)) => out.push(h << 4 | l),
+                _ => return Err(format!("bad escape in `{}`", short(value))),
+            }
+            i += 3;
+        } else if is_plain(b) {
+            out.push(b);
+            i += 1;
+        } else {
+            return Err(format!("unescaped byte 0x{b:02x} in `{}`", short(value)));
+        }
+    }
+    String::from_utf8(out).map_err(|_| format!("`{}` is not UTF-8", short(value)))
+}
+
+pub fn short(s: &str) -> String {
+    s.chars().take(40).collect()
+}
+
+/// Appends one record line: `k=v k=v\n`.
+pub fn record(out: &mut String, fields: &[(&str, &str)]) {
+    for (i, (k, v)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(k);
+        out.push('=');
+        escape(v, out);
+    }
+    out.push('\n');
+}
+
+/// Fields of one line, in order, with duplicate keys rejected.
+pub struct Fields(Vec<(String, String)>);
+
+impl Fields {
+    pub fn parse(line: &str) -> Result<Fields, String> {
+        let mut fields: Vec<(String, String)> = Vec::new();
+        for tok in line.split(' ') {
+            let (k, v) = tok
+                .split_once('=')
+                .ok_or_else(|| format!("field `{}` is not key=value", short(tok)))?;
+            if k.is_empty()
+                || !k
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            {
+                return Err(format!("bad key `{}`", short(k)));
+            }
+            if v.is_empty() {
+                return Err(format!("`{k}` has an empty value"));
+            }
+            if fields.iter().any(|(kk, _)| kk == k) {
+                return Err(format!("`{k}` appears twice"));
+            }
+            fields.push((k.to_string(), unescape(v)?));
+        }
+        Ok(Fields(fields))
+    }
+
+    /// A required field; unknown extra fields are ignored (newer senders).
+    pub fn get(&self, key: &str) -> Result<&str, String> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .ok_or_else(|| format!("missing `{key}`"))
+    }
+
+    pub fn num(&self, key: &str) -> Result<u64, String> {
+        let v = self.get(key)?;
+        if !crate::vocab::is_decimal(v) {
+            return Err(format!(
+                "`{key}` is not a decimal number without sign or leading zeros"
+            ));
+        }
+        v.parse::<u64>()
+            .map_err(|_| format!("`{key}` does not fit 64 bits"))
+    }
+
+    /// An optional number: absent is `None`, present must be valid.
+    pub fn opt_num(&self, key: &str) -> Result<Option<u64>, String> {
+        match self.0.iter().any(|(k, _)| k == key) {
+            true => self.num(key).map(Some),
+            false => Ok(None),
+        }
+    }
+
+    /// A word that must belong to a vocabulary (docs/protocol.md).
+    pub fn word(&self, key: &str, valid: impl Fn(&str) -> bool) -> Result<String, String> {
+        let v = self.get(key)?;
+        if !valid(v) {
+            return Err(format!("`{key}` is `{}`, not a documented value", short(v)));
+        }
+        Ok(v.to_string())
+    }
+
+    pub fn domain(&self) -> Result<crate::protocol::DomainId, String> {
+        let uuid = self.get("uuid")?;
+        if !crate::protocol::is_uuid(uuid) {
+            return Err(format!("`{}` is not a UUID", short(uuid)));
+        }
+        Ok(crate::protocol::DomainId {
+            uuid: uuid.to_string(),
+            name: self.get("name")?.to_string(),
+        })
+    }
+}
+
