@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::protocol::{DomainState, Event, StatSample};
-use crate::service::{spawn, supervise, Readiness, Shutdown};
+use crate::service::{join_until, spawn, supervise, Readiness, Shutdown, STOP_BUDGET};
 pub use config::NodeConfig;
 
 /// What producers hand to the sender.
@@ -104,11 +104,16 @@ pub fn run(
     };
     readiness.ready();
     supervise(&shutdown);
-    let _ = events.join();
+    // A thread blocked in libvirt (a hung libvirtd) cannot hold the stop:
+    // the sender drains for at most DRAIN_LIMIT, the rest is left behind.
+    let deadline = shutdown
+        .deadline(STOP_BUDGET)
+        .unwrap_or_else(|| std::time::Instant::now() + STOP_BUDGET);
+    let _ = join_until(sending, deadline);
+    let _ = join_until(events, deadline);
     if let Some(s) = sampling {
-        let _ = s.join();
+        let _ = join_until(s, deadline);
     }
-    let _ = sending.join();
     match shutdown.failure() {
         Some(why) => Err(why),
         None => Ok(()),

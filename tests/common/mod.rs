@@ -464,7 +464,11 @@ fn complete_lines(path: &Path) -> Vec<PanelLine> {
 /// `fail` exists it refuses batches (exit 1, batch appended to `refused`);
 /// while `hang` exists it waits for a child `sleep 120` without reading its
 /// input (both pids go to `hung.pids`), so the master must kill the whole
-/// process group after `panel_timeout`.
+/// process group after `panel_timeout`. While `slow` exists (holding a
+/// delay such as `0.1`) it takes one line per delay, reporting `applied N`
+/// after each as docs/panel-api.md allows; while `sleepfail` exists
+/// (holding seconds) it waits that long and then refuses the batch; while
+/// `flaky` exists it refuses every other call.
 pub struct Panel {
     dir: PathBuf,
     pub command: PathBuf,
@@ -490,6 +494,37 @@ fi
 batch="$d/batch.$$"
 cat > "$batch"
 n=$(wc -l < "$batch")
+if [ -e "$d/sleepfail" ]; then
+    echo "$$" >> "$d/sleeping"
+    sleep "$(cat "$d/sleepfail")"
+    echo "sleepfail $n ${{VMWATCH_UPDATES:-unset}}" >> "$d/calls"
+    rm -f "$batch"
+    exit 1
+fi
+if [ -e "$d/flaky" ]; then
+    if [ -e "$d/flaky.odd" ]; then
+        rm -f "$d/flaky.odd"
+    else
+        : > "$d/flaky.odd"
+        cat "$batch" >> "$d/refused"
+        rm -f "$batch"
+        echo "flaky $n ${{VMWATCH_UPDATES:-unset}}" >> "$d/calls"
+        exit 1
+    fi
+fi
+if [ -e "$d/slow" ]; then
+    delay=$(cat "$d/slow")
+    i=0
+    while IFS= read -r line; do
+        sleep "$delay"
+        printf '%s\n' "$line" >> "$d/received"
+        i=$((i + 1))
+        echo "applied $i"
+    done < "$batch"
+    rm -f "$batch"
+    echo "slow $n ${{VMWATCH_UPDATES:-unset}}" >> "$d/calls"
+    exit 0
+fi
 if [ -e "$d/fail" ]; then
     cat "$batch" >> "$d/refused"
     rm -f "$batch"
@@ -527,6 +562,28 @@ exit 0
     /// Makes the panel refuse (exit 1) every batch until `fail(false)`.
     pub fn fail(&self, on: bool) {
         self.marker("fail", on);
+    }
+
+    /// Makes the panel take one line per `delay` (e.g. "0.1" s), or normal
+    /// again with `None`.
+    pub fn slow(&self, delay: Option<&str>) {
+        match delay {
+            Some(d) => fs::write(self.dir.join("slow"), d).expect("slow marker"),
+            None => self.marker("slow", false),
+        }
+    }
+
+    /// Makes every call wait `secs` and then fail, or normal with `None`.
+    pub fn sleep_fail(&self, secs: Option<&str>) {
+        match secs {
+            Some(d) => fs::write(self.dir.join("sleepfail"), d).expect("sleepfail marker"),
+            None => self.marker("sleepfail", false),
+        }
+    }
+
+    /// Makes the panel refuse every other call, until `flaky(false)`.
+    pub fn flaky(&self, on: bool) {
+        self.marker("flaky", on);
     }
 
     /// Makes the panel hang until killed, until `hang(false)`.
