@@ -527,3 +527,48 @@ fn a_reboot_the_master_missed_comes_with_the_next_snapshot() {
     node2.send(snapshot(1, vec![with_count(1)]));
     wait_reboots(4, &m);
 }
+
+/// The shipped `vmwatch-panel` wrapper reports `applied N` for the unbroken
+/// run of lines its `mgrctl` took, so a killed or failed batch keeps them.
+#[test]
+fn the_shipped_panel_wrapper_reports_what_it_applied() {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = TestDir::new("wrapper");
+    let fake = dir.join("mgrctl");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o755)
+        .open(&fake)
+        .unwrap();
+    // A stand-in for mgrctl: records its arguments, refuses the third call.
+    writeln!(
+        f,
+        "#!/bin/sh\necho \"$*\" >> '{calls}'\n[ \"$(wc -l < '{calls}')\" -ne 3 ]",
+        calls = dir.join("calls").display()
+    )
+    .unwrap();
+    drop(f);
+    let wrapper = concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/vmwatch-panel");
+    let mut child = Command::new("sh")
+        .arg(wrapper)
+        .env("VMWATCH_MGRCTL", &fake)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"vmwatch.node node=1 status=up since=1\nvmwatch.node node=2 status=up since=1\nvmwatch.node node=3 status=up since=1\nvmwatch.node node=4 status=up since=1\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "applied 1\napplied 2\n");
+    let calls = read_text(&dir.join("calls"));
+    assert_eq!(calls.lines().count(), 4, "every line is still tried: {calls}");
+    assert!(calls.starts_with("-m vmmgr vmwatch.node node=1 status=up since=1\n"), "{calls}");
+}
