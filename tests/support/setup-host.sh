@@ -21,6 +21,23 @@ done
 # Extra packages asked for by the caller (e.g. packaging tests), space separated.
 for p in ${SETUP_EXTRA_PKGS:-}; do want "$p"; done
 
+# Say what will change before changing anything.
+planned=()
+[ "${#need_pkgs[@]}" -gt 0 ] && planned+=("install Debian packages: ${need_pkgs[*]}")
+getent group kvm >/dev/null || planned+=("create group kvm")
+getent group libvirt-qemu >/dev/null || planned+=("create group libvirt-qemu")
+getent passwd libvirt-qemu >/dev/null || planned+=("create system user libvirt-qemu")
+grep -q '^# vmwatch test host' /etc/libvirt/qemu.conf 2>/dev/null ||
+    planned+=("append to /etc/libvirt/qemu.conf: user/group root, security_driver none (QEMU as root, no DBus here)")
+pgrep -x virtlogd >/dev/null 2>&1 || planned+=("start virtlogd")
+pgrep -x libvirtd >/dev/null 2>&1 || planned+=("start libvirtd")
+if [ "${#planned[@]}" -gt 0 ]; then
+    log "this test host needs changes:"
+    for p in "${planned[@]}"; do log "  - $p"; done
+else
+    log "nothing to change: packages installed, libvirtd running"
+fi
+
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
     log "installing: ${need_pkgs[*]}"
     export DEBIAN_FRONTEND=noninteractive
