@@ -132,7 +132,8 @@ pub fn reopen() {
 /// characters (C0, DEL, C1), line and paragraph separators, bidirectional
 /// overrides.
 fn is_unsafe(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// `s` with every unsafe character written as `\xNN` (or `\u{NNNN}`), so a
@@ -182,7 +183,11 @@ pub fn install_panic_hook() {
 /// Writes one error line to every destination without waiting for a lock
 /// another thread may hold forever (the panicking thread may hold it).
 fn emergency(msg: &str) {
-    let line = format!("{} ERROR [{}] {msg}\n", timestamp(), std::thread::current().name().unwrap_or("?"));
+    let line = format!(
+        "{} ERROR [{}] {msg}\n",
+        timestamp(),
+        std::thread::current().name().unwrap_or("?")
+    );
     let Some(l) = LOGGER.get() else {
         let _ = std::io::stderr().write_all(line.as_bytes());
         return;

@@ -649,7 +649,10 @@ mod tests {
             "vmwatch/1 stats node=1 inst=0123456789abcdef seq=1 ts=1 interval=+5\n".to_string(),
         ];
         for case in &cases {
-            let frames = vec![case.as_bytes().to_vec(), sign(b"k", case.as_bytes()).into_bytes()];
+            let frames = vec![
+                case.as_bytes().to_vec(),
+                sign(b"k", case.as_bytes()).into_bytes(),
+            ];
             match decode(b"k", &frames) {
                 Err(WireError::Malformed(_)) => {}
                 other => panic!("{case:?} gave {other:?}"),
@@ -657,7 +660,10 @@ mod tests {
         }
         // Newer codes stay parseable; unknown keys are ignored.
         let ok = format!("{head}{u} event=event-12 detail=detail-3 time=1 colour=blue\n");
-        let frames = vec![ok.as_bytes().to_vec(), sign(b"k", ok.as_bytes()).into_bytes()];
+        let frames = vec![
+            ok.as_bytes().to_vec(),
+            sign(b"k", ok.as_bytes()).into_bytes(),
+        ];
         assert!(decode(b"k", &frames).is_ok());
     }
 

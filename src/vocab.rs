@@ -219,7 +219,14 @@ mod tests {
     #[test]
     fn only_documented_words_pass() {
         assert!(is_state("paused") && is_state("state-9"));
-        for bad in ["flying", "undefined", "state-", "state-01", "state-+1", "Running"] {
+        for bad in [
+            "flying",
+            "undefined",
+            "state-",
+            "state-01",
+            "state-+1",
+            "Running",
+        ] {
             assert!(!is_state(bad), "{bad}");
         }
         assert!(is_reason("shutoff", "destroyed") && is_reason("running", "reason-77"));

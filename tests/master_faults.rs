@@ -84,20 +84,39 @@ fn aside_files(dir: &TestDir) -> Vec<std::path::PathBuf> {
 #[test]
 fn damaged_state_files_never_stop_the_master() {
     let uuid = "4b3b2f6e-1c9a-4f8e-9d6a-2a7c1e5b9f00";
-    let good = format!(
-        "version 1\nwritten 1\nnode n1 down 1 1\ndomain n1 {uuid} paused 1 kept-vm user\n"
-    );
+    let good =
+        format!("version 1\nwritten 1\nnode n1 down 1 1\ndomain n1 {uuid} paused 1 kept-vm user\n");
     let mut long = good.clone().into_bytes();
     long.extend(b"domain ");
     long.extend(std::iter::repeat_n(b'y', 3 << 20));
     long.extend(b"\nend\n");
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("bare pending", format!("{good}pending\nend\n").into_bytes(), ":5: `pending` line without an update"),
-        ("binary", [good.as_bytes(), &[0xff, 0x00, 0x1b, b'\n'], b"end\n"].concat(), ":5: not UTF-8 text"),
-        ("cut short", good.clone().into_bytes(), "is damaged (no `end` line (cut short))"),
-        ("cut in a line", good.as_bytes()[..good.len() - 12].to_vec(), ":4: `domain` line has 6 words"),
+        (
+            "bare pending",
+            format!("{good}pending\nend\n").into_bytes(),
+            ":5: `pending` line without an update",
+        ),
+        (
+            "binary",
+            [good.as_bytes(), &[0xff, 0x00, 0x1b, b'\n'], b"end\n"].concat(),
+            ":5: not UTF-8 text",
+        ),
+        (
+            "cut short",
+            good.clone().into_bytes(),
+            "is damaged (no `end` line (cut short))",
+        ),
+        (
+            "cut in a line",
+            good.as_bytes()[..good.len() - 12].to_vec(),
+            ":4: `domain` line has 6 words",
+        ),
         ("long line", long, ":5: `domain` line has 2 words"),
-        ("other version", b"version 7\nwritten 1\nend\n".to_vec(), ":1: format version 7"),
+        (
+            "other version",
+            b"version 7\nwritten 1\nend\n".to_vec(),
+            ":1: format version 7",
+        ),
     ];
     for (what, bytes, problem) in cases {
         let dir = TestDir::new("damaged");
@@ -110,8 +129,14 @@ fn damaged_state_files_never_stop_the_master() {
             &master_config_text(&dir, port, SECRET, &panel, ""),
         );
         let (code, shown) = status_of(&dir);
-        assert_eq!(code, 3, "{what}: --status exits 3 on a damaged file\n{shown}");
-        assert!(shown.contains("WARNING: the state file is damaged"), "{what}: {shown}");
+        assert_eq!(
+            code, 3,
+            "{what}: --status exits 3 on a damaged file\n{shown}"
+        );
+        assert!(
+            shown.contains("WARNING: the state file is damaged"),
+            "{what}: {shown}"
+        );
         let mut m = restart(&dir, "master");
         let log = m.log_text();
         let said = match problem.starts_with(':') {
@@ -125,7 +150,11 @@ fn damaged_state_files_never_stop_the_master() {
         );
         let aside = aside_files(&dir);
         assert_eq!(aside.len(), 1, "{what}: the damaged file is kept aside");
-        assert_eq!(std::fs::read(&aside[0]).unwrap(), bytes, "{what}: byte for byte");
+        assert_eq!(
+            std::fs::read(&aside[0]).unwrap(),
+            bytes,
+            "{what}: byte for byte"
+        );
         assert!(log.contains("for inspection"), "{what}: {}", m.report());
         // A good file replaces it at once, holding what could be read.
         let f = wait_for(
@@ -156,7 +185,10 @@ fn damaged_state_files_never_stop_the_master() {
     std::fs::write(dir.join("master.state"), "version 1\nend\n").unwrap();
     let (code, shown) = status_of(&dir);
     assert_eq!(code, 3, "{shown}");
-    assert!(shown.contains("state written at an unknown time"), "{shown}");
+    assert!(
+        shown.contains("state written at an unknown time"),
+        "{shown}"
+    );
     assert!(shown.contains("no `written` line"), "{shown}");
 }
 
@@ -169,7 +201,8 @@ fn a_panic_in_a_detached_daemon_reaches_the_log_and_syslog() {
     let panel = Panel::new(&dir);
     let sock_path = dir.join("log.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     let port = free_port();
     let conf = dir.write_config(
         "master.conf",
@@ -194,10 +227,18 @@ fn a_panic_in_a_detached_daemon_reaches_the_log_and_syslog() {
     let line = wait_for(
         "the panic in the log file",
         DAEMON_DEADLINE,
-        || read_text(&log).lines().find(|l| l.contains(needle)).map(str::to_string),
+        || {
+            read_text(&log)
+                .lines()
+                .find(|l| l.contains(needle))
+                .map(str::to_string)
+        },
         || format!("{}\n{out:?}", read_text(&log)),
     );
-    assert!(line.contains("ERROR") && line.contains("VMWATCH_TEST_PANIC"), "{line}");
+    assert!(
+        line.contains("ERROR") && line.contains("VMWATCH_TEST_PANIC"),
+        "{line}"
+    );
     let mut buf = vec![0u8; 8192];
     let start = Instant::now();
     let mut got = Vec::new();
@@ -206,9 +247,18 @@ fn a_panic_in_a_detached_daemon_reaches_the_log_and_syslog() {
             got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
         }
     }
-    let sys = got.iter().find(|l| l.contains(needle)).unwrap_or_else(|| panic!("{got:#?}"));
-    assert!(sys.starts_with("<26>"), "daemon facility, severity crit: {sys}");
-    let pid: u32 = read_text(&dir.join("master.pid")).trim().parse().unwrap_or(0);
+    let sys = got
+        .iter()
+        .find(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("{got:#?}"));
+    assert!(
+        sys.starts_with("<26>"),
+        "daemon facility, severity crit: {sys}"
+    );
+    let pid: u32 = read_text(&dir.join("master.pid"))
+        .trim()
+        .parse()
+        .unwrap_or(0);
     wait_for(
         "the panicked daemon to be gone",
         DAEMON_DEADLINE,
@@ -229,7 +279,12 @@ fn a_stop_with_a_hung_panel_is_quick_and_keeps_every_update() {
     panel.hang(true);
     let uuids: Vec<String> = (0..3).map(|_| test_uuid()).collect();
     for (i, u) in uuids.iter().enumerate() {
-        node.send(Body::Events(vec![event(u, &format!("vm{i}"), "started", "booted")]));
+        node.send(Body::Events(vec![event(
+            u,
+            &format!("vm{i}"),
+            "started",
+            "booted",
+        )]));
     }
     wait_for(
         "a panel call hanging",
@@ -241,7 +296,10 @@ fn a_stop_with_a_hung_panel_is_quick_and_keeps_every_update() {
     m.signal(libc::SIGTERM);
     let status = m.wait_exit(INIT_STOP_DELAY);
     assert!(status.success(), "{}", m.report());
-    eprintln!("stop with a hung panel took {:.2} s", asked.elapsed().as_secs_f64());
+    eprintln!(
+        "stop with a hung panel took {:.2} s",
+        asked.elapsed().as_secs_f64()
+    );
     let f = master_state(&dir);
     for u in &uuids {
         assert!(
@@ -395,7 +453,11 @@ fn outside_values_cannot_forge_or_garble_log_lines() {
     );
     assert!(m.stop().success());
     let log = std::fs::read(&m.log).unwrap();
-    assert!(!log.contains(&0x1b) && !log.contains(&b'\r'), "{}", m.report());
+    assert!(
+        !log.contains(&0x1b) && !log.contains(&b'\r'),
+        "{}",
+        m.report()
+    );
     let text = String::from_utf8(log).unwrap();
     for line in text.lines() {
         let ts = line.as_bytes();
@@ -405,7 +467,9 @@ fn outside_values_cannot_forge_or_garble_log_lines() {
         );
     }
     assert!(text.contains("evil\\x0a2026"), "{}", m.report());
-    assert!(!text.lines().any(|l| l.starts_with("2026-01-01 00:00:00.000")));
+    assert!(!text
+        .lines()
+        .any(|l| l.starts_with("2026-01-01 00:00:00.000")));
 }
 
 /// Item 11: peers that connect and never finish the ZeroMQ handshake are
@@ -479,7 +543,10 @@ fn a_reboot_the_master_missed_comes_with_the_next_snapshot() {
     };
     let mut reboot = event(&u, "vm", "reboot", "-");
     reboot.reboots = Some(1);
-    node.send(Body::Events(vec![event(&u, "vm", "started", "booted"), reboot.clone()]));
+    node.send(Body::Events(vec![
+        event(&u, "vm", "started", "booted"),
+        reboot.clone(),
+    ]));
     let wait_reboots = |n: usize, m: &Daemon| {
         wait_for(
             &format!("{n} reboot lines at the panel"),
@@ -496,7 +563,9 @@ fn a_reboot_the_master_missed_comes_with_the_next_snapshot() {
     wait_reboots(2, &m);
     node.send(snapshot(2, vec![with_count(3)]));
     let marker = test_uuid();
-    node.send(Body::Events(vec![event(&marker, "marker", "started", "booted")]));
+    node.send(Body::Events(vec![event(
+        &marker, "marker", "started", "booted",
+    )]));
     wait_for(
         "the marker after the repeated snapshot",
         PANEL_DEADLINE,
@@ -567,8 +636,18 @@ fn the_shipped_panel_wrapper_reports_what_it_applied() {
         .unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "applied 1\napplied 2\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "applied 1\napplied 2\n"
+    );
     let calls = read_text(&dir.join("calls"));
-    assert_eq!(calls.lines().count(), 4, "every line is still tried: {calls}");
-    assert!(calls.starts_with("-m vmmgr vmwatch.node node=1 status=up since=1\n"), "{calls}");
+    assert_eq!(
+        calls.lines().count(),
+        4,
+        "every line is still tried: {calls}"
+    );
+    assert!(
+        calls.starts_with("-m vmmgr vmwatch.node node=1 status=up since=1\n"),
+        "{calls}"
+    );
 }

@@ -114,7 +114,8 @@ pub fn run(
     let panel_deadline = shutdown
         .deadline(panel::LAST_CALL + Duration::from_millis(500))
         .unwrap_or(deadline);
-    let waited = panel_finished.recv_timeout(panel_deadline.saturating_duration_since(Instant::now()));
+    let waited =
+        panel_finished.recv_timeout(panel_deadline.saturating_duration_since(Instant::now()));
     if waited.is_ok() {
         let _ = panel.join();
     } else {

@@ -400,7 +400,10 @@ fn parse_line(f: &mut StateFile, line: &str) -> Result<(), String> {
     let w: Vec<&str> = line.split(' ').collect();
     let num = |s: &str, what: &str| -> Result<u64, String> {
         if !crate::vocab::is_decimal(s) {
-            return Err(format!("{what} `{}` is not a number", excerpt(s.as_bytes())));
+            return Err(format!(
+                "{what} `{}` is not a number",
+                excerpt(s.as_bytes())
+            ));
         }
         s.parse::<u64>().map_err(|_| format!("{what} is too large"))
     };
@@ -481,7 +484,10 @@ fn parse_line(f: &mut StateFile, line: &str) -> Result<(), String> {
             }
             let state = text(w[3], "state")?;
             if !crate::vocab::is_state(&state) {
-                return Err(format!("state `{}` is not a domain state", excerpt(state.as_bytes())));
+                return Err(format!(
+                    "state `{}` is not a domain state",
+                    excerpt(state.as_bytes())
+                ));
             }
             let reboots = if w.len() == 9 {
                 RebootCount {
@@ -508,11 +514,8 @@ fn parse_line(f: &mut StateFile, line: &str) -> Result<(), String> {
         }
         "duplicate" => {
             words(4)?;
-            f.duplicates.push((
-                w[1].to_string(),
-                text(w[2], "key")?,
-                text(w[3], "nodes")?,
-            ));
+            f.duplicates
+                .push((w[1].to_string(), text(w[2], "key")?, text(w[3], "nodes")?));
         }
         "idle" => {
             words(6)?;
@@ -540,7 +543,8 @@ fn parse_line(f: &mut StateFile, line: &str) -> Result<(), String> {
             let rest = line
                 .strip_prefix("pending ")
                 .ok_or("`pending` line without an update")?;
-            f.pending.push(Update::from_panel_line(rest).map_err(|e| format!("pending update: {e}"))?);
+            f.pending
+                .push(Update::from_panel_line(rest).map_err(|e| format!("pending update: {e}"))?);
         }
         "end" => {
             words(1)?;
@@ -606,8 +610,7 @@ pub fn report(f: &StateFile, now_ms: u64) -> String {
             let _ = writeln!(out, "  {p}");
         }
     }
-    if f
-        .written_ms
+    if f.written_ms
         .is_some_and(|w| now_ms.saturating_sub(w) > 60_000)
     {
         let _ = writeln!(
@@ -790,7 +793,10 @@ mod tests {
             assert!(f.damaged(), "{what}");
             let all = f.problems.join("\n");
             assert!(all.starts_with(first), "{what}: {all}");
-            assert!(report(&f, 10_000).contains("WARNING: the state file is damaged"), "{what}");
+            assert!(
+                report(&f, 10_000).contains("WARNING: the state file is damaged"),
+                "{what}"
+            );
             if what == "other version" {
                 assert!(t.nodes.is_empty(), "nothing of another version is used");
             }
@@ -801,7 +807,10 @@ mod tests {
     fn a_file_without_written_line_says_so() {
         let f = parse("s", b"version 1\nend\n");
         let shown = report(&f, 1_000_000_000_000);
-        assert!(shown.contains("state written at an unknown time"), "{shown}");
+        assert!(
+            shown.contains("state written at an unknown time"),
+            "{shown}"
+        );
         assert!(shown.contains("no `written` line"), "{shown}");
         assert!(!shown.contains(" h ago"), "{shown}");
     }

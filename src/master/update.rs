@@ -164,9 +164,7 @@ impl Update {
             check_node_id(n).map_err(|e| format!("node id {e}"))?;
             Ok(n.to_string())
         };
-        let uuid = || -> Result<String, String> {
-            f.word("uuid", is_uuid)
-        };
+        let uuid = || -> Result<String, String> { f.word("uuid", is_uuid) };
         let text = |k: &str| f.get(k).map(str::to_string);
         let yes = |k: &str, y: &str, n: &str| match f.get(k)? {
             v if v == y => Ok(true),

@@ -28,8 +28,8 @@ use super::{Flags, Outgoing};
 use crate::log_limited;
 use crate::protocol::Event;
 use crate::ratelimit::RateLimit;
-use crate::vocab;
 use crate::service::{now_ms, Shutdown};
+use crate::vocab;
 
 /// How often the loop wakes up with nothing to do, to check for a stop
 /// request or a wanted snapshot.

@@ -71,6 +71,7 @@ pub fn run(
         &cfg.node_id,
         Duration::from_secs(cfg.heartbeat_interval),
         flags.clone(),
+        cfg.queue_size,
     )?;
     log::info!(
         "node {} watching {} and sending to {} (instance {:016x})",

@@ -110,7 +110,13 @@ pub struct Sender {
     heartbeat: Duration,
     flags: Arc<Flags>,
     connected_before: bool,
-    queue: VecDeque<(Body, usize)>,
+    /// Bodies ready to send: (body, payload bytes used, channel items in it).
+    queue: VecDeque<(Body, usize, usize)>,
+    /// Channel items held in `queue`; with the channel itself it never
+    /// exceeds 2 × `queue_size`, so an absent master costs bounded memory
+    /// and the overflow that a snapshot repairs really happens.
+    held: usize,
+    max_held: usize,
     sent: u64,
     limit: RateLimit,
 }
@@ -125,6 +131,7 @@ impl Sender {
         node: &str,
         heartbeat: Duration,
         flags: Arc<Flags>,
+        queue_size: usize,
     ) -> Result<Sender, String> {
         let zerr = |what: &str, e: zmq::Error| {
             format!("cannot {what} the ZeroMQ socket for {endpoint}: {e}")
@@ -170,6 +177,8 @@ impl Sender {
             flags,
             connected_before: false,
             queue: VecDeque::new(),
+            held: 0,
+            max_held: queue_size,
             sent: 0,
             limit: RateLimit::new(3, Duration::from_secs(60)),
         })
@@ -181,6 +190,7 @@ impl Sender {
     }
 
     fn enqueue(&mut self, item: Outgoing) {
+        self.held += 1;
         match item {
             Outgoing::Event(ev) => {
                 let mut rec = String::new();
@@ -188,31 +198,42 @@ impl Sender {
                 // Join the newest events message if it is not the one being
                 // sent right now and there is room.
                 if self.queue.len() > 1 {
-                    if let Some((Body::Events(list), used)) = self.queue.back_mut() {
+                    if let Some((Body::Events(list), used, items)) = self.queue.back_mut() {
                         if *used + rec.len() <= MAX_PAYLOAD - HEADER_ROOM {
                             *used += rec.len();
+                            *items += 1;
                             list.push(ev);
                             return;
                         }
                     }
                 }
-                self.queue.push_back((Body::Events(vec![ev]), rec.len()));
+                self.queue.push_back((Body::Events(vec![ev]), rec.len(), 1));
             }
             Outgoing::Snapshot(domains) => {
                 let id = self.next_snapshot;
                 self.next_snapshot += 1;
-                for b in snapshot_bodies(id, domains) {
-                    self.queue.push_back((b, 0));
+                let bodies = snapshot_bodies(id, domains);
+                let last = bodies.len() - 1;
+                for (i, b) in bodies.into_iter().enumerate() {
+                    self.queue.push_back((b, 0, usize::from(i == last)));
                 }
             }
             Outgoing::Stats {
                 interval_ms,
                 samples,
             } => {
-                for b in stats_bodies(interval_ms, samples) {
-                    self.queue.push_back((b, 0));
+                let bodies = stats_bodies(interval_ms, samples);
+                let last = bodies.len() - 1;
+                for (i, b) in bodies.into_iter().enumerate() {
+                    self.queue.push_back((b, 0, usize::from(i == last)));
                 }
             }
+        }
+    }
+
+    fn pop(&mut self) {
+        if let Some((_, _, items)) = self.queue.pop_front() {
+            self.held -= items;
         }
     }
 
@@ -285,7 +306,7 @@ impl Sender {
                     Err(RecvTimeoutError::Disconnected) => producers_gone = true,
                 }
             }
-            while self.queue.len() < LOOKAHEAD && !producers_gone {
+            while self.queue.len() < LOOKAHEAD && self.held < self.max_held && !producers_gone {
                 match rx.try_recv() {
                     Ok(item) => self.enqueue(item),
                     Err(TryRecvError::Empty) => break,
@@ -297,14 +318,14 @@ impl Sender {
                 && last_send.elapsed() >= self.heartbeat
                 && drain_deadline.is_none()
             {
-                self.queue.push_back((Body::Heartbeat, 0));
+                self.queue.push_back((Body::Heartbeat, 0, 0));
             }
-            let Some((body, _)) = self.queue.front().cloned() else {
+            let Some((body, _, _)) = self.queue.front().cloned() else {
                 continue;
             };
             match self.try_send(&body) {
                 Ok(()) => {
-                    self.queue.pop_front();
+                    self.pop();
                     self.sent += 1;
                     last_send = Instant::now();
                     log::debug!("sent {} message (seq {})", body.kind(), self.seq);
@@ -324,7 +345,7 @@ impl Sender {
                         body.kind(),
                         self.endpoint
                     );
-                    self.queue.pop_front();
+                    self.pop();
                 }
             }
         }

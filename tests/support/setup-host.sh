@@ -21,6 +21,15 @@ done
 # Extra packages asked for by the caller (e.g. packaging tests), space separated.
 for p in ${SETUP_EXTRA_PKGS:-}; do want "$p"; done
 
+# A killed daemon may linger as a zombie when nothing reaps it (no init here).
+running() {
+    local p
+    for p in $(pgrep -x "$1" 2>/dev/null); do
+        grep -q '^State:[[:space:]]*Z' "/proc/$p/status" 2>/dev/null || return 0
+    done
+    return 1
+}
+
 # Say what will change before changing anything.
 planned=()
 [ "${#need_pkgs[@]}" -gt 0 ] && planned+=("install Debian packages: ${need_pkgs[*]}")
@@ -29,8 +38,8 @@ getent group libvirt-qemu >/dev/null || planned+=("create group libvirt-qemu")
 getent passwd libvirt-qemu >/dev/null || planned+=("create system user libvirt-qemu")
 grep -q '^# vmwatch test host' /etc/libvirt/qemu.conf 2>/dev/null ||
     planned+=("append to /etc/libvirt/qemu.conf: user/group root, security_driver none (QEMU as root, no DBus here)")
-pgrep -x virtlogd >/dev/null 2>&1 || planned+=("start virtlogd")
-pgrep -x libvirtd >/dev/null 2>&1 || planned+=("start libvirtd")
+running virtlogd || planned+=("start virtlogd")
+running libvirtd || planned+=("start libvirtd")
 if [ "${#planned[@]}" -gt 0 ]; then
     log "this test host needs changes:"
     for p in "${planned[@]}"; do log "  - $p"; done
@@ -63,7 +72,6 @@ if ! grep -q '^# vmwatch test host' "$qconf" 2>/dev/null; then
     } >>"$qconf"
 fi
 
-running() { pgrep -x "$1" >/dev/null 2>&1; }
 running virtlogd || { log "starting virtlogd"; /usr/sbin/virtlogd -d; }
 if ! running libvirtd; then
     log "starting libvirtd"
