@@ -136,12 +136,12 @@ fn panel_batching(out: &mut String, dir: &Path) {
     for _ in 0..3 {
         let t = Instant::now();
         for chunk in updates.chunks(500) {
-            cmd.call(chunk).unwrap();
+            cmd.call(chunk, None).result.unwrap();
         }
         batched.push(t.elapsed().as_secs_f64());
         let t = Instant::now();
         for u in &updates {
-            cmd.call(std::slice::from_ref(u)).unwrap();
+            cmd.call(std::slice::from_ref(u), None).result.unwrap();
         }
         single.push(t.elapsed().as_secs_f64());
     }
