@@ -87,7 +87,7 @@ pub fn daemon_running(program: &str, pidfile: &str) -> Result<u32, String> {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(format!(
-                "{program} is not running (no pidfile {pidfile}; start it with `service {program} start`)"
+                "{program} is not running (no pidfile {pidfile}, start it with `service {program} start`)"
             ))
         }
         Err(e) => {
@@ -168,7 +168,7 @@ fn check_frame(text: &str, path: &str, facts: &mut Facts) -> Option<u64> {
         Some(v) => {
             facts.problems.push((
                 Level::Unknown,
-                format!("{path} has format version {v}; this check_vmwatch reads version 1 (upgrade it)"),
+                format!("{path} has format version {v}, this check_vmwatch reads version 1 (upgrade it)"),
             ));
             return None;
         }
@@ -291,7 +291,7 @@ pub fn master_facts(
     f.details.insert(
         0,
         format!(
-            "master on {listen}: state written {} s ago, running for {} s; {rejected} messages rejected since start",
+            "master on {listen}: state written {} s ago, running for {} s, {rejected} messages rejected since start",
             secs(written, now_ms),
             secs(started, now_ms)
         ),

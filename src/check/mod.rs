@@ -210,9 +210,10 @@ impl Check {
             Mode::Master => "VMWATCH MASTER",
             Mode::Node => "VMWATCH NODE",
         };
+        // Nagios turns `;` in plugin output into `:`: separate with commas.
         let mut text = reasons;
         text.extend(f.summary.iter().cloned());
-        let mut line = format!("{prefix} {} - {}", level.word(), text.join("; "));
+        let mut line = format!("{prefix} {} - {}", level.word(), text.join(", "));
         if !perf.is_empty() {
             let _ = write!(line, " | {}", perf.join(" "));
         }
@@ -462,7 +463,7 @@ mod tests {
         let (level, line) = c.judge(&f);
         assert_eq!(level, Level::Warning, "{line}");
         assert!(
-            line.starts_with("VMWATCH MASTER WARNING - idle 1 (warning @1:3); 0 nodes up, 2 down"),
+            line.starts_with("VMWATCH MASTER WARNING - idle 1 (warning @1:3), 0 nodes up, 2 down"),
             "{line}"
         );
         assert!(

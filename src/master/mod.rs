@@ -205,7 +205,7 @@ pub fn status(args: &crate::cli::Args) -> u8 {
         &pidfile,
         now_ms(),
     );
-    print!("{summary}\n");
+    println!("{summary}");
     match std::fs::read_to_string(&cfg.state_file) {
         Ok(text) => {
             print!("{}", statefile::report(&text, now_ms()));

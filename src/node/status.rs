@@ -38,6 +38,12 @@ pub struct NodeStatus {
     domains: Mutex<BTreeSet<String>>,
 }
 
+impl Default for NodeStatus {
+    fn default() -> NodeStatus {
+        NodeStatus::new()
+    }
+}
+
 /// The node process's status.
 pub static STATUS: NodeStatus = NodeStatus::new();
 
