@@ -2,6 +2,7 @@
 # `make release`: the portable, small release binaries, in dist/.
 #
 #   dist/vmwatch-master  fully static (musl): no NEEDED entries, runs on any x86_64 Linux
+#   dist/check_vmwatch   the monitoring plugin, fully static (musl) like the master
 #   dist/vmwatch-node    glibc >= 2.12 and libvirt.so.0 only (CentOS 6 onwards); libzmq and
 #                        the C++ runtime linked in
 #
@@ -54,6 +55,9 @@ start=$SECONDS
 log "vmwatch-master: x86_64-unknown-linux-musl, without the node feature (no libvirt)"
 cargo zigbuild --release --locked --target x86_64-unknown-linux-musl \
     --no-default-features --bin vmwatch-master
+log "check_vmwatch: x86_64-unknown-linux-musl, like the master (reads files only)"
+cargo zigbuild --release --locked --target x86_64-unknown-linux-musl \
+    --no-default-features --bin check_vmwatch
 log "vmwatch-node: x86_64-unknown-linux-gnu.2.12 (glibc 2.12 symbol versions)"
 cargo zigbuild --release --locked --target x86_64-unknown-linux-gnu.2.12 \
     --features glibc212 --bin vmwatch-node
@@ -61,4 +65,5 @@ cargo zigbuild --release --locked --target x86_64-unknown-linux-gnu.2.12 \
 mkdir -p dist
 install -m 0755 "$CARGO_TARGET_DIR/x86_64-unknown-linux-musl/release/vmwatch-master" dist/vmwatch-master
 install -m 0755 "$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/release/vmwatch-node" dist/vmwatch-node
+install -m 0755 "$CARGO_TARGET_DIR/x86_64-unknown-linux-musl/release/check_vmwatch" dist/check_vmwatch
 log "done in $((SECONDS - start)) s: $(stat -c '%n %s bytes' dist/vmwatch-master dist/vmwatch-node | paste -sd, -)"

@@ -28,7 +28,7 @@ pub struct Args {
     pub check_config: bool,
     pub foreground: bool,
     pub verbose: bool,
-    /// Master only: print the state file for a person and exit.
+    /// Print the daemon's status for a person and exit.
     pub status: bool,
 }
 
@@ -38,7 +38,7 @@ pub enum Parsed {
     Exit(u8),
 }
 
-/// Parses `argv[1..]`. `with_status` adds the master's `--status`.
+/// Parses `argv[1..]`. `with_status` adds `--status`.
 pub fn parse(program: &str, argv: &[String], with_status: bool) -> Parsed {
     let mut opts = Options::new();
     opts.optopt(
@@ -70,7 +70,7 @@ pub fn parse(program: &str, argv: &[String], with_status: bool) -> Parsed {
         opts.optflag(
             "s",
             "status",
-            "print the master's state file for a person and exit",
+            "print the daemon's status (the check_vmwatch facts) for a person and exit",
         );
     }
     let m = match opts.parse(argv) {

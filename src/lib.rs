@@ -6,6 +6,7 @@
 //! and tells the control panel what changed. The binaries in `src/bin` are
 //! thin: everything lives in these modules.
 
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod kvline;

@@ -688,7 +688,13 @@ fn usage_errors_exit_2_help_and_version_exit_0() {
             "{out}"
         );
     }
-    // --status belongs to the master only.
-    let (st, _, err) = run(&dir, "status", &node_bin(), &["--status"]);
-    assert_eq!(st.code(), Some(2), "{err}");
+    // Both have --status (issue 9); it reads the configuration for the
+    // file's path, so a missing configuration is a configuration error.
+    let (st, _, err) = run(
+        &dir,
+        "status",
+        &node_bin(),
+        &["--status", "-c", "/nonexistent.conf"],
+    );
+    assert_eq!(st.code(), Some(1), "{err}");
 }

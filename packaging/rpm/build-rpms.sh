@@ -41,6 +41,7 @@ stage() {
 }
 stage "$bin_dir/vmwatch-master" vmwatch-master "run make release first"
 stage "$bin_dir/vmwatch-node" vmwatch-node "run make release first"
+stage "$bin_dir/check_vmwatch" check_vmwatch "run make release first"
 stage "$conf_dir/vmwatch-master.conf" vmwatch-master.conf
 stage "$conf_dir/vmwatch-node.conf" vmwatch-node.conf
 stage init.d/vmwatch-master vmwatch-master.init
@@ -51,6 +52,8 @@ stage packaging/logrotate/vmwatch-master vmwatch-master.logrotate
 stage packaging/logrotate/vmwatch-node vmwatch-node.logrotate
 stage docs/vmwatch-master.8 vmwatch-master.8
 stage docs/vmwatch-node.8 vmwatch-node.8
+stage docs/check_vmwatch.8 check_vmwatch.8
+stage docs/vmwatch.conf.5 vmwatch.conf.5
 stage packaging/vmwatch-panel vmwatch-panel "the panel wrapper script"
 
 for dist in $dists; do

@@ -9,8 +9,9 @@ use vmwatch::service::{main as daemon_main, Daemon};
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
-    match parse(NodeConfig::PROGRAM, &argv, false) {
+    match parse(NodeConfig::PROGRAM, &argv, true) {
         Parsed::Exit(code) => ExitCode::from(code),
+        Parsed::Run(args) if args.status => ExitCode::from(vmwatch::node::status::status(&args)),
         Parsed::Run(args) => ExitCode::from(daemon_main::<NodeConfig>(&args)),
     }
 }

@@ -140,6 +140,15 @@ pub fn status(args: &crate::cli::Args) -> u8 {
             return exit::CONFIG;
         }
     };
+    // The check_vmwatch verdict first (src/check), then the whole view.
+    let pidfile = args.pidfile.to_string_lossy();
+    let (_, summary) = crate::check::status_summary(
+        crate::check::Mode::Master,
+        &cfg.state_file,
+        &pidfile,
+        now_ms(),
+    );
+    println!("{summary}");
     match std::fs::read(&cfg.state_file) {
         Ok(bytes) => {
             let f = statefile::parse(&cfg.state_file, &bytes);

@@ -37,6 +37,10 @@ pub struct NodeConfig {
     pub stats: bool,
     /// `auto` (bulk API where libvirt has it) or `legacy` (per-domain calls).
     pub stats_api: String,
+    /// Where the node writes its status for check_vmwatch and `--status`.
+    pub status_file: String,
+    /// Seconds between status file writes.
+    pub status_interval: u64,
 }
 
 impl NodeConfig {
@@ -65,6 +69,11 @@ impl NodeConfig {
                 "auto" | "legacy" => Ok(()),
                 _ => Err(format!("must be auto or legacy, not `{v}`")),
             }),
+            status_file: l.string(
+                "status_file",
+                Some("/usr/local/mgr5/var/vmwatch-node.status"),
+            ),
+            status_interval: l.number("status_interval", 5, 1, 3_600),
         }
     }
 
@@ -84,11 +93,13 @@ impl NodeConfig {
             ("heartbeat_interval", self.heartbeat_interval),
             ("keepalive_interval", self.keepalive_interval),
             ("keepalive_count", self.keepalive_count),
+            ("status_interval", self.status_interval),
         ] {
             out.push((k.to_string(), v.to_string()));
         }
         out.push(("stats".to_string(), yes_no(self.stats)));
         out.push(("stats_api".to_string(), self.stats_api.clone()));
+        out.push(("status_file".to_string(), self.status_file.clone()));
         out
     }
 }

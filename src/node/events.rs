@@ -58,7 +58,7 @@ impl CallbackCtx {
 
     fn push(&self, ev: Event) {
         match self.tx.try_send(Outgoing::Event(ev)) {
-            Ok(()) => {}
+            Ok(()) => super::status::STATUS.queued(),
             Err(TrySendError::Full(Outgoing::Event(ev))) => {
                 self.overflow.store(true, Ordering::SeqCst);
                 let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
@@ -274,6 +274,7 @@ impl EventSource {
             }
             let closed = self.ctx.closed.load(Ordering::SeqCst);
             if closed >= 0 {
+                super::status::STATUS.libvirt(false);
                 shutdown.fail(format!(
                     "lost the libvirt connection to {}: {}; stopping",
                     self.uri,
@@ -320,6 +321,7 @@ impl EventSource {
         let count = domains.len();
         // If the queue is full, the flags stay set and the next turn retries.
         if self.ctx.tx.try_send(Outgoing::Snapshot(domains)).is_ok() {
+            super::status::STATUS.queued();
             flags.snapshot_wanted.store(false, Ordering::SeqCst);
             if self.ctx.overflow.swap(false, Ordering::SeqCst) {
                 log::info!(

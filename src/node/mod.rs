@@ -16,6 +16,7 @@ pub mod libvirt;
 pub mod sample;
 pub mod sender;
 pub mod stats;
+pub mod status;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::sync_channel;
@@ -63,6 +64,7 @@ pub fn run(
         cfg.keepalive_count,
         tx.clone(),
     )?;
+    status::STATUS.libvirt(true);
     let zmq_ctx = zmq::Context::new();
     let sender = sender::Sender::new(
         &zmq_ctx,
@@ -103,6 +105,20 @@ pub fn run(
         let shutdown = shutdown.clone();
         spawn("sender", move || sender.run(rx, &shutdown))
     };
+    let status_writer = {
+        let shutdown = shutdown.clone();
+        let (path, every) = (
+            cfg.status_file.clone(),
+            Duration::from_secs(cfg.status_interval),
+        );
+        let info = status::Info {
+            node_id: cfg.node_id.clone(),
+            connect: cfg.connect.clone(),
+            uri: cfg.uri.clone(),
+            started_ms: crate::service::now_ms(),
+        };
+        spawn("status", move || status::run(path, every, info, &shutdown))
+    };
     readiness.ready();
     supervise(&shutdown);
     // A thread blocked in libvirt (a hung libvirtd) cannot hold the stop:
@@ -115,7 +131,12 @@ pub fn run(
     if let Some(s) = sampling {
         let _ = join_until(s, deadline);
     }
-    match shutdown.failure() {
+    let failure = shutdown.failure();
+    if let Some(info) = join_until(status_writer, deadline) {
+        let why = failure.as_deref().unwrap_or("stopped by a signal");
+        status::write_final(&cfg.status_file, &info, why);
+    }
+    match failure {
         Some(why) => Err(why),
         None => Ok(()),
     }

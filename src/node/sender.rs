@@ -191,6 +191,7 @@ impl Sender {
 
     fn enqueue(&mut self, item: Outgoing) {
         self.held += 1;
+        super::status::STATUS.took(&item);
         match item {
             Outgoing::Event(ev) => {
                 let mut rec = String::new();
@@ -263,11 +264,13 @@ impl Sender {
             let id = u16::from_le_bytes([ev[0], ev[1]]);
             if id == zmq::SocketEvent::CONNECTED as u16 {
                 log::info!("connected to the master at {}", self.endpoint);
+                super::status::STATUS.master(true);
                 if self.connected_before {
                     self.flags.snapshot_wanted.store(true, Ordering::SeqCst);
                 }
                 self.connected_before = true;
             } else if id == zmq::SocketEvent::DISCONNECTED as u16 {
+                super::status::STATUS.master(false);
                 log_limited!(
                     self.limit,
                     log::Level::Warn,
@@ -314,6 +317,7 @@ impl Sender {
                 }
             }
             self.watch_connection();
+            super::status::STATUS.backlog(self.queue.len());
             if self.queue.is_empty()
                 && last_send.elapsed() >= self.heartbeat
                 && drain_deadline.is_none()
@@ -327,6 +331,7 @@ impl Sender {
                 Ok(()) => {
                     self.pop();
                     self.sent += 1;
+                    super::status::STATUS.sent();
                     last_send = Instant::now();
                     log::debug!("sent {} message (seq {})", body.kind(), self.seq);
                 }

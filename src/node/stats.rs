@@ -164,7 +164,7 @@ pub fn run(settings: StatsSettings, tx: SyncSender<Outgoing>, shutdown: &Shutdow
             interval_ms,
             samples,
         }) {
-            Ok(()) => {}
+            Ok(()) => super::status::STATUS.queued(),
             Err(TrySendError::Full(_)) => {
                 log_limited!(
                     limit,

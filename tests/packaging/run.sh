@@ -63,10 +63,10 @@ run_group() {
 }
 
 test_tools() {
-    # rpm: rpmbuild; systemd: systemd-analyze; groff-base: man page checks; binutils:
+    # rpm: rpmbuild; systemd: systemd-analyze; groff-base, mandoc: man page checks; binutils:
     # readelf, objdump; libvirt0: the release node's only non-glibc dependency.
     check "Debian packages for the tests are installed" bash "$TOP/packaging/ensure-debs.sh" \
-        rpm rpmlint shellcheck systemd logrotate groff-base binutils libvirt0 procps python3
+        rpm rpmlint shellcheck systemd logrotate groff-base mandoc binutils libvirt0 procps python3
     check "busybox-static is at hand for the throwaway RPM root's /bin/sh" fetch_busybox
 }
 

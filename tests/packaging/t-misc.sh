@@ -23,27 +23,53 @@ test_shellcheck() {
 }
 
 test_docs() {
-    local page bin opt opts
-    for page in vmwatch-master vmwatch-node; do
-        run_cmd groff -man -ww -z "$TOP/docs/$page.8"
+    local page bin opt opts file section dir=$WORK/docs
+    mkdir -p "$dir"
+    for page in vmwatch-master.8 vmwatch-node.8 check_vmwatch.8 vmwatch.conf.5; do
+        file=$TOP/docs/$page
+        run_cmd groff -man -t -ww -z "$file"
         if [ "$RC" -eq 0 ] && [ -z "$OUT" ]; then
-            pass "docs/$page.8: groff -man -ww finds nothing to warn about"
+            pass "docs/$page: groff -man -ww finds nothing to warn about"
         else
-            fail "docs/$page.8: groff -man -ww (exit $RC):"
+            fail "docs/$page: groff -man -ww (exit $RC):"
             printf '%s\n' "$OUT" | sed 's/^/        | /'
         fi
-        for section in NAME SYNOPSIS DESCRIPTION OPTIONS FILES SIGNALS "EXIT STATUS" "SEE ALSO"; do
-            check "docs/$page.8 has a $section section" grep -q "^\\.SH \"\\?$section\"\\?\$" "$TOP/docs/$page.8"
+        # mandoc's warnings and errors (its STYLE notes, such as lines over 80 bytes, are
+        # not problems in a man page).
+        run_cmd mandoc -T lint -W warning "$file"
+        if [ "$RC" -eq 0 ] && [ -z "$OUT" ]; then
+            pass "docs/$page: mandoc -T lint -W warning is clean"
+        else
+            fail "docs/$page: mandoc -T lint -W warning (exit $RC):"
+            printf '%s\n' "$OUT" | sed 's/^/        | /'
+        fi
+        for section in NAME SYNOPSIS DESCRIPTION FILES "SEE ALSO"; do
+            check "docs/$page has a $section section" grep -q "^\\.SH \"\\?$section\"\\?\$" "$file"
+        done
+        case $page in
+            *.5) continue ;;
+        esac
+        for section in OPTIONS SIGNALS "EXIT STATUS" EXAMPLES; do
+            check "docs/$page has a $section section" grep -q "^\\.SH \"\\?$section\"\\?\$" "$file"
         done
         # Every long option the binary's --help lists is documented (read from the binary,
         # so a new option without a man page entry fails here).
-        bin=$BIN_DIR/$page
+        bin=$BIN_DIR/${page%.8}
         opts=$("$bin" --help | grep -Eo -- '--[a-z][a-z-]+' | sort -u)
-        check "$page --help lists options" test -n "$opts"
+        check "${page%.8} --help lists options" test -n "$opts"
         # roff writes a hyphen as \-: compare against the page with those unescaped.
-        sed 's/\\-/-/g' "$TOP/docs/$page.8" >"$WORK/$page.8.plain"
+        sed 's/\\-/-/g' "$file" >"$dir/$page.plain"
         for opt in $opts; do
-            check "docs/$page.8 documents $opt" grep -q -- "$opt" "$WORK/$page.8.plain"
+            check "docs/$page documents $opt" grep -q -- "$opt" "$dir/$page.plain"
+        done
+    done
+    # vmwatch.conf(5) names every key the daemons print with -t.
+    for bin in vmwatch-master vmwatch-node; do
+        write_daemon_conf "$bin" "$dir" 1515 test:///default
+        run_cmd "$BIN_DIR/$bin" -t -c "$dir/$bin.conf"
+        check_rc "$bin -t with a test configuration" 0
+        for opt in $(printf '%s\n' "$OUT" | sed -n 's/^\([a-z_]*\)=.*/\1/p'); do
+            check "docs/vmwatch.conf.5 describes $bin's key $opt" grep -q "^\\.B $opt\$" "$TOP/docs/vmwatch.conf.5"
         done
     done
 }

@@ -161,6 +161,13 @@ test_rpm() {
                 check "$dist: no SysV script in the el7 package" test ! -e "$r/etc/rc.d/init.d/$pkg"
             fi
         done
+        # check_vmwatch (issue 9): in both packages, where CentOS keeps nagios plugins.
+        local plug=/usr/lib64/nagios/plugins/check_vmwatch
+        check_eq "$dist: $plug 0755 root" "755 root:root" "$(mode_of "$r" $plug)"
+        check "$dist: ... the release plugin, byte for byte, and it runs" \
+            bash -c "cmp '$r$plug' '$BIN_DIR/check_vmwatch' && '$r$plug' -V"
+        check_eq "$dist: man pages check_vmwatch.8.gz and vmwatch.conf.5.gz 0644" "644 root:root|644 root:root" \
+            "$(mode_of "$r" /usr/share/man/man8/check_vmwatch.8.gz)|$(mode_of "$r" /usr/share/man/man5/vmwatch.conf.5.gz)"
         run_cmd "${rpmr[@]}" -V --nodeps vmwatch-master
         check_rc "$dist: rpm -V vmwatch-master: every file as packaged" 0
         run_cmd "${rpmr[@]}" -V --nodeps vmwatch-node

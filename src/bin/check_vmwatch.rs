@@ -1,0 +1,12 @@
+//! check_vmwatch: monitoring plugin for vmwatch-master and vmwatch-node
+//! (Nagios, Opsview, Icinga; locally or through check_by_ssh). Exit status
+//! 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN. See check_vmwatch(8).
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let (code, out) = vmwatch::check::main(&argv, vmwatch::service::now_ms);
+    print!("{out}");
+    ExitCode::from(code)
+}

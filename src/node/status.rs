@@ -1,0 +1,309 @@
+//! The node's status file (docs/node-status.md): what check_vmwatch and
+//! `vmwatch-node --status` need to know about a running node, written
+//! atomically every `status_interval` seconds and once more when it stops.
+//!
+//! The threads report into one process-wide [`STATUS`] of atomics, so the
+//! hooks in the event, stats and sender code are one call each and never
+//! block; the `status` thread turns it into text. The file holds no secret
+//! and is written mode 0644, so a monitoring user can read it.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::Outgoing;
+use crate::protocol::escape;
+use crate::service::{now_ms, Shutdown};
+
+/// Version of the format, first line after the comment.
+pub const FORMAT: u32 = 1;
+
+/// The live facts, updated by the node's threads.
+pub struct NodeStatus {
+    libvirt_up: AtomicBool,
+    libvirt_since: AtomicU64,
+    master_up: AtomicBool,
+    master_since: AtomicU64,
+    /// Items producers put in the channel that the sender has not taken.
+    channel: AtomicI64,
+    /// Messages the sender holds, waiting for the master.
+    backlog: AtomicU64,
+    last_send_ms: AtomicU64,
+    sent: AtomicU64,
+    domains: Mutex<BTreeSet<String>>,
+}
+
+impl Default for NodeStatus {
+    fn default() -> NodeStatus {
+        NodeStatus::new()
+    }
+}
+
+/// The node process's status.
+pub static STATUS: NodeStatus = NodeStatus::new();
+
+impl NodeStatus {
+    pub const fn new() -> NodeStatus {
+        NodeStatus {
+            libvirt_up: AtomicBool::new(false),
+            libvirt_since: AtomicU64::new(0),
+            master_up: AtomicBool::new(false),
+            master_since: AtomicU64::new(0),
+            channel: AtomicI64::new(0),
+            backlog: AtomicU64::new(0),
+            last_send_ms: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            domains: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    fn flip(flag: &AtomicBool, since: &AtomicU64, up: bool) {
+        if flag.swap(up, Relaxed) != up || since.load(Relaxed) == 0 {
+            since.store(now_ms(), Relaxed);
+        }
+    }
+
+    /// The libvirt connection opened (`true`) or was lost.
+    pub fn libvirt(&self, up: bool) {
+        Self::flip(&self.libvirt_up, &self.libvirt_since, up);
+    }
+
+    /// The ZeroMQ connection to the master came up or went down.
+    pub fn master(&self, up: bool) {
+        Self::flip(&self.master_up, &self.master_since, up);
+    }
+
+    /// A producer queued one item for the sender.
+    pub fn queued(&self) {
+        self.channel.fetch_add(1, Relaxed);
+    }
+
+    /// The sender took `item` from the channel: one less queued, and the
+    /// set of watched domains follows snapshots and events.
+    pub fn took(&self, item: &Outgoing) {
+        self.channel.fetch_sub(1, Relaxed);
+        let mut d = self.domains.lock().unwrap_or_else(|p| p.into_inner());
+        match item {
+            Outgoing::Snapshot(list) => {
+                *d = list.iter().map(|s| s.domain.uuid.clone()).collect();
+            }
+            Outgoing::Event(ev) if ev.event == "undefined" => {
+                d.remove(&ev.domain.uuid);
+            }
+            Outgoing::Event(ev) => {
+                d.insert(ev.domain.uuid.clone());
+            }
+            Outgoing::Stats { .. } => {}
+        }
+    }
+
+    /// How many messages the sender holds now.
+    pub fn backlog(&self, n: usize) {
+        self.backlog.store(n as u64, Relaxed);
+    }
+
+    /// A message was handed to a connected master.
+    pub fn sent(&self) {
+        self.sent.fetch_add(1, Relaxed);
+        self.last_send_ms.store(now_ms(), Relaxed);
+    }
+
+    /// Renders the file; `stopped` is the reason on the last write.
+    pub fn render(&self, info: &Info, now_ms: u64, stopped: Option<&str>) -> String {
+        let enc = |v: &str| {
+            let mut s = String::new();
+            escape(v, &mut s);
+            s
+        };
+        let updown = |b: &AtomicBool| if b.load(Relaxed) { "up" } else { "down" };
+        let queue = self.channel.load(Relaxed).max(0) as u64 + self.backlog.load(Relaxed);
+        let domains = self.domains.lock().map(|d| d.len()).unwrap_or(0);
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# vmwatch-node status (format: docs/node-status.md); pid {}",
+            std::process::id()
+        );
+        let _ = writeln!(out, "version {FORMAT}");
+        let _ = writeln!(out, "written {now_ms}");
+        let _ = writeln!(out, "started {}", info.started_ms);
+        let _ = writeln!(out, "node_id {}", enc(&info.node_id));
+        let _ = writeln!(out, "connect {}", enc(&info.connect));
+        let _ = writeln!(out, "uri {}", enc(&info.uri));
+        let _ = writeln!(
+            out,
+            "libvirt {} {}",
+            updown(&self.libvirt_up),
+            self.libvirt_since.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "master {} {}",
+            updown(&self.master_up),
+            self.master_since.load(Relaxed).max(info.started_ms)
+        );
+        let _ = writeln!(out, "queue {queue}");
+        let _ = writeln!(out, "last_send {}", self.last_send_ms.load(Relaxed));
+        let _ = writeln!(out, "domains {domains}");
+        let _ = writeln!(out, "counter sent {}", self.sent.load(Relaxed));
+        if let Some(why) = stopped {
+            let _ = writeln!(out, "stopped {now_ms} {}", enc(why));
+        }
+        out.push_str("end\n");
+        out
+    }
+}
+
+/// What the file says about the node besides the live facts.
+pub struct Info {
+    pub node_id: String,
+    pub connect: String,
+    pub uri: String,
+    pub started_ms: u64,
+}
+
+/// Writes `text` atomically (temporary file, fsync, rename), mode 0644
+/// whatever the umask, so check_vmwatch can read it as another user.
+pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// The `status` thread: writes the file every `every` until a stop.
+pub fn run(path: String, every: Duration, info: Info, shutdown: &Shutdown) -> Info {
+    let mut limit = crate::ratelimit::RateLimit::new(1, Duration::from_secs(600));
+    while !shutdown.stopping() {
+        if let Err(e) = write_atomic(Path::new(&path), &STATUS.render(&info, now_ms(), None)) {
+            crate::log_limited!(
+                limit,
+                log::Level::Error,
+                "cannot write status file {path}: {e} (check that its directory exists and is writable, or set status_file)"
+            );
+        }
+        let next = Instant::now() + every;
+        while !shutdown.stopping() && Instant::now() < next {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    info
+}
+
+/// The last write, after every thread stopped: says why the node stopped.
+pub fn write_final(path: &str, info: &Info, why: &str) {
+    if let Err(e) = write_atomic(Path::new(path), &STATUS.render(info, now_ms(), Some(why))) {
+        log::error!("cannot write status file {path}: {e}");
+    }
+}
+
+/// `vmwatch-node --status`: the check's verdict and the facts, for a person.
+pub fn status(args: &crate::cli::Args) -> u8 {
+    use crate::cli::exit;
+    let cfg = match super::NodeConfig::load(&args.config) {
+        Ok((c, _)) => c,
+        Err(e) => {
+            eprintln!("vmwatch-node: {e}");
+            return exit::CONFIG;
+        }
+    };
+    let pidfile = args.pidfile.to_string_lossy();
+    let (_, text) = crate::check::status_summary(
+        crate::check::Mode::Node,
+        &cfg.status_file,
+        &pidfile,
+        now_ms(),
+    );
+    print!("{text}");
+    exit::OK
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{DomainId, DomainState, Event};
+
+    fn ev(uuid: &str, event: &str) -> Outgoing {
+        Outgoing::Event(Event {
+            domain: DomainId {
+                uuid: uuid.into(),
+                name: "n".into(),
+            },
+            event: event.into(),
+            detail: String::new(),
+            time_ms: 0,
+        })
+    }
+
+    #[test]
+    fn the_file_follows_the_threads_and_the_check_reads_it() {
+        let s = NodeStatus::new();
+        let info = Info {
+            node_id: "node 3".into(),
+            connect: "tcp://m:1515".into(),
+            uri: "test:///default".into(),
+            started_ms: 1000,
+        };
+        s.libvirt(true);
+        for _ in 0..3 {
+            s.queued();
+        }
+        s.took(&Outgoing::Snapshot(vec![DomainState {
+            domain: DomainId {
+                uuid: "a".into(),
+                name: "a".into(),
+            },
+            state: "running".into(),
+            reason: "booted".into(),
+        }]));
+        s.took(&ev("b", "defined"));
+        s.backlog(4);
+        s.sent();
+        let text = s.render(&info, now_ms(), None);
+        assert!(text.contains("\nnode_id node%203\n"), "{text}");
+        assert!(
+            text.contains("\nqueue 5\n"),
+            "1 in the channel + 4 held: {text}"
+        );
+        assert!(text.contains("\ndomains 2\n"), "{text}");
+        assert!(text.contains("\nmaster down 1000\n"), "{text}");
+        let f = crate::check::facts::node_facts(&text, "st", now_ms());
+        assert_eq!(f.value("domains"), Some(2.0));
+        assert!(f.problems[0]
+            .1
+            .starts_with("not connected to the master at tcp://m:1515"));
+        s.took(&ev("b", "undefined"));
+        s.master(true);
+        let text = s.render(&info, now_ms(), Some("lost libvirt"));
+        assert!(
+            text.contains("\ndomains 1\n") && text.contains(" lost%20libvirt\nend\n"),
+            "{text}"
+        );
+        let f = crate::check::facts::node_facts(&text, "st", now_ms());
+        assert!(f.problems.is_empty(), "{:?}", f.problems);
+    }
+
+    #[test]
+    fn written_world_readable_whatever_the_umask() {
+        let dir = std::env::temp_dir().join(format!("vmwatch-ns-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("status");
+        write_atomic(&p, "x\n").unwrap();
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
