@@ -245,6 +245,7 @@ mod tests {
             event: event.into(),
             detail: String::new(),
             time_ms: 0,
+            reboots: None,
         })
     }
 
@@ -268,6 +269,7 @@ mod tests {
             },
             state: "running".into(),
             reason: "booted".into(),
+            reboots: None,
         }]));
         s.took(&ev("b", "defined"));
         s.backlog(4);
