@@ -52,6 +52,7 @@ stage packaging/logrotate/vmwatch-node vmwatch-node.logrotate
 stage docs/vmwatch-master.8 vmwatch-master.8
 stage docs/vmwatch-node.8 vmwatch-node.8
 stage packaging/vmwatch-panel vmwatch-panel "the panel wrapper script"
+stage packaging/vmwatch-takeover vmwatch-takeover "the el6 take-over helper"
 
 for dist in $dists; do
     case $dist in
