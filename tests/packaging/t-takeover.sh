@@ -395,6 +395,50 @@ test_takeover() {
         check "$dist: nothing of ours is left (binaries, scripts, units, links, saved files)" \
             bash -c "! ls -d '$r$lib' '$r/var/lib/vmwatch' '$r'/etc/systemd/system/vmwatch-* '$r'/etc/logrotate.d/vmwatch-* >/dev/null 2>&1"
 
+        # --- ours again, then the panel's packages are erased: ours stays, registered
+        run_cmd "${rpmr[@]}" -U --nodeps "${ours2[@]}"
+        check_rc "$dist: rpm -U ours again over the 5.1 doubles" 0
+        for svc in vmwatch-master vmwatch-node; do
+            check_eq "$dist: ... $svc runs ours again" vmwatch "$(await_who "$r" "$svc" vmwatch)"
+        done
+        calls "$r" >/dev/null
+        run_cmd "${rpmr[@]}" -e vmmanager-kvm vmmanager-pkg-vmnode
+        check_rc "$dist: rpm -e the doubles (the panel's packages go, ours stays)" 0
+        check "$dist: ... no scriptlet failed" bash -c "! printf '%s' \"\$1\" | grep -Eqi 'scriptlet|error'" _ "$OUT"
+        if [ "$rhel" = 6 ]; then
+            # The doubles' %preun stop the service (with our script) and unregister it; our
+            # %triggerpostun registers ours again.
+            check_eq "$dist: the doubles stopped and unregistered the service, our trigger registered it again" \
+                "chkconfig --add vmwatch-master|chkconfig --add vmwatch-node|chkconfig --del vmwatch-master|chkconfig --del vmwatch-node|service vmwatch-master stop [vmwatch]|service vmwatch-node stop [vmwatch]" \
+                "$(calls "$r")"
+            for svc in vmwatch-master vmwatch-node; do
+                check_eq "$dist: /etc/rc.d/init.d/$svc is our link" "../../..$lib/init.d/$svc" "$(readlink "$r/etc/rc.d/init.d/$svc")"
+                check "$dist: ... the panel's saved script is gone with its package" test ! -e "$r/var/lib/vmwatch/panel-initd/$svc"
+                run_cmd chroot "$r" /sbin/service "$svc" start
+                check_rc "$dist: service $svc start" 0
+                check_eq "$dist: ... runs ours" vmwatch "$(await_who "$r" "$svc" vmwatch)"
+            done
+        else
+            check_eq "$dist: the doubles disabled and stopped the units, our trigger enabled ours again" \
+                "systemctl --no-reload disable vmwatch-master.service|systemctl --no-reload disable vmwatch-node.service|systemctl preset vmwatch-master.service|systemctl preset vmwatch-node.service|systemctl stop vmwatch-master.service|systemctl stop vmwatch-node.service" \
+                "$(calls "$r")"
+            for svc in vmwatch-master vmwatch-node; do
+                run_cmd chroot "$r" /usr/bin/systemctl start "$svc.service"
+                check_rc "$dist: systemctl start $svc" 0
+                check_eq "$dist: ... runs ours" vmwatch "$(await_who "$r" "$svc" vmwatch)"
+            done
+        fi
+        check_eq "$dist: only ours in the rpm database" \
+            "vmwatch-master-$version-2.$dist.x86_64 vmwatch-node-$version-2.$dist.x86_64" "$("${rpmr[@]}" -qa 2>&1 | sort | paste -sd ' ' -)"
+        run_cmd "${rpmr[@]}" -e vmwatch-master vmwatch-node
+        check_rc "$dist: and erase ours: nothing to give back" 0
+        check "$dist: ... no scriptlet failed" bash -c "! printf '%s' \"\$1\" | grep -Eqi 'scriptlet|error'" _ "$OUT"
+        for svc in vmwatch-master vmwatch-node; do
+            check_eq "$dist: ... $svc stopped" "" "$(who_runs "$r" "$svc")"
+        done
+        check "$dist: ... no service script or unit left" \
+            bash -c "! ls -d '$r'/etc/rc.d/init.d/vmwatch-* '$r'/etc/systemd/system/vmwatch-* '$r'/usr/lib/systemd/system/vmwatch-* '$r$lib' >/dev/null 2>&1"
+
         takeover_stop "$r" "$rhel"
         check "$dist: the root's /proc is unmounted" bash -c "! mountpoint -q '$r/proc'"
     done
