@@ -55,6 +55,7 @@ stage docs/vmwatch-node.8 vmwatch-node.8
 stage docs/check_vmwatch.8 check_vmwatch.8
 stage docs/vmwatch.conf.5 vmwatch.conf.5
 stage packaging/vmwatch-panel vmwatch-panel "the panel wrapper script"
+stage packaging/vmwatch-takeover vmwatch-takeover "the el6 take-over helper"
 
 for dist in $dists; do
     case $dist in

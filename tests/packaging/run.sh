@@ -5,7 +5,9 @@
 # `make release` and `make rpm`, then checks: shellcheck; the init scripts for real against
 # the release binaries; the systemd units; the man pages; the release binaries' ELF
 # dependencies and symbol versions; the RPMs (rpmlint, install/upgrade/erase into a
-# throwaway root); logrotate; and the end-to-end lifecycle test on the release node.
+# throwaway root); taking the services over from the panel's own packages (test doubles of
+# them, in a throwaway root where the services run); logrotate; and the end-to-end
+# lifecycle test on the release node.
 # Prints `N passed, N failed` last; exits non-zero if anything failed.
 #
 # Runs as root (it installs packages). Everything it creates is under a temporary
@@ -32,14 +34,19 @@ for f in "$TESTS"/t-*.sh; do
 done
 
 cleanup() {
-    local pidf pid
-    # Daemons a failed check may have left running: only ours, found by their pidfiles.
+    local pidf pid mnt
+    # Daemons a failed check may have left running: only ours (the release binaries, and
+    # whatever runs inside a throwaway root of ours), found by their pidfiles.
     while IFS= read -r pidf; do
         pid=$(cat "$pidf" 2>/dev/null || true)
         case $(exe_of "$pid") in
-            "$BIN_DIR"/vmwatch-*) kill -TERM "$pid" 2>/dev/null || true ;;
+            "$BIN_DIR"/vmwatch-* | "$WORK"/*) kill -TERM "$pid" 2>/dev/null || true ;;
         esac
-    done < <(find "$WORK" -name '*.pid' 2>/dev/null)
+    done < <(find "$WORK" -xdev -name '*.pid' 2>/dev/null)
+    # A /proc a failed takeover group left mounted in its throwaway root.
+    while IFS= read -r mnt; do
+        umount "$mnt" || umount -l "$mnt" || true
+    done < <(awk -v w="$WORK/" 'index($2, w) == 1 { print $2 }' /proc/mounts)
     if [ "${VMWATCH_KEEP_TEST_DIR:-0}" = 1 ]; then
         echo "test directory kept: $WORK"
     else
@@ -79,7 +86,7 @@ test_build() {
     echo "  (make rpm: $((SECONDS - start)) s)"
 }
 
-groups="tools build shellcheck docs release_binaries glibc_compat initd_master initd_node systemd hardening logrotate rpm e2e"
+groups="tools build shellcheck docs release_binaries glibc_compat initd_master initd_node systemd hardening logrotate rpm takeover e2e"
 if [ -n "${VMWATCH_PKGTEST_ONLY:-}" ]; then
     echo "only: $VMWATCH_PKGTEST_ONLY"
 fi

@@ -8,14 +8,16 @@ test_shellcheck() {
     for f in "$TOP"/init.d/vmwatch-master "$TOP"/init.d/vmwatch-node; do
         check "shellcheck $(basename "$f") (all severities)" shellcheck -S style "$f"
     done
+    # The el6 take-over helper the scriptlets run: /bin/sh, every severity.
+    check "shellcheck vmwatch-takeover (sh, all severities)" shellcheck -s sh -S style "$TOP/packaging/vmwatch-takeover"
     # Our build and test scripts: warnings and errors.
     check "shellcheck packaging and test scripts" shellcheck -x -S warning \
         "$TOP"/packaging/*.sh "$TOP"/packaging/rpm/*.sh "$TOP"/tests/packaging/*.sh \
         "$TOP"/tests/packaging/functions
-    # The scriptlets as rpm runs them (/bin/sh, which is not bash on every system).
+    # The scriptlets and triggers as rpm runs them (/bin/sh, which is not bash on every system).
     local sh=$WORK/scriptlets.sh
-    if rpm -qp --scripts "$BIN_DIR"/vmwatch-*.el6.x86_64.rpm "$BIN_DIR"/vmwatch-*.el7.x86_64.rpm >"$sh.raw" 2>/dev/null; then
-        { echo '#!/bin/sh'; echo 'set -- 1'; grep -v 'scriptlet (using /bin/sh):$' "$sh.raw"; } >"$sh"
+    if rpm -qp --scripts --triggers "$BIN_DIR"/vmwatch-*.el6.x86_64.rpm "$BIN_DIR"/vmwatch-*.el7.x86_64.rpm >"$sh.raw" 2>/dev/null; then
+        { echo '#!/bin/sh'; echo 'set -- 1 1'; grep -v 'scriptlet (using /bin/sh)' "$sh.raw"; } >"$sh"
         check "shellcheck the RPM scriptlets (sh)" shellcheck -s sh -S warning "$sh"
     else
         fail "shellcheck the RPM scriptlets: no RPMs in dist/ to read them from"

@@ -29,7 +29,9 @@ rpm_version() {
 # new_root DIR: an empty system with /bin/sh, /dev/null and the logging stand-ins.
 new_root() {
     local r=$1 tool
-    mkdir -p "$r"/bin "$r"/sbin "$r"/usr/bin "$r"/usr/sbin "$r"/dev "$r"/tmp "$r"/var/log "$r"/var/lib/rpm
+    mkdir -p "$r"/bin "$r"/sbin "$r"/usr/bin "$r"/usr/sbin "$r"/dev "$r"/tmp "$r"/var/log "$r"/var/lib/rpm "$r"/var/run
+    # CentOS 6 and 7 have /etc/rc.d/init.d (chkconfig's) whatever is installed.
+    mkdir -p "$r"/etc/rc.d/init.d
     install -m 0755 "$CACHE_DIR/busybox" "$r/bin/sh"
     mknod -m 0666 "$r/dev/null" c 1 3
     for tool in sbin/chkconfig sbin/service usr/bin/systemctl; do
@@ -128,12 +130,14 @@ test_rpm() {
         check_eq "$dist: both packages installed" "vmwatch-master-$version-1.$dist.x86_64 vmwatch-node-$version-1.$dist.x86_64" \
             "$("${rpmr[@]}" -q vmwatch-master vmwatch-node 2>&1 | paste -sd ' ' -)"
 
-        local mgr=/usr/local/mgr5
-        check_eq "$dist: $mgr/sbin/vmwatch-master 0755 root" "755 root:root" "$(mode_of "$r" $mgr/sbin/vmwatch-master)"
-        check_eq "$dist: $mgr/sbin/vmwatch-node 0755 root" "755 root:root" "$(mode_of "$r" $mgr/sbin/vmwatch-node)"
+        local mgr=/usr/local/mgr5 lib=/usr/local/mgr5/libexec/vmwatch
+        check_eq "$dist: $lib/vmwatch-master 0755 root" "755 root:root" "$(mode_of "$r" $lib/vmwatch-master)"
+        check_eq "$dist: $lib/vmwatch-node 0755 root" "755 root:root" "$(mode_of "$r" $lib/vmwatch-node)"
         check_eq "$dist: $mgr/sbin/vmwatch-panel 0755 root" "755 root:root" "$(mode_of "$r" $mgr/sbin/vmwatch-panel)"
         check "$dist: the installed binaries are the release binaries, byte for byte" \
-            bash -c "cmp '$r$mgr/sbin/vmwatch-master' '$BIN_DIR/vmwatch-master' && cmp '$r$mgr/sbin/vmwatch-node' '$BIN_DIR/vmwatch-node'"
+            bash -c "cmp '$r$lib/vmwatch-master' '$BIN_DIR/vmwatch-master' && cmp '$r$lib/vmwatch-node' '$BIN_DIR/vmwatch-node'"
+        check "$dist: nothing of ours in $mgr/sbin but vmwatch-panel (the panel's packages own the rest)" \
+            test ! -e "$r$mgr/sbin/vmwatch-master" -a ! -e "$r$mgr/sbin/vmwatch-node"
         check "$dist: vmwatch-panel is packaging/vmwatch-panel" cmp "$r$mgr/sbin/vmwatch-panel" "$TOP/packaging/vmwatch-panel"
         check_eq "$dist: $mgr/etc/vmwatch-master.conf 0600 root (holds the secret)" "600 root:root" "$(mode_of "$r" $mgr/etc/vmwatch-master.conf)"
         check "$dist: a fresh install gets the packaged master config (disabled=yes)" \
@@ -148,14 +152,22 @@ test_rpm() {
             check_eq "$dist: /etc/logrotate.d/$pkg 0644" "644 root:root" "$(mode_of "$r" /etc/logrotate.d/$pkg)"
             check_eq "$dist: man page $pkg.8.gz 0644" "644 root:root" "$(mode_of "$r" /usr/share/man/man8/$pkg.8.gz)"
             if [ "$rhel" = 6 ]; then
-                check_eq "$dist: /etc/rc.d/init.d/$pkg 0755" "755 root:root" "$(mode_of "$r" /etc/rc.d/init.d/$pkg)"
-                check "$dist: the init script is init.d/$pkg" cmp "$r/etc/rc.d/init.d/$pkg" "$TOP/init.d/$pkg"
-                check "$dist: no systemd unit in the el6 package" test ! -e "$r/usr/lib/systemd/system/$pkg.service"
+                check_eq "$dist: $lib/init.d/$pkg 0755" "755 root:root" "$(mode_of "$r" $lib/init.d/$pkg)"
+                check "$dist: the packaged init script is init.d/$pkg" cmp "$r$lib/init.d/$pkg" "$TOP/init.d/$pkg"
+                # Relative, so that it also resolves inside this throwaway root.
+                check_eq "$dist: /etc/rc.d/init.d/$pkg is a link to it (made by %post, owned by no package)" \
+                    "../../..$lib/init.d/$pkg" "$(readlink "$r/etc/rc.d/init.d/$pkg")"
+                check "$dist: ... which resolves in the root to init.d/$pkg" cmp "$r/etc/rc.d/init.d/$pkg" "$TOP/init.d/$pkg"
+                check_eq "$dist: ... and no package owns /etc/rc.d/init.d/$pkg" "" \
+                    "$("${rpmr[@]}" -qa --qf '[%{FILENAMES}\n]' 2>&1 | grep -Fx "/etc/rc.d/init.d/$pkg" || true)"
+                check "$dist: no systemd unit in the el6 package" test ! -e "$r/etc/systemd/system/$pkg.service"
             else
-                check_eq "$dist: /usr/lib/systemd/system/$pkg.service 0644" "644 root:root" \
-                    "$(mode_of "$r" /usr/lib/systemd/system/$pkg.service)"
+                check_eq "$dist: /etc/systemd/system/$pkg.service 0644" "644 root:root" \
+                    "$(mode_of "$r" /etc/systemd/system/$pkg.service)"
                 check "$dist: the unit is packaging/systemd/$pkg.service" \
-                    cmp "$r/usr/lib/systemd/system/$pkg.service" "$TOP/packaging/systemd/$pkg.service"
+                    cmp "$r/etc/systemd/system/$pkg.service" "$TOP/packaging/systemd/$pkg.service"
+                check "$dist: nothing in /usr/lib/systemd/system (the panel's packages own $pkg.service there)" \
+                    test ! -e "$r/usr/lib/systemd/system/$pkg.service"
                 check_eq "$dist: the preset enables $pkg" "enable $pkg.service" \
                     "$(cat "$r"/usr/lib/systemd/system-preset/*-"$pkg".preset 2>/dev/null)"
                 check "$dist: no SysV script in the el7 package" test ! -e "$r/etc/rc.d/init.d/$pkg"
@@ -202,7 +214,7 @@ test_rpm() {
         check_eq "$dist: configs still 0600" "600 root:root|600 root:root" \
             "$(mode_of "$r" $mgr/etc/vmwatch-master.conf)|$(mode_of "$r" $mgr/etc/vmwatch-node.conf)"
         check_eq "$dist: binaries still 0755" "755 root:root|755 root:root" \
-            "$(mode_of "$r" $mgr/sbin/vmwatch-master)|$(mode_of "$r" $mgr/sbin/vmwatch-node)"
+            "$(mode_of "$r" $lib/vmwatch-master)|$(mode_of "$r" $lib/vmwatch-node)"
         if [ "$rhel" = 6 ]; then
             check_eq "$dist: upgrade only condrestarts (restart if running; enablement untouched)" \
                 "service vmwatch-master condrestart|service vmwatch-node condrestart" "$(calls "$r")"
@@ -219,16 +231,16 @@ test_rpm() {
         check_eq "$dist: nothing of ours left in the rpm database" "" "$("${rpmr[@]}" -qa 'vmwatch-*' 2>&1)"
         if [ "$rhel" = 6 ]; then
             check_eq "$dist: erase stopped and unregistered both services" \
-                "chkconfig --del vmwatch-master|chkconfig --del vmwatch-node|service vmwatch-master stop|service vmwatch-node stop" \
+                "chkconfig --del vmwatch-master|chkconfig --del vmwatch-node|service vmwatch-master status|service vmwatch-master stop|service vmwatch-node status|service vmwatch-node stop" \
                 "$(calls "$r")"
         else
             check_eq "$dist: erase disabled and stopped both units" \
                 "systemctl --no-reload disable vmwatch-master.service|systemctl --no-reload disable vmwatch-node.service|systemctl daemon-reload|systemctl daemon-reload|systemctl stop vmwatch-master.service|systemctl stop vmwatch-node.service" \
                 "$(calls "$r")"
         fi
-        check "$dist: erase removed the binaries" test ! -e "$r$mgr/sbin/vmwatch-master" -a ! -e "$r$mgr/sbin/vmwatch-node"
-        check "$dist: erase removed the init scripts and units" \
-            bash -c "! ls '$r'/etc/rc.d/init.d/vmwatch-* '$r'/usr/lib/systemd/system/vmwatch-* >/dev/null 2>&1"
+        check "$dist: erase removed the binaries" test ! -e "$r$lib/vmwatch-master" -a ! -e "$r$lib/vmwatch-node"
+        check "$dist: erase removed the init scripts, their links and units, and $lib" \
+            bash -c "! ls -d '$r'/etc/rc.d/init.d/vmwatch-* '$r'/etc/systemd/system/vmwatch-* '$r$lib' '$r/var/lib/vmwatch' >/dev/null 2>&1"
         check "$dist: erase kept the panel's master config (as .rpmsave)" \
             cmp "$r$mgr/etc/vmwatch-master.conf.rpmsave" "$WORK/panel-master-$dist.conf"
         check "$dist: erase kept the panel's node config (as .rpmsave)" \

@@ -46,7 +46,7 @@ test_systemd() {
     cp "$BIN_DIR/vmwatch-master" "$BIN_DIR/vmwatch-node" "$dir/sbin/"
     for u in "$TOP"/packaging/systemd/*.service; do
         name=$(basename "$u")
-        sed "s|/usr/local/mgr5/sbin/|$dir/sbin/|g" "$u" >"$dir/$name"
+        sed "s|/usr/local/mgr5/libexec/vmwatch/|$dir/sbin/|g" "$u" >"$dir/$name"
         run_cmd bash -c "cd '$dir' && systemd-analyze verify --man=no './$name'"
         if [ "$RC" -eq 0 ] && [ -z "$OUT" ]; then
             pass "$name: systemd-analyze verify --man=no prints nothing"
