@@ -48,6 +48,10 @@ test_systemd() {
         name=$(basename "$u")
         sed "s|/usr/local/mgr5/libexec/vmwatch/|$dir/sbin/|g" "$u" >"$dir/$name"
         run_cmd bash -c "cd '$dir' && systemd-analyze verify --man=no './$name'"
+        # verify also loads the machine's other units and complains about theirs (e.g.
+        # graphite-carbon's carbon-cache.service, installed by the Graphite test): only
+        # lines about ours count.
+        OUT=$(printf '%s\n' "$OUT" | grep -Ev '^/(usr/)?lib/systemd/system/[^ ]+\.service:[0-9]+: ' || true)
         if [ "$RC" -eq 0 ] && [ -z "$OUT" ]; then
             pass "$name: systemd-analyze verify --man=no prints nothing"
         else
