@@ -387,7 +387,7 @@ fn flood(out: &mut String, dir: &Path) {
         };
         push.send_multipart(frames, 0).unwrap();
         sent += 1;
-        if sent % 50_000 == 0 {
+        if sent.is_multiple_of(50_000) {
             peak = peak.max(memory(pid).0);
         }
     }
