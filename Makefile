@@ -44,7 +44,7 @@ bench: setup
 
 # Fuzzing on the stable toolchain: cargo-fuzz needs nightly flags, which
 # RUSTC_BOOTSTRAP=1 unlocks; no sanitizer by default (the code is safe Rust;
-# FUZZ_SANITIZER=address works too, about half as fast). New corpus entries go
+# FUZZ_SANITIZER=address works too, about 3x slower). New corpus entries go
 # to fuzz/target/corpus, crashes to fuzz/artifacts; fails if any target finds
 # one. FUZZ_SKIP=canonical,... skips known invariant violations (not panics).
 FUZZ_SECONDS ?= 60

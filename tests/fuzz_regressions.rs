@@ -22,7 +22,7 @@ fn inputs(dir: &Path, prefix: &str) -> Vec<PathBuf> {
             p.is_file()
                 && p.file_name()
                     .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with(prefix) && !n.ends_with(".md"))
+                    .is_some_and(|n| n.starts_with(prefix) && !n.starts_with('.'))
         })
         .collect();
     files.sort();

@@ -139,7 +139,7 @@ pub fn decode_raw(data: &[u8]) {
 
 /// Both daemons' configuration loaders on `data` as the file's content.
 /// They take a path, so the bytes go to a file in /dev/shm (tmpfs), mode
-/// 0600 like a real one.
+/// 0600 like a real one, removed after each input.
 pub fn config(data: &[u8]) {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
@@ -195,7 +195,11 @@ pub fn config(data: &[u8]) {
         }
     }
     #[cfg(feature = "node")]
-    match vmwatch::node::NodeConfig::load(path) {
+    let node = vmwatch::node::NodeConfig::load(path);
+    // Each (forked) fuzzing process has its own file: leave none behind.
+    let _ = std::fs::remove_file(path);
+    #[cfg(feature = "node")]
+    match node {
         Ok((cfg, warnings)) => {
             check_problems(&warnings);
             assert!(!cfg.secret.is_empty());
