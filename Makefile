@@ -4,13 +4,14 @@
 #   make test       install what is missing, start libvirtd, run every test
 #   make demo       install what is missing, run master + node against two tiny guests
 #   make bench      benchmarks (figures go in docs/benchmarks.md)
+#   make fuzz       each cargo-fuzz target for FUZZ_SECONDS, fixed seed (fuzz/README.md)
 #   make release    portable small binaries (packaging/packaging.mk)
 #   make rpm        el6 and el7 RPMs of both packages (packaging/packaging.mk)
 
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build setup test test-unit test-e2e demo bench lint clean
+.PHONY: all build setup test test-unit test-e2e demo bench lint clean fuzz
 
 all: build
 
@@ -40,6 +41,28 @@ demo: setup
 bench: setup
 	$(CARGO) build --release --bins
 	$(CARGO) bench --bench vmwatch
+
+# Fuzzing on the stable toolchain: cargo-fuzz needs nightly flags, which
+# RUSTC_BOOTSTRAP=1 unlocks; no sanitizer by default (the code is safe Rust;
+# FUZZ_SANITIZER=address works too, about 3x slower). New corpus entries go
+# to fuzz/target/corpus, crashes to fuzz/artifacts; fails if any target finds
+# one. FUZZ_SKIP=canonical,... skips known invariant violations (not panics).
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= decode_signed decode_raw config statefile panel_line
+FUZZ_SANITIZER ?= none
+FUZZ_SKIP ?=
+
+fuzz:
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	failed=; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/target/corpus/$$t fuzz/artifacts/$$t; \
+	  echo "== fuzz $$t: $(FUZZ_SECONDS) s, seed 1"; \
+	  VMWATCH_FUZZ_SKIP=$(FUZZ_SKIP) RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -s $(FUZZ_SANITIZER) $$t \
+	    fuzz/target/corpus/$$t fuzz/corpus/$$t -- \
+	    -seed=1 -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    || failed="$$failed $$t"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: findings in$$failed (see fuzz/artifacts)"; exit 1; fi
 
 clean:
 	$(CARGO) clean

@@ -50,6 +50,11 @@ pub fn unescape(value: &str) -> Result<String, String> {
                 bytes.get(i + 1).and_then(|&c| hex(c)),
                 bytes.get(i + 2).and_then(|&c| hex(c)),
             ) {
+                // One spelling per value: a byte that needs no escape is
+                // never escaped (docs/protocol.md).
+                (Some(h), Some(l)) if is_plain(h << 4 | l) => {
+                    return Err(format!("needless escape in `{}`", short(value)))
+                }
                 (Some(h), Some(l)) => out.push(h << 4 | l),
                 _ => return Err(format!("bad escape in `{}`", short(value))),
             }

@@ -704,6 +704,7 @@ mod tests {
         assert!(unescape("a%2a").is_err());
         assert!(unescape("a b").is_err());
         assert!(unescape("%FF").is_err());
+        assert!(unescape("%41").is_err(), "A is never escaped");
     }
 
     /// The test vector in docs/protocol.md must match this implementation, so

@@ -394,13 +394,16 @@ impl StateTable {
     }
 
     /// Restores a domain from the state file.
+    /// A domain listed twice keeps its last line, as a live table would.
     pub fn restore_domain(&mut self, node: &str, uuid: &str, rec: DomainRecord) {
+        let domains = &mut self.nodes.entry(node.to_string()).or_default().domains;
+        if let Some(old) = domains.get(uuid) {
+            if old.name != rec.name {
+                self.duplicates.set(node, uuid, &old.name, None);
+            }
+        }
         self.duplicates.set(node, uuid, &rec.name, Some(&rec.state));
-        self.nodes
-            .entry(node.to_string())
-            .or_default()
-            .domains
-            .insert(uuid.to_string(), rec);
+        domains.insert(uuid.to_string(), rec);
     }
 
     /// Restores an idle warning from the state file.

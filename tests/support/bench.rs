@@ -287,6 +287,146 @@ fn master_end_to_end(out: &mut String, dir: &Path) {
     drop(master);
 }
 
+/// Section 3b: a flood of a million hostile frames (unsigned garbage, wrong
+/// frame counts, forged MACs) against the real master, while a valid node
+/// sends an event every 50 ms: the master's memory before, during (peak of
+/// samples) and after, and how many valid events reached the panel.
+fn flood(out: &mut String, dir: &Path) {
+    const HOSTILE: u64 = 1_000_000;
+    let port = free_port();
+    let conf = dir.join("f.conf");
+    let panel_out = dir.join("flood.out");
+    let script = dir.join("flood.sh");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\ncat >> {}\n", panel_out.display()),
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status()
+        .unwrap();
+    std::fs::write(
+        &conf,
+        format!(
+            "listen=tcp://127.0.0.1:{port}\nsecret={}\nlog={}\nsyslog=no\npanel_command={}\nstate_file={}\n",
+            String::from_utf8_lossy(SECRET),
+            dir.join("f.log").display(),
+            script.display(),
+            dir.join("f.state").display()
+        ),
+    )
+    .unwrap();
+    let master = Killed(
+        Command::new(bin("vmwatch-master"))
+            .args(["-f", "-c"])
+            .arg(&conf)
+            .arg("-p")
+            .arg(dir.join("f.pid"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("master starts"),
+    );
+    let pid = master.0.id();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(dir.join("f.log"))
+        .unwrap_or_default()
+        .contains("listening on")
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (before, _) = memory(pid);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // The valid node: one event every 50 ms while the flood runs.
+    let valid = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let ctx = zmq::Context::new();
+            let push = ctx.socket(zmq::PUSH).unwrap();
+            push.connect(&format!("tcp://127.0.0.1:{port}")).unwrap();
+            let mut sent = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) && sent < 2_000 {
+                sent += 1;
+                let mut m = event_msg(sent, 0, now_ms());
+                m.header.node = "valid".into();
+                if let Body::Events(evs) = &mut m.body {
+                    evs[0].domain.uuid = format!("eeeeeeee-0000-4000-8000-{sent:012x}");
+                    evs[0].domain.name = format!("valid-{sent}");
+                    evs[0].event = "started".into();
+                }
+                push.send_multipart(encode(SECRET, &m), 0).unwrap();
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            sent
+        })
+    };
+    let ctx = zmq::Context::new();
+    let push = ctx.socket(zmq::PUSH).unwrap();
+    push.set_sndhwm(10_000).unwrap();
+    push.connect(&format!("tcp://127.0.0.1:{port}")).unwrap();
+    let t = Instant::now();
+    let limit = Duration::from_secs(180);
+    let mut peak = before;
+    let mut sent = 0u64;
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    while sent < HOSTILE && t.elapsed() < limit {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let garbage = x.to_le_bytes().repeat(1 + (x % 16) as usize);
+        let frames: Vec<Vec<u8>> = match sent % 3 {
+            0 => vec![garbage, vec![b'0'; 64]],
+            1 => vec![garbage],
+            _ => vec![
+                b"vmwatch/1 heartbeat node=x\n".to_vec(),
+                garbage,
+                vec![b'f'; 64],
+            ],
+        };
+        push.send_multipart(frames, 0).unwrap();
+        sent += 1;
+        if sent.is_multiple_of(50_000) {
+            peak = peak.max(memory(pid).0);
+        }
+    }
+    let flood_secs = t.elapsed().as_secs_f64();
+    // Let the master drain what ZeroMQ still holds, then stop the node.
+    let drained = Instant::now() + Duration::from_secs(60);
+    let log = dir.join("f.state");
+    let rejected = || -> u64 {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.strip_prefix("counter rejected."))
+            .filter_map(|l| l.split(' ').nth(1)?.parse::<u64>().ok())
+            .sum()
+    };
+    while rejected() < sent && Instant::now() < drained {
+        peak = peak.max(memory(pid).0);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let valid_sent = valid.join().unwrap();
+    let delivered_by = Instant::now() + Duration::from_secs(30);
+    let got = loop {
+        let text = std::fs::read_to_string(&panel_out).unwrap_or_default();
+        let n = text.lines().filter(|l| l.contains("name=valid-")).count() as u64;
+        if n >= valid_sent || Instant::now() > delivered_by {
+            break n;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (after, hwm) = memory(pid);
+    out.push_str(&format!(
+        "| real master flooded with {sent} hostile frames ({:.0}/s over {flood_secs:.1} s; {} counted as rejected) while a valid node sent {valid_sent} events | valid events at the panel: {got} of {valid_sent}; VmRSS before {before} KiB, peak sampled {peak} KiB, after {after} KiB (VmHWM {hwm} KiB) |\n",
+        sent as f64 / flood_secs,
+        rejected(),
+    ));
+    drop(master);
+}
+
 /// Section 4: the real node's memory.
 fn node_memory(out: &mut String, dir: &Path) {
     for (uri, label) in [
@@ -426,6 +566,9 @@ fn main() {
     sections.insert(2, std::mem::take(&mut s));
     if run("master") {
         master_end_to_end(&mut s, &dir);
+    }
+    if run("flood") {
+        flood(&mut s, &dir);
     }
     sections.insert(3, std::mem::take(&mut s));
     if run("node") {
