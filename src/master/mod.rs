@@ -10,6 +10,8 @@
 pub mod activity;
 pub mod config;
 pub mod duplicates;
+pub mod graphite;
+pub mod graphite_sink;
 pub mod panel;
 pub mod panel_queue;
 pub mod receiver;
@@ -44,6 +46,8 @@ pub fn run(
     let mut table = StateTable::new(cfg.check_activity, cfg.node_timeout);
     restore(cfg, &mut table, &mut guard, &queue);
     let mut receiver = receiver::Receiver::new(socket, &cfg.secret, guard, table, queue.clone());
+    let (exporter, graphite_thread) = graphite::start(&cfg.graphite).unzip();
+    receiver.graphite = exporter;
     log::info!(
         "listening on {}; panel command: {}",
         cfg.listen,
@@ -84,6 +88,9 @@ pub fn run(
                     last_save = std::time::Instant::now();
                     saver.save(r);
                 }
+                if let Some(g) = r.graphite.as_mut() {
+                    g.tick(&r.table, now_ms());
+                }
             });
             let c = &receiver.counters;
             log::info!(
@@ -104,6 +111,12 @@ pub fn run(
     let _ = panel.join();
     saver.save(&receiver);
     log::info!("state saved to {}", cfg.state_file);
+    // Dropping the receiver closes the graphite channel: that thread makes
+    // one last, time-bounded delivery attempt and ends.
+    drop(receiver);
+    if let Some(t) = graphite_thread {
+        let _ = t.join();
+    }
     Ok(())
 }
 
