@@ -52,6 +52,10 @@ stage packaging/logrotate/vmwatch-node vmwatch-node.logrotate
 stage docs/vmwatch-master.8 vmwatch-master.8
 stage docs/vmwatch-node.8 vmwatch-node.8
 stage packaging/vmwatch-panel vmwatch-panel "the panel wrapper script"
+stage packaging/vmwatch-watchdog vmwatch-watchdog
+stage docs/vmwatch-watchdog.8 vmwatch-watchdog.8
+stage packaging/cron/vmwatch-master-watchdog vmwatch-master-watchdog.cron
+stage packaging/cron/vmwatch-node-watchdog vmwatch-node-watchdog.cron
 
 for dist in $dists; do
     case $dist in

@@ -137,6 +137,29 @@ test_watchdog() {
         check "cron file vmwatch-$n-watchdog: every 3 minutes, as root, this service" \
             grep -qx "\\*/3 \\* \\* \\* \\* root /usr/local/mgr5/sbin/vmwatch-watchdog vmwatch-$n" "$TOP/packaging/cron/vmwatch-$n-watchdog"
     done
+    # The el6 packages carry it, the el7 ones (systemd restarts the daemons) do not.
+    local rpm files
+    for n in master node; do
+        for rpm in "$BIN_DIR"/vmwatch-$n-*.el6.x86_64.rpm "$BIN_DIR"/vmwatch-$n-*.el7.x86_64.rpm; do
+            if [ ! -f "$rpm" ]; then
+                skip "RPM contents: no $rpm (run make rpm, or the full packaging tests)"
+                continue
+            fi
+            files=$(rpm -qlp "$rpm" 2>/dev/null)
+            case $rpm in
+                *.el6.*)
+                    check_match "$(basename "$rpm") ships the watchdog" '^/usr/local/mgr5/sbin/vmwatch-watchdog$' "$files"
+                    check_match "$(basename "$rpm") ships its cron file" "^/etc/cron.d/vmwatch-$n-watchdog\$" "$files"
+                    check_match "$(basename "$rpm") ships the watchdog's man page" '^/usr/share/man/man8/vmwatch-watchdog.8.gz$' "$files"
+                    ;;
+                *)
+                    check "$(basename "$rpm") ships no watchdog and no cron file" \
+                        bash -c "! printf '%s\n' \"\$1\" | grep -Eq 'watchdog|cron'" _ "$files"
+                    ;;
+            esac
+        done
+    done
+
     run_cmd bash "$TOP/packaging/vmwatch-watchdog" vmwatch-frob
     check_rc "an unknown service is a usage error" 2
 
