@@ -299,6 +299,28 @@ panel_command=/bin/true"
     check_rc "a back-off deadline from a clock that went back is ignored: restarted" 0
     check "... the daemon runs" pid_alive "$(wd_pid vmwatch-node)"
 
+    # A pidfile whose pid now belongs to another process (pid reuse after a crash): that
+    # process is not taken for the daemon, and is not touched.
+    pid=$(wd_pid vmwatch-node)
+    kill -KILL "$pid"
+    check "the killed daemon has gone" wait_gone "$pid" 30
+    sleep 300 >/dev/null 2>&1 &
+    local other=$!
+    echo "$other" >"$WD/vmwatch-node/run/vmwatch-node.pid"
+    # A dry run says what it would do and does nothing.
+    n=$(wd_syslog_count)
+    wd_run -n vmwatch-node
+    check_rc "dry run with the daemon down: exit 1" 1
+    check_eq "dry run: the pidfile is untouched" "$other" "$(wd_pid vmwatch-node)"
+    wd_wait_syslog "$n" 1
+    check_match "dry run: syslog says it would restart, and why" \
+        "^<28>.*vmwatch-node is not running \\(pid $other from .* is [^ ]*sleep, not .*\\); would restart it \\(dry run\\)" "$(wd_syslog_since "$n")"
+    wd_run vmwatch-node
+    check_rc "pid reused by another process: restarted" 0
+    check "pid reused: the daemon runs" test "$(exe_of "$(wd_pid vmwatch-node)")" = "$WD_BIN/vmwatch-node"
+    check "pid reused: the other process was left alone" pid_alive "$other"
+    kill "$other"
+
     # 5. disabled=yes (the panel turned the master off): left alone, lockfile or not.
     pid=$(wd_pid vmwatch-master)
     kill -KILL "$pid"
