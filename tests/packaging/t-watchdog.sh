@@ -79,6 +79,8 @@ wd_killed() {
         "^<28>.*vmwatch-watchdog\\[[0-9]+\\]: $name is not running \\(pid $pid1 from .* is not running\\); restarting it" "$WD_SEEN"
     check_match "$name killed: syslog: notice that it was restarted, with the new pid" \
         "^<29>.*vmwatch-watchdog\\[[0-9]+\\]: $name restarted \\(pid $pid2\\)" "$WD_SEEN"
+    check_eq "$name killed: both lines carry the same pid (one run)" 1 \
+        "$(printf '%s\n' "$WD_SEEN" | grep -Eo 'vmwatch-watchdog\[[0-9]+\]' | sort -u | wc -l)"
     printf '%s\n' "$WD_SEEN" | sed 's/^/        syslog| /'
 }
 
