@@ -440,3 +440,89 @@ fn stats_and_state_counts_reach_a_real_carbon_and_survive_its_outage() {
     );
     master.wait_log("graphite export stopped", DAEMON_DEADLINE);
 }
+
+#[test]
+fn a_carbon_that_never_reads_slows_neither_the_receiver_nor_the_panel() {
+    let dir = TestDir::new("graphite-stuck");
+    let panel = Panel::new(&dir);
+    // Accepts connections and never reads: once the socket buffers are full,
+    // every write of the graphite thread blocks until its timeout.
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hole_port = hole.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in hole.incoming().take(64) {
+            held.push(s);
+        }
+    });
+    let extra = format!(
+        "graphite=tcp://127.0.0.1:{hole_port}\ngraphite_interval=1\ngraphite_buffer=1000000\n\
+         state_interval=1\n"
+    );
+    let (mut master, port) = start_master(&dir, &panel, &extra);
+    macro_rules! ctx {
+        () => {
+            || report(&[&master], Some(&panel))
+        };
+    }
+    let mut node = Client::connect(port, SECRET, "n1");
+    // 3000 messages of 100 samples: 600 000 lines, far more than the
+    // socket buffers take.
+    let samples: Vec<StatSample> = (0..100)
+        .map(|i| sample(&test_uuid(), &format!("vm{i}"), true, i, 1))
+        .collect();
+    const N: u64 = 3000;
+    for _ in 0..N {
+        node.send(Body::Stats {
+            interval_ms: 60_000,
+            samples: samples.clone(),
+        });
+    }
+    let u = test_uuid();
+    node.send(Body::Events(vec![event(&u, "late", "started", "booted")]));
+    wait_for(
+        "the panel told of the event sent after the flood",
+        PANEL_DEADLINE,
+        || (!panel.domain_lines(&u).is_empty()).then_some(()),
+        ctx!(),
+    );
+    let state = dir.join("master.state");
+    let want = format!("counter accepted {}", N + 1);
+    wait_for(
+        "every message accepted",
+        PANEL_DEADLINE,
+        || read_text(&state).lines().any(|l| l == want).then_some(()),
+        || format!("want `{want}`\n{}", ctx!()()),
+    );
+    // The graphite thread really was stuck meanwhile.
+    wait_for(
+        "the graphite thread giving up a blocked write",
+        DAEMON_DEADLINE,
+        || (!master.log_lines("lost connection to graphite").is_empty()).then_some(()),
+        ctx!(),
+    );
+    let t = Instant::now();
+    let status = master.stop();
+    let took = t.elapsed();
+    assert!(
+        status.success(),
+        "master exit: {status:?}\n{}",
+        master.report()
+    );
+    assert!(
+        took < Duration::from_secs(8),
+        "stopping took {took:?}\n{}",
+        master.report()
+    );
+    let end = master.log_lines("graphite export stopped");
+    assert_eq!(end.len(), 1, "{}", master.report());
+    println!("{}\nstopped in {took:?}", end[0]);
+    let dropped: u64 = end[0]
+        .split(" dropped by the receiver")
+        .next()
+        .and_then(|s| s.rsplit(", ").next())
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no receiver drop count in `{}`", end[0]));
+    assert!(dropped > 0, "the receiver never had to drop: {}", end[0]);
+}

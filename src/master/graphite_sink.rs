@@ -7,7 +7,11 @@
 //! bounded however long carbon is away, and what is delivered after it comes
 //! back is the most recent history. Reconnects back off from 1 s to 10 s.
 //! A line may reach carbon twice when a write fails half way; carbon stores
-//! one value per timestamp, so a repeat changes nothing.
+//! one value per timestamp, so a repeat changes nothing. A line cut by a
+//! failed write has no newline, and carbon drops unterminated input when the
+//! connection closes. Writing is bounded in time (3 s per chunk, 1 s per
+//! flush before the channel is looked at again), so a carbon that takes data
+//! slowly or not at all holds neither this thread nor the master's stop.
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -23,8 +27,14 @@ use crate::ratelimit::RateLimit;
 
 /// How long one connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// How long one write may block before the connection is given up.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long writing one chunk may take before the connection is given up
+/// (a carbon that takes data slowly would otherwise hold the thread).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(3);
+/// The same for the last delivery attempt when the master stops.
+const FINAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long one flush keeps writing chunks before it looks at the channel
+/// again (new items, or the receiver gone).
+const FLUSH_BUDGET: Duration = Duration::from_secs(1);
 /// Longest wait between connection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// Lines per write.
@@ -76,6 +86,7 @@ pub struct Sink {
     backoff: Duration,
     conn_limit: RateLimit,
     drop_limit: RateLimit,
+    write_timeout: Duration,
 }
 
 impl Sink {
@@ -90,11 +101,12 @@ impl Sink {
             backoff: Duration::from_secs(1),
             conn_limit: RateLimit::new(3, Duration::from_secs(300)),
             drop_limit: RateLimit::new(1, Duration::from_secs(60)),
+            write_timeout: WRITE_TIMEOUT,
         }
     }
 
-    /// Runs until the receiver drops its end; then makes one last bounded
-    /// attempt to deliver what is buffered.
+    /// Runs until the receiver drops its end; then, if connected, makes one
+    /// last short attempt to deliver what is buffered.
     pub fn run(mut self, rx: Receiver<Item>) {
         log::info!(
             "graphite export to {} (prefix {}, buffer {} lines)",
@@ -119,11 +131,15 @@ impl Sink {
             }
             self.flush(Instant::now());
         }
-        self.next_attempt = Instant::now();
-        self.flush(Instant::now());
+        // Only over a live connection, and briefly: stopping the master must
+        // not wait for carbon.
+        if self.stream.is_some() {
+            self.write_timeout = FINAL_WRITE_TIMEOUT;
+            self.flush(Instant::now());
+        }
         let c = &self.counters;
         log::info!(
-            "graphite export stopped: {} lines sent, {} dropped from the full buffer, {} samples dropped by the receiver, {} unsent",
+            "graphite export stopped: {} lines sent, {} dropped from the full buffer, {} messages or summaries dropped by the receiver, {} unsent",
             c.sent_lines.load(Ordering::Relaxed),
             c.dropped_lines.load(Ordering::Relaxed),
             c.dropped_items.load(Ordering::Relaxed),
@@ -187,15 +203,17 @@ impl Sink {
         if let Some(why) = closed(stream) {
             return self.lost(now, &why);
         }
-        while !self.buffer.is_empty() {
+        let budget = now + FLUSH_BUDGET;
+        while !self.buffer.is_empty() && Instant::now() < budget {
             let n = self.buffer.len().min(CHUNK);
             let mut chunk = String::new();
             for l in self.buffer.lines.iter().take(n) {
                 chunk.push_str(l);
                 chunk.push('\n');
             }
-            if let Err(e) = stream.write_all(chunk.as_bytes()) {
-                return self.lost(now, &e.to_string());
+            let deadline = Instant::now() + self.write_timeout;
+            if let Err(e) = write_until(stream, chunk.as_bytes(), deadline) {
+                return self.lost(now, &e);
             }
             self.buffer.lines.drain(..n);
             self.counters
@@ -257,6 +275,36 @@ impl Sink {
             self.buffer.cap
         );
     }
+}
+
+/// Writes all of `bytes` by `deadline`, or says why not. Unlike
+/// `write_all` with a socket timeout, slow progress cannot stretch it.
+fn write_until(stream: &mut TcpStream, bytes: &[u8], deadline: Instant) -> Result<(), String> {
+    let mut off = 0;
+    while off < bytes.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err("write timed out: carbon takes no more data".into());
+        }
+        stream
+            .set_write_timeout(Some(left.max(Duration::from_millis(1))))
+            .map_err(|e| e.to_string())?;
+        match stream.write(&bytes[off..]) {
+            Ok(0) => return Err("carbon closed the connection".into()),
+            Ok(n) => off += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err("write timed out: carbon takes no more data".into());
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(())
 }
 
 /// `Some(why)` if the peer has closed the connection or it failed.
