@@ -3,7 +3,8 @@
 //! Threads, each with one job:
 //! - `receiver` owns the PULL socket, authenticates every message and keeps
 //!   the state table (see [`receiver`]);
-//! - `panel` delivers queued updates by running the panel command.
+//! - `panel` delivers queued updates by running the panel command;
+//! - `graphite`, when configured, sends metrics to carbon (see [`graphite`]).
 //!
 //! The main thread only waits for signals.
 
