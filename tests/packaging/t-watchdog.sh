@@ -129,7 +129,7 @@ test_watchdog() {
     run_cmd groff -man -ww -z "$TOP/docs/vmwatch-watchdog.8"
     check_eq "docs/vmwatch-watchdog.8: groff -man -ww -z is silent" "0:" "$RC:$OUT"
     local section opt
-    for section in NAME SYNOPSIS DESCRIPTION OPTIONS ENVIRONMENT FILES "EXIT STATUS" EXAMPLES "SEE ALSO"; do
+    for section in NAME SYNOPSIS DESCRIPTION OPTIONS SIGNALS ENVIRONMENT FILES "EXIT STATUS" EXAMPLES "SEE ALSO"; do
         check "docs/vmwatch-watchdog.8 has a $section section" grep -q "^\\.SH \"\\?$section\"\\?\$" "$TOP/docs/vmwatch-watchdog.8"
     done
     for opt in $(bash "$TOP/packaging/vmwatch-watchdog" -h | grep -Eo '^  -[a-z]'); do
