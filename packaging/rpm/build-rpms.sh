@@ -56,6 +56,10 @@ stage docs/check_vmwatch.8 check_vmwatch.8
 stage docs/vmwatch.conf.5 vmwatch.conf.5
 stage packaging/vmwatch-panel vmwatch-panel "the panel wrapper script"
 stage packaging/vmwatch-takeover vmwatch-takeover "the el6 take-over helper"
+stage packaging/vmwatch-watchdog vmwatch-watchdog
+stage docs/vmwatch-watchdog.8 vmwatch-watchdog.8
+stage packaging/cron/vmwatch-master-watchdog vmwatch-master-watchdog.cron
+stage packaging/cron/vmwatch-node-watchdog vmwatch-node-watchdog.cron
 
 for dist in $dists; do
     case $dist in

@@ -35,6 +35,8 @@ pub struct MasterConfig {
     pub node_timeout: u64,
     /// Seconds a message's timestamp may differ from the master's clock.
     pub max_clock_skew: u64,
+    /// Graphite export (`graphite*` keys; off by default).
+    pub graphite: super::graphite::Settings,
 }
 
 impl MasterConfig {
@@ -67,6 +69,7 @@ impl MasterConfig {
             check_activity: l.boolean("check_activity", false),
             node_timeout: l.number("node_timeout", 90, 2, 86_400),
             max_clock_skew: l.number("max_clock_skew", 300, 1, 86_400),
+            graphite: super::graphite::Settings::load(l),
         }
     }
 
@@ -96,6 +99,7 @@ impl MasterConfig {
             "max_clock_skew".to_string(),
             self.max_clock_skew.to_string(),
         ));
+        self.graphite.describe(&mut out);
         out
     }
 }

@@ -3,13 +3,16 @@
 //! Threads, each with one job:
 //! - `receiver` owns the PULL socket, authenticates every message and keeps
 //!   the state table (see [`receiver`]);
-//! - `panel` delivers queued updates by running the panel command.
+//! - `panel` delivers queued updates by running the panel command;
+//! - `graphite`, when configured, sends metrics to carbon (see [`graphite`]).
 //!
 //! The main thread only waits for signals.
 
 pub mod activity;
 pub mod config;
 pub mod duplicates;
+pub mod graphite;
+pub mod graphite_sink;
 pub mod panel;
 pub mod panel_queue;
 pub mod receiver;
@@ -48,6 +51,8 @@ pub fn run(
         queue.push(u);
     }
     let mut receiver = receiver::Receiver::new(socket, &cfg.secret, guard, table, queue.clone());
+    let (exporter, graphite_thread) = graphite::start(&cfg.graphite).unzip();
+    receiver.graphite = exporter;
     log::info!(
         "listening on {}; panel command: {}",
         cfg.listen,
@@ -91,6 +96,9 @@ pub fn run(
                     last_save = Instant::now();
                     saver.save(r);
                 }
+                if let Some(g) = r.graphite.as_mut() {
+                    g.tick(&r.table, now_ms());
+                }
             });
             let c = &receiver.counters;
             log::info!(
@@ -127,6 +135,12 @@ pub fn run(
         cfg.state_file,
         queue.pending().len()
     );
+    // Dropping the receiver closes the graphite channel: that thread makes
+    // one last, time-bounded delivery attempt and ends.
+    drop(receiver);
+    if let Some(t) = graphite_thread {
+        let _ = join_until(t, deadline);
+    }
     Ok(())
 }
 

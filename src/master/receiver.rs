@@ -95,6 +95,8 @@ pub struct Receiver {
     queue: Arc<PanelQueue>,
     pub counters: Counters,
     limits: BTreeMap<&'static str, RateLimit>,
+    /// Graphite export, when configured (see [`super::graphite`]).
+    pub graphite: Option<super::graphite::Exporter>,
 }
 
 impl Receiver {
@@ -113,6 +115,7 @@ impl Receiver {
             queue,
             counters: Counters::default(),
             limits: BTreeMap::new(),
+            graphite: None,
         }
     }
 
@@ -193,6 +196,9 @@ impl Receiver {
             msg.header.seq
         );
         let updates = self.table.apply(&msg, now);
+        if let Some(g) = self.graphite.as_mut() {
+            g.message(msg);
+        }
         self.emit(updates);
     }
 

@@ -86,7 +86,7 @@ test_build() {
     echo "  (make rpm: $((SECONDS - start)) s)"
 }
 
-groups="tools build shellcheck docs release_binaries glibc_compat initd_master initd_node systemd hardening logrotate rpm takeover e2e"
+groups="tools build shellcheck docs release_binaries glibc_compat initd_master initd_node watchdog systemd hardening logrotate rpm takeover e2e"
 if [ -n "${VMWATCH_PKGTEST_ONLY:-}" ]; then
     echo "only: $VMWATCH_PKGTEST_ONLY"
 fi
