@@ -532,6 +532,71 @@ fn libvirtd_pid() -> Option<u32> {
     alive(pid).then_some(pid)
 }
 
+/// A stop is never held by a thread blocked in libvirt: with libvirtd hung
+/// (SIGSTOP) and the stats thread inside a libvirt call that cannot return,
+/// SIGTERM still ends the node well inside the init scripts' 10 s.
+#[test]
+fn z0_a_node_stops_in_time_while_libvirtd_hangs() {
+    if !e2e_allowed("z0_a_node_stops_in_time_while_libvirtd_hangs") {
+        return;
+    }
+    require_libvirtd();
+    let dir = TestDir::new("stop-hung");
+    let panel = Panel::new(&dir);
+    let (master, port) = start_master(&dir, &panel, "");
+    let text = node_config_text(
+        &dir,
+        "node",
+        port,
+        SECRET,
+        "10",
+        URI,
+        "stats=yes\nstats_interval=1\nkeepalive_interval=30\nkeepalive_count=5\n",
+    );
+    let config = dir.write_config("node.conf", &text);
+    let mut node = Daemon::spawn(
+        "vmwatch-node",
+        &node_bin(),
+        &dir,
+        "node",
+        &config,
+        &dir.join("node.log"),
+        &["-v"],
+    );
+    wait_node_up(&master, "10", || report(&[&master, &node], Some(&panel)));
+    let pid = libvirtd_pid().expect("libvirtd's pid in /var/run/libvirtd.pid");
+    let _restore = RestoreLibvirtd;
+    let reads_before = node.log_lines("stats: reading domain stats").len();
+    assert!(signal(pid, libc::SIGSTOP), "SIGSTOP libvirtd");
+    // The stats thread began a read after libvirtd froze and never finished
+    // it: it is blocked inside libvirt.
+    wait_for(
+        "the stats thread blocked in a libvirt call",
+        DAEMON_DEADLINE,
+        || {
+            let log = node.log_text();
+            let started = log.matches("stats: reading domain stats").count();
+            let last_start = log.rfind("stats: reading domain stats")?;
+            let finished_after = log[last_start..].contains("stats: read ");
+            (started > reads_before && !finished_after).then_some(())
+        },
+        || node.report(),
+    );
+    let asked = std::time::Instant::now();
+    node.signal(libc::SIGTERM);
+    let status = node.wait_exit(Duration::from_secs(10));
+    eprintln!(
+        "node stop with libvirtd hung: {:.2} s",
+        asked.elapsed().as_secs_f64()
+    );
+    assert!(status.success(), "{}", node.report());
+    assert!(
+        node.log_text().contains("did not stop in time; exiting without it"),
+        "{}",
+        node.report()
+    );
+}
+
 /// libvirtd stops answering (SIGSTOP): the node's keepalive gives up after
 /// `keepalive_interval` × `keepalive_count` and the node exits with status 3,
 /// saying why. Run before the kill test, so both see a healthy libvirtd.

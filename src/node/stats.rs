@@ -139,6 +139,7 @@ pub fn run(settings: StatsSettings, tx: SyncSender<Outgoing>, shutdown: &Shutdow
         }
         let (c, api) = conn.as_ref().expect("just opened");
         let started = Instant::now();
+        log::debug!("stats: reading domain stats");
         let readings = match read(c, *api) {
             Ok(r) => r,
             Err(e) => {
