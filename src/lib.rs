@@ -6,6 +6,9 @@
 //! and tells the control panel what changed. The binaries in `src/bin` are
 //! thin: everything lives in these modules.
 
+// Every unsafe block says why it is sound (`// SAFETY:`); the lint keeps it so.
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod check;
 pub mod cli;
 pub mod config;

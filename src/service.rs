@@ -199,9 +199,9 @@ pub fn detach(program: &str) -> std::io::Result<Readiness> {
     // SAFETY: still single-threaded; see above.
     match unsafe { libc::fork() } {
         -1 => return Err(std::io::Error::last_os_error()),
+        0 => {}
         // SAFETY: _exit skips atexit handlers and buffered-stream flushes,
         // which belong to the daemon.
-        0 => {}
         _ => unsafe { libc::_exit(0) },
     }
     std::env::set_current_dir("/")?;

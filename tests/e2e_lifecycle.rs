@@ -591,7 +591,8 @@ fn z0_a_node_stops_in_time_while_libvirtd_hangs() {
     );
     assert!(status.success(), "{}", node.report());
     assert!(
-        node.log_text().contains("did not stop in time; exiting without it"),
+        node.log_text()
+            .contains("did not stop in time; exiting without it"),
         "{}",
         node.report()
     );
