@@ -29,7 +29,7 @@ test-unit:
 	$(CARGO) test --lib --bins
 
 # Everything: unit, integration and end-to-end on the real libvirtd, then packaging.
-test: setup
+test: setup lint
 	$(CARGO) build --bins --tests
 	VMWATCH_E2E=1 $(CARGO) test -- --test-threads=1
 	if [ -f packaging/packaging.mk ]; then $(MAKE) test-packaging; fi

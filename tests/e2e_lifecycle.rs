@@ -566,7 +566,20 @@ fn z0_a_node_stops_in_time_while_libvirtd_hangs() {
     wait_node_up(&master, "10", || report(&[&master, &node], Some(&panel)));
     let pid = libvirtd_pid().expect("libvirtd's pid in /var/run/libvirtd.pid");
     let _restore = RestoreLibvirtd;
-    let reads_before = node.log_lines("stats: reading domain stats").len();
+    // Freeze libvirtd between two reads, so the next read is the one that
+    // cannot return: the log shows the last read finished.
+    let reads_before = wait_for(
+        "a finished stats read",
+        DAEMON_DEADLINE,
+        || {
+            let log = node.log_text();
+            let last_start = log.rfind("stats: reading domain stats")?;
+            log[last_start..]
+                .contains("stats: read ")
+                .then(|| log.matches("stats: reading domain stats").count())
+        },
+        || node.report(),
+    );
     assert!(signal(pid, libc::SIGSTOP), "SIGSTOP libvirtd");
     // The stats thread began a read after libvirtd froze and never finished
     // it: it is blocked inside libvirt.

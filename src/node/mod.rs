@@ -123,9 +123,11 @@ pub fn run(
     supervise(&shutdown);
     // A thread blocked in libvirt (a hung libvirtd) cannot hold the stop:
     // the sender drains for at most DRAIN_LIMIT, the rest is left behind.
+    // The sender's drain is the only work a stop waits for.
+    let budget = STOP_BUDGET.min(sender::DRAIN_LIMIT + Duration::from_secs(1));
     let deadline = shutdown
-        .deadline(STOP_BUDGET)
-        .unwrap_or_else(|| std::time::Instant::now() + STOP_BUDGET);
+        .deadline(budget)
+        .unwrap_or_else(|| std::time::Instant::now() + budget);
     let _ = join_until(sending, deadline);
     let _ = join_until(events, deadline);
     if let Some(s) = sampling {
