@@ -142,13 +142,11 @@ impl Fields {
         }
     }
 
-    /// A word that must belong to a vocabulary (docs/protocol.md).
-    pub fn word(&self, key: &str, valid: impl Fn(&str) -> bool) -> Result<String, String> {
+    /// A word that must belong to a vocabulary (docs/protocol.md), as the
+    /// type that holds it: `parse` says what the word means, if anything.
+    pub fn word<T>(&self, key: &str, parse: impl Fn(&str) -> Option<T>) -> Result<T, String> {
         let v = self.get(key)?;
-        if !valid(v) {
-            return Err(format!("`{key}` is `{}`, not a documented value", short(v)));
-        }
-        Ok(v.to_string())
+        parse(v).ok_or_else(|| format!("`{key}` is `{}`, not a documented value", short(v)))
     }
 
     pub fn domain(&self) -> Result<crate::protocol::DomainId, String> {

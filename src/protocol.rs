@@ -10,7 +10,7 @@
 
 use hmac::{Hmac, Mac};
 
-use crate::vocab;
+use crate::vocab::{Detail, EventKind, Reason, State};
 use sha2::Sha256;
 use std::fmt;
 
@@ -47,12 +47,11 @@ pub struct DomainId {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     pub domain: DomainId,
-    /// `defined`, `undefined`, `started`, `suspended`, `resumed`, `stopped`,
-    /// `shutdown`, `pmsuspended`, `crashed`, or `reboot`; `event-N` for a
-    /// type this node does not know.
-    pub event: String,
-    /// libvirt's detail for the event (`booted`, `destroyed`, ...), `-` if none.
-    pub detail: String,
+    /// What happened (docs/protocol.md, "Vocabulary").
+    pub event: EventKind,
+    /// libvirt's detail for the event (`booted`, `destroyed`, ...), `-` for
+    /// a reboot.
+    pub detail: Detail,
     /// When the node's callback ran, ms since the Unix epoch.
     pub time_ms: u64,
     /// For `reboot`: how many reboots of this domain the sending node
@@ -65,10 +64,8 @@ pub struct Event {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DomainState {
     pub domain: DomainId,
-    /// `nostate`, `running`, `blocked`, `paused`, `shutdown`, `shutoff`,
-    /// `crashed`, `pmsuspended`.
-    pub state: String,
-    pub reason: String,
+    pub state: State,
+    pub reason: Reason,
     /// How many reboots of this domain the sending node instance has seen
     /// (`reboots=`; absent from older nodes): a master that counted fewer
     /// missed some and delivers one (docs/protocol.md, "Reboots").
@@ -142,19 +139,6 @@ pub enum WireError {
     BadMac,
     /// Authenticated, but not a well-formed message.
     Malformed(String),
-}
-
-impl WireError {
-    /// A short word for counters and the state file.
-    pub fn counter(&self) -> &'static str {
-        match self {
-            WireError::Frames(_) => "frames",
-            WireError::Malformed(_) => "malformed",
-            WireError::TooLarge(_) => "oversized",
-            WireError::Version(_) => "version",
-            WireError::BadMac => "bad_mac",
-        }
-    }
 }
 
 impl fmt::Display for WireError {
@@ -247,11 +231,12 @@ fn encode_records(body: &Body, out: &mut String) {
 pub fn encode_event(e: &Event, out: &mut String) {
     let t = e.time_ms.to_string();
     let n = e.reboots.map(|n| n.to_string());
+    let (event, detail) = (e.event.to_string(), e.detail.to_string());
     let mut fields = vec![
         ("uuid", e.domain.uuid.as_str()),
         ("name", &e.domain.name),
-        ("event", &e.event),
-        ("detail", &e.detail),
+        ("event", &event),
+        ("detail", &detail),
         ("time", &t),
     ];
     if let Some(n) = &n {
@@ -263,11 +248,12 @@ pub fn encode_event(e: &Event, out: &mut String) {
 /// One snapshot record line.
 pub fn encode_domain_state(d: &DomainState, out: &mut String) {
     let n = d.reboots.map(|n| n.to_string());
+    let (state, reason) = (d.state.to_string(), d.reason.to_string());
     let mut fields = vec![
         ("uuid", d.domain.uuid.as_str()),
         ("name", &d.domain.name),
-        ("state", &d.state),
-        ("reason", &d.reason),
+        ("state", &state),
+        ("reason", &reason),
     ];
     if let Some(n) = &n {
         fields.push(("reboots", n));
@@ -437,14 +423,14 @@ fn parse_payload(payload: &[u8]) -> Result<Message, WireError> {
             records
                 .iter()
                 .map(|f| {
-                    let event = f.word("event", vocab::is_event)?;
+                    let event = f.word("event", EventKind::parse)?;
                     let reboots = f.opt_num("reboots")?;
-                    if reboots.is_some() && event != vocab::REBOOT {
+                    if reboots.is_some() && event != EventKind::Reboot {
                         return Err(format!("`reboots` on a `{event}` event"));
                     }
                     Ok(Event {
                         domain: f.domain()?,
-                        detail: f.word("detail", |d| vocab::is_detail(&event, d))?,
+                        detail: f.word("detail", |d| Detail::parse(event, d))?,
                         event,
                         time_ms: f.num("time")?,
                         reboots,
@@ -468,10 +454,10 @@ fn parse_payload(payload: &[u8]) -> Result<Message, WireError> {
                 domains: records
                     .iter()
                     .map(|f| {
-                        let state = f.word("state", vocab::is_state)?;
+                        let state = f.word("state", State::parse)?;
                         Ok(DomainState {
                             domain: f.domain()?,
-                            reason: f.word("reason", |r| vocab::is_reason(&state, r))?,
+                            reason: f.word("reason", |r| Reason::parse(state, r))?,
                             state,
                             reboots: f.opt_num("reboots")?,
                         })
@@ -544,15 +530,15 @@ mod tests {
         roundtrip(Body::Heartbeat);
         roundtrip(Body::Events(vec![Event {
             domain: dom("web 1/ü%=x\n"),
-            event: "started".into(),
-            detail: "booted".into(),
+            event: EventKind::Started,
+            detail: Detail::parse(EventKind::Started, "booted").unwrap(),
             time_ms: 5,
             reboots: None,
         }]));
         roundtrip(Body::Events(vec![Event {
             domain: dom("r"),
-            event: "reboot".into(),
-            detail: "-".into(),
+            event: EventKind::Reboot,
+            detail: Detail::NONE,
             time_ms: 6,
             reboots: Some(3),
         }]));
@@ -562,8 +548,8 @@ mod tests {
             parts: 3,
             domains: vec![DomainState {
                 domain: dom("a"),
-                state: "running".into(),
-                reason: "booted".into(),
+                state: State::Running,
+                reason: Reason::parse(State::Running, "booted").unwrap(),
                 reboots: Some(2),
             }],
         });

@@ -1,13 +1,13 @@
-//! The words of the protocol that name libvirt's facts: domain states and
-//! their reasons, lifecycle events and their details (docs/protocol.md,
-//! "Vocabulary").
+//! The words of the protocol that name libvirt's facts, as types: a domain
+//! [`State`] and its [`Reason`], a lifecycle [`EventKind`] and its
+//! [`Detail`] (docs/protocol.md, "Vocabulary").
 //!
-//! The node turns libvirt's numeric codes into these names; the master checks
-//! every received word against the same tables, so a value no libvirt sends
-//! (`state=flying`, `event=exploded`) is refused at the decoder instead of
-//! reaching the panel. A code newer than this build is carried as `WHAT-N`
-//! (e.g. `detail-9`): still one well-defined word, which the master accepts
-//! and treats as "unknown" (see each user).
+//! The node turns libvirt's numeric codes into these types and the decoder
+//! parses received words into them, so a value no libvirt sends
+//! (`state=flying`, `event=exploded`) cannot be represented: it is refused
+//! at the decoder instead of reaching the panel. A code newer than this
+//! build is carried as `WHAT-N` (e.g. `detail-9`), never for a code the
+//! tables name, so every value has exactly one spelling.
 
 /// virDomainState, indexed by its code.
 pub const STATES: [&str; 8] = [
@@ -136,24 +136,6 @@ pub fn details(event: usize) -> &'static [&'static str] {
     }
 }
 
-/// A name from a table, or `WHAT-N` for a code newer than this build, so a
-/// newer libvirt never produces a message the master cannot parse. libvirt's
-/// codes are never negative; one that is is carried as its unsigned value.
-pub fn name_or_number(names: &[&str], code: i32, what: &str) -> String {
-    usize::try_from(code)
-        .ok()
-        .and_then(|i| names.get(i))
-        .map(|s| s.to_string())
-        .unwrap_or_else(|| format!("{what}-{}", code as u32))
-}
-
-/// `WHAT-N` with N a decimal number without leading zeros.
-fn is_numbered(word: &str, what: &str) -> bool {
-    word.strip_prefix(what)
-        .and_then(|r| r.strip_prefix('-'))
-        .is_some_and(is_decimal)
-}
-
 /// An unsigned decimal without sign or leading zeros (docs/protocol.md).
 pub fn is_decimal(s: &str) -> bool {
     !s.is_empty()
@@ -162,45 +144,291 @@ pub fn is_decimal(s: &str) -> bool {
         && (s == "0" || !s.starts_with('0'))
 }
 
-/// The code of a state word, `None` for `state-N` (valid but unknown here).
-pub fn state_code(state: &str) -> Option<usize> {
-    STATES.iter().position(|s| *s == state)
+/// A domain state (virDomainState): the only values a snapshot or the
+/// master's table can hold. `Newer(N)` is `state-N`, a code this build does
+/// not know (never one it does, so each state has one spelling).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum State {
+    NoState,
+    Running,
+    Blocked,
+    Paused,
+    Shutdown,
+    Shutoff,
+    Crashed,
+    PmSuspended,
+    Newer(u32),
 }
 
-/// Whether `state` is a word of the vocabulary (a name or `state-N`).
-pub fn is_state(state: &str) -> bool {
-    state_code(state).is_some() || is_numbered(state, "state")
+impl State {
+    /// The known states, indexed by their code.
+    pub const ALL: [State; 8] = [
+        State::NoState,
+        State::Running,
+        State::Blocked,
+        State::Paused,
+        State::Shutdown,
+        State::Shutoff,
+        State::Crashed,
+        State::PmSuspended,
+    ];
+
+    /// libvirt's code as a state.
+    pub fn from_code(code: i32) -> State {
+        usize::try_from(code)
+            .ok()
+            .and_then(|i| State::ALL.get(i).copied())
+            .unwrap_or(State::Newer(code as u32))
+    }
+
+    /// The code of a known state.
+    pub fn code(self) -> Option<usize> {
+        State::ALL.iter().position(|s| *s == self)
+    }
+
+    /// A wire word as a state; `None` outside the vocabulary.
+    pub fn parse(word: &str) -> Option<State> {
+        match STATES.iter().position(|s| *s == word) {
+            Some(i) => Some(State::ALL[i]),
+            None => newer(word, "state", STATES.len()).map(State::Newer),
+        }
+    }
+
+    /// Whether the domain uses a node's resources in this state (what makes
+    /// the same UUID on two nodes a duplicate).
+    pub fn is_active(self) -> bool {
+        matches!(
+            self,
+            State::Running | State::Blocked | State::Paused | State::Shutdown | State::PmSuspended
+        )
+    }
 }
 
-/// Whether `reason` is a reason of `state` (or `reason-N`); any known reason
-/// word is accepted for a `state-N`.
-pub fn is_reason(state: &str, reason: &str) -> bool {
-    if is_numbered(reason, "reason") {
-        return true;
-    }
-    match state_code(state) {
-        Some(code) => reasons(code).contains(&reason),
-        None => (0..STATES.len()).any(|c| reasons(c).contains(&reason)),
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.code() {
+            Some(i) => f.write_str(STATES[i]),
+            None => write!(f, "state-{}", newer_code(self)),
+        }
     }
 }
 
-/// Whether `event` is a word of the vocabulary (a name, `reboot` or `event-N`).
-pub fn is_event(event: &str) -> bool {
-    event == REBOOT || EVENTS.contains(&event) || is_numbered(event, "event")
+fn newer_code(s: &State) -> u32 {
+    match s {
+        State::Newer(n) => *n,
+        _ => 0,
+    }
 }
 
-/// Whether `detail` is a detail of `event`: `-` for a reboot, a name of the
-/// event's table or `detail-N`; any detail word for an `event-N`.
-pub fn is_detail(event: &str, detail: &str) -> bool {
-    if event == REBOOT {
-        return detail == "-";
+/// `WHAT-N` with N at least `known` (a code this build does not name).
+fn newer(word: &str, what: &str, known: usize) -> Option<u32> {
+    let n = word.strip_prefix(what)?.strip_prefix('-')?;
+    if !is_decimal(n) {
+        return None;
     }
-    if is_numbered(detail, "detail") {
-        return true;
+    n.parse::<u32>().ok().filter(|&n| n as usize >= known)
+}
+
+/// A lifecycle event (virDomainEventType), a reboot, or `event-N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    Defined,
+    Undefined,
+    Started,
+    Suspended,
+    Resumed,
+    Stopped,
+    Shutdown,
+    PmSuspended,
+    Crashed,
+    Reboot,
+    Newer(u32),
+}
+
+impl EventKind {
+    /// The lifecycle events, indexed by their code.
+    pub const LIFECYCLE: [EventKind; 9] = [
+        EventKind::Defined,
+        EventKind::Undefined,
+        EventKind::Started,
+        EventKind::Suspended,
+        EventKind::Resumed,
+        EventKind::Stopped,
+        EventKind::Shutdown,
+        EventKind::PmSuspended,
+        EventKind::Crashed,
+    ];
+
+    /// libvirt's lifecycle event code as an event.
+    pub fn from_code(code: i32) -> EventKind {
+        usize::try_from(code)
+            .ok()
+            .and_then(|i| EventKind::LIFECYCLE.get(i).copied())
+            .unwrap_or(EventKind::Newer(code as u32))
     }
-    match EVENTS.iter().position(|e| *e == event) {
-        Some(code) => details(code).contains(&detail),
-        None => detail == "-" || (0..EVENTS.len()).any(|c| details(c).contains(&detail)),
+
+    /// The code of a known lifecycle event.
+    pub fn code(self) -> Option<usize> {
+        EventKind::LIFECYCLE.iter().position(|e| *e == self)
+    }
+
+    /// A wire word as an event; `None` outside the vocabulary.
+    pub fn parse(word: &str) -> Option<EventKind> {
+        if word == REBOOT {
+            return Some(EventKind::Reboot);
+        }
+        match EVENTS.iter().position(|e| *e == word) {
+            Some(i) => Some(EventKind::LIFECYCLE[i]),
+            None => newer(word, "event", EVENTS.len()).map(EventKind::Newer),
+        }
+    }
+
+    /// The state a lifecycle event leaves a domain in; `None` for events
+    /// that do not set one by themselves.
+    pub fn state_after(self) -> Option<State> {
+        Some(match self {
+            EventKind::Started | EventKind::Resumed => State::Running,
+            EventKind::Suspended => State::Paused,
+            EventKind::Stopped => State::Shutoff,
+            EventKind::Shutdown => State::Shutdown,
+            EventKind::PmSuspended => State::PmSuspended,
+            EventKind::Crashed => State::Crashed,
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EventKind::Reboot => f.write_str(REBOOT),
+            EventKind::Newer(n) => write!(f, "event-{n}"),
+            known => f.write_str(EVENTS[known.code().unwrap_or(0)]),
+        }
+    }
+}
+
+/// What libvirt says about an event (its detail) or a state (its reason):
+/// a word of the table for that event or state, a newer code, or nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Word {
+    Named(&'static str),
+    Newer(u32),
+    /// `-`: a reboot's detail.
+    Nothing,
+}
+
+impl Word {
+    fn from_table(names: &'static [&'static str], code: i32) -> Word {
+        usize::try_from(code)
+            .ok()
+            .and_then(|i| names.get(i).copied())
+            .map_or(Word::Newer(code as u32), Word::Named)
+    }
+
+    /// `word` as a member of `names`, or `WHAT-N`; for an unknown owner any
+    /// word of any table (`all`) is accepted too.
+    fn parse(
+        word: &str,
+        what: &str,
+        names: &[&'static str],
+        all: &[&'static [&'static str]],
+    ) -> Option<Word> {
+        if let Some(n) = word.strip_prefix(what).and_then(|r| r.strip_prefix('-')) {
+            // Never a code the table names: one spelling per value.
+            return is_decimal(n)
+                .then(|| n.parse::<u32>().ok())
+                .flatten()
+                .filter(|&n| n as usize >= names.len())
+                .map(Word::Newer);
+        }
+        names
+            .iter()
+            .chain(all.iter().flat_map(|t| t.iter()))
+            .find(|w| **w == word)
+            .map(|w| Word::Named(w))
+    }
+}
+
+impl std::fmt::Display for Word {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Word::Named(w) => f.write_str(w),
+            Word::Newer(n) => write!(f, "{n}"),
+            Word::Nothing => f.write_str("-"),
+        }
+    }
+}
+
+/// An event's detail (virDomainEvent*DetailType).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Detail(Word);
+
+impl Detail {
+    /// A reboot's detail: none.
+    pub const NONE: Detail = Detail(Word::Nothing);
+
+    /// libvirt's codes as a detail.
+    pub fn from_code(event: i32, detail: i32) -> Detail {
+        let names = usize::try_from(event).map_or(&[][..], details);
+        Detail(Word::from_table(names, detail))
+    }
+
+    /// A wire word as a detail of `event`; `None` outside the vocabulary.
+    pub fn parse(event: EventKind, word: &str) -> Option<Detail> {
+        match event {
+            EventKind::Reboot => (word == "-").then_some(Detail::NONE),
+            EventKind::Newer(_) if word == "-" => Some(Detail::NONE),
+            EventKind::Newer(_) => {
+                let all: Vec<&'static [&'static str]> = (0..EVENTS.len()).map(details).collect();
+                Word::parse(word, "detail", &[], &all).map(Detail)
+            }
+            known => {
+                let names = details(known.code().unwrap_or(usize::MAX));
+                Word::parse(word, "detail", names, &[]).map(Detail)
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Detail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Word::Newer(n) => write!(f, "detail-{n}"),
+            w => w.fmt(f),
+        }
+    }
+}
+
+/// A state's reason (virDomain*Reason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Reason(Word);
+
+impl Reason {
+    /// libvirt's codes as a reason.
+    pub fn from_code(state: i32, reason: i32) -> Reason {
+        let names = usize::try_from(state).map_or(&[][..], reasons);
+        Reason(Word::from_table(names, reason))
+    }
+
+    /// A wire word as a reason for `state`; `None` outside the vocabulary.
+    pub fn parse(state: State, word: &str) -> Option<Reason> {
+        match state.code() {
+            Some(code) => Word::parse(word, "reason", reasons(code), &[]).map(Reason),
+            None => {
+                let all: Vec<&'static [&'static str]> = (0..STATES.len()).map(reasons).collect();
+                Word::parse(word, "reason", &[], &all).map(Reason)
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Word::Newer(n) => write!(f, "reason-{n}"),
+            w => w.fmt(f),
+        }
     }
 }
 
@@ -209,16 +437,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_and_numbers() {
-        assert_eq!(name_or_number(&STATES, 1, "state"), "running");
-        assert_eq!(name_or_number(&STATES, 42, "state"), "state-42");
-        assert_eq!(name_or_number(&EVENTS, -1, "event"), "event-4294967295");
-        assert!(is_event(&name_or_number(&EVENTS, -1, "event")));
+    fn codes_become_words_and_unknown_codes_stay_parseable() {
+        assert_eq!(State::from_code(1).to_string(), "running");
+        assert_eq!(State::from_code(42).to_string(), "state-42");
+        assert_eq!(EventKind::from_code(-1).to_string(), "event-4294967295");
+        assert_eq!(Detail::from_code(5, 1).to_string(), "destroyed");
+        assert_eq!(Detail::from_code(2, 99).to_string(), "detail-99");
+        assert_eq!(Reason::from_code(3, 1).to_string(), "user");
+        for s in ["running", "state-9", "pmsuspended"] {
+            assert_eq!(State::parse(s).unwrap().to_string(), s);
+        }
+        for e in ["started", "reboot", "event-12"] {
+            assert_eq!(EventKind::parse(e).unwrap().to_string(), e);
+        }
     }
 
     #[test]
     fn only_documented_words_pass() {
-        assert!(is_state("paused") && is_state("state-9"));
         for bad in [
             "flying",
             "undefined",
@@ -226,16 +461,29 @@ mod tests {
             "state-01",
             "state-+1",
             "Running",
+            "state-3",
         ] {
-            assert!(!is_state(bad), "{bad}");
+            assert!(State::parse(bad).is_none(), "{bad}");
         }
-        assert!(is_reason("shutoff", "destroyed") && is_reason("running", "reason-77"));
-        assert!(!is_reason("running", "destroyed") && !is_reason("paused", "bogus"));
-        assert!(is_event("started") && is_event("reboot") && is_event("event-12"));
-        assert!(!is_event("exploded") && !is_event("event-x"));
-        assert!(is_detail("started", "booted") && is_detail("reboot", "-"));
-        assert!(is_detail("stopped", "detail-3") && is_detail("event-12", "-"));
-        assert!(!is_detail("started", "destroyed") && !is_detail("reboot", "booted"));
+        let (running, shutoff, paused) = (State::Running, State::Shutoff, State::Paused);
+        assert!(Reason::parse(shutoff, "destroyed").is_some());
+        assert!(Reason::parse(running, "reason-77").is_some());
+        assert!(Reason::parse(running, "destroyed").is_none());
+        assert!(Reason::parse(paused, "bogus").is_none());
+        assert!(Reason::parse(State::Newer(9), "destroyed").is_some());
+        assert!(EventKind::parse("exploded").is_none() && EventKind::parse("event-x").is_none());
+        assert!(EventKind::parse("event-2").is_none(), "2 is `started`");
+        let started = EventKind::Started;
+        assert!(Detail::parse(started, "booted").is_some());
+        assert!(Detail::parse(EventKind::Reboot, "-").is_some());
+        assert!(Detail::parse(EventKind::Stopped, "detail-30").is_some());
+        assert!(
+            Detail::parse(EventKind::Stopped, "detail-3").is_none(),
+            "3 is `migrated`"
+        );
+        assert!(Detail::parse(EventKind::Newer(12), "-").is_some());
+        assert!(Detail::parse(started, "destroyed").is_none());
+        assert!(Detail::parse(EventKind::Reboot, "booted").is_none());
         assert!(is_decimal("0") && is_decimal("17") && !is_decimal("+5"));
         assert!(!is_decimal("05") && !is_decimal("") && !is_decimal("-1"));
     }

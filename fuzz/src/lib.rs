@@ -131,7 +131,7 @@ pub fn decode_raw(data: &[u8]) {
                 WireError::Frames(_) | WireError::TooLarge(_) | WireError::BadMac
             ),
             "an unauthenticated message moved the `{}` counter: {e}",
-            e.counter()
+            vmwatch::master::rejection::Rejection::from(e)
         ),
         Err(_) => {}
     }

@@ -12,6 +12,16 @@ use super::update::Update;
 use crate::protocol::StatSample;
 
 /// Last sample and warning per (node, uuid).
+/// An idle warning the panel was told of, with the counts that raised it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdleWarning {
+    pub node: String,
+    pub uuid: String,
+    pub name: String,
+    pub tx_pkts: u64,
+    pub wr_reqs: u64,
+}
+
 #[derive(Debug, Default)]
 pub struct Activity {
     idle: BTreeMap<(String, String), (String, u64, u64)>,
@@ -60,11 +70,17 @@ impl Activity {
         }
     }
 
-    /// Current warnings, for the state file: (node, uuid, name, tx, wr).
-    pub fn current(&self) -> Vec<(String, String, String, u64, u64)> {
+    /// Current warnings, for the state file.
+    pub fn current(&self) -> Vec<IdleWarning> {
         self.idle
             .iter()
-            .map(|((n, u), (name, tx, wr))| (n.clone(), u.clone(), name.clone(), *tx, *wr))
+            .map(|((n, u), (name, tx, wr))| IdleWarning {
+                node: n.clone(),
+                uuid: u.clone(),
+                name: name.clone(),
+                tx_pkts: *tx,
+                wr_reqs: *wr,
+            })
             .collect()
     }
 

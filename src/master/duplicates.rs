@@ -9,13 +9,47 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::update::Update;
+use crate::vocab::State;
 
-/// States in which a domain holds its disks and network identity.
-pub fn is_active(state: &str) -> bool {
-    matches!(
-        state,
-        "running" | "blocked" | "paused" | "shutdown" | "pmsuspended"
-    )
+/// What makes two domains duplicates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DuplicateBy {
+    /// The same UUID active on several nodes.
+    Uuid,
+    /// The same name used by different UUIDs on several nodes.
+    Name,
+}
+
+impl DuplicateBy {
+    /// The word in panel lines and the state file (also the key's name).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DuplicateBy::Uuid => "uuid",
+            DuplicateBy::Name => "name",
+        }
+    }
+
+    /// A word as a kind; `None` outside the vocabulary.
+    pub fn parse(word: &str) -> Option<DuplicateBy> {
+        [DuplicateBy::Uuid, DuplicateBy::Name]
+            .into_iter()
+            .find(|b| b.as_str() == word)
+    }
+}
+
+impl std::fmt::Display for DuplicateBy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A duplicate the panel was told of.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Duplicate {
+    pub by: DuplicateBy,
+    /// The UUID or name.
+    pub key: String,
+    pub nodes: Vec<String>,
 }
 
 #[derive(Debug, Default)]
@@ -25,7 +59,7 @@ pub struct Duplicates {
     /// name -> uuid -> nodes defining it.
     names: HashMap<String, BTreeMap<String, BTreeSet<String>>>,
     /// What the panel was last told is duplicated: (by, key) -> nodes.
-    reported: HashMap<(&'static str, String), Vec<String>>,
+    reported: HashMap<(DuplicateBy, String), Vec<String>>,
     dirty_uuids: HashSet<String>,
     dirty_names: HashSet<String>,
 }
@@ -33,8 +67,8 @@ pub struct Duplicates {
 impl Duplicates {
     /// Records that `node` now has `uuid` named `name` in `state`, or no
     /// longer has it (`state` = None).
-    pub fn set(&mut self, node: &str, uuid: &str, name: &str, state: Option<&str>) {
-        let active = state.is_some_and(is_active);
+    pub fn set(&mut self, node: &str, uuid: &str, name: &str, state: Option<State>) {
+        let active = state.is_some_and(State::is_active);
         let set = self.active.entry(uuid.to_string()).or_default();
         let changed = if active {
             set.insert(node.to_string())
@@ -76,7 +110,7 @@ impl Duplicates {
                 .get(&uuid)
                 .map(|s| s.iter().cloned().collect())
                 .unwrap_or_default();
-            self.verdict("uuid", uuid, nodes, &mut out);
+            self.verdict(DuplicateBy::Uuid, uuid, nodes, &mut out);
         }
         let mut names: Vec<String> = self.dirty_names.drain().collect();
         names.sort();
@@ -88,18 +122,12 @@ impl Duplicates {
                 }
                 _ => Vec::new(),
             };
-            self.verdict("name", name, nodes, &mut out);
+            self.verdict(DuplicateBy::Name, name, nodes, &mut out);
         }
         out
     }
 
-    fn verdict(
-        &mut self,
-        by: &'static str,
-        key: String,
-        nodes: Vec<String>,
-        out: &mut Vec<Update>,
-    ) {
+    fn verdict(&mut self, by: DuplicateBy, key: String, nodes: Vec<String>, out: &mut Vec<Update>) {
         let k = (by, key.clone());
         if nodes.len() >= 2 {
             if self.reported.get(&k) != Some(&nodes) {
@@ -121,12 +149,16 @@ impl Duplicates {
         }
     }
 
-    /// Current duplicates, for the state file: (by, key, nodes).
-    pub fn current(&self) -> Vec<(&'static str, String, Vec<String>)> {
+    /// Current duplicates, for the state file.
+    pub fn current(&self) -> Vec<Duplicate> {
         let mut v: Vec<_> = self
             .reported
             .iter()
-            .map(|((by, key), nodes)| (*by, key.clone(), nodes.clone()))
+            .map(|((by, key), nodes)| Duplicate {
+                by: *by,
+                key: key.clone(),
+                nodes: nodes.clone(),
+            })
             .collect();
         v.sort();
         v
@@ -140,18 +172,18 @@ mod tests {
     #[test]
     fn same_uuid_active_on_two_nodes_is_reported_then_cleared() {
         let mut d = Duplicates::default();
-        d.set("1", "u", "vm", Some("running"));
+        d.set("1", "u", "vm", Some(State::Running));
         assert!(d.changes().is_empty());
-        d.set("2", "u", "vm", Some("shutoff"));
+        d.set("2", "u", "vm", Some(State::Shutoff));
         assert!(
             d.changes().is_empty(),
             "defined but not running elsewhere is fine"
         );
-        d.set("2", "u", "vm", Some("running"));
+        d.set("2", "u", "vm", Some(State::Running));
         assert_eq!(
             d.changes(),
             vec![Update::Duplicate {
-                by: "uuid",
+                by: DuplicateBy::Uuid,
                 key: "u".into(),
                 nodes: vec!["1".into(), "2".into()],
                 active: true
@@ -162,7 +194,7 @@ mod tests {
         assert_eq!(
             d.changes(),
             vec![Update::Duplicate {
-                by: "uuid",
+                by: DuplicateBy::Uuid,
                 key: "u".into(),
                 nodes: vec!["1".into(), "2".into()],
                 active: false
@@ -174,13 +206,13 @@ mod tests {
     #[test]
     fn same_name_with_another_uuid_on_another_node_is_a_copy() {
         let mut d = Duplicates::default();
-        d.set("1", "u1", "web", Some("running"));
-        d.set("2", "u2", "web", Some("shutoff"));
+        d.set("1", "u1", "web", Some(State::Running));
+        d.set("2", "u2", "web", Some(State::Shutoff));
         let ch = d.changes();
         assert_eq!(
             ch,
             vec![Update::Duplicate {
-                by: "name",
+                by: DuplicateBy::Name,
                 key: "web".into(),
                 nodes: vec!["1".into(), "2".into()],
                 active: true

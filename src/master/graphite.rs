@@ -32,16 +32,7 @@ pub const CHANNEL_ITEMS: usize = 1024;
 /// name, and file systems stop at 255 bytes.
 pub const MAX_COMPONENT: usize = 200;
 /// The libvirt states always reported, 0 included, so graphs have no gaps.
-pub const STATES: [&str; 8] = [
-    "nostate",
-    "running",
-    "blocked",
-    "paused",
-    "shutdown",
-    "shutoff",
-    "crashed",
-    "pmsuspended",
-];
+pub use crate::vocab::STATES;
 
 /// The `graphite*` keys of vmwatch-master.conf.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -254,7 +245,7 @@ pub fn summarize(table: &StateTable) -> Vec<NodeSummary> {
         .map(|(node, rec)| {
             let mut states = BTreeMap::new();
             for d in rec.domains.values() {
-                *states.entry(d.state.clone()).or_insert(0) += 1;
+                *states.entry(d.state.to_string()).or_insert(0) += 1;
             }
             NodeSummary {
                 node: node.clone(),

@@ -16,6 +16,7 @@ pub mod graphite_sink;
 pub mod panel;
 pub mod panel_queue;
 pub mod receiver;
+pub mod rejection;
 pub mod replay;
 pub mod state;
 pub mod statefile;

@@ -118,17 +118,17 @@ mod tests {
             node: "1".into(),
             uuid: uuid.into(),
             name: uuid.into(),
-            state: state.into(),
+            state: crate::master::update::PanelState::parse(state).unwrap(),
             reason: "-".into(),
             old: None,
             since_ms: 0,
         }
     }
 
-    fn state_of(u: &Update) -> &str {
+    fn state_of(u: &Update) -> String {
         match u {
-            Update::Domain { state, .. } => state,
-            _ => "",
+            Update::Domain { state, .. } => state.to_string(),
+            _ => String::new(),
         }
     }
 
@@ -141,7 +141,7 @@ mod tests {
         let got = q.take(10, Duration::ZERO);
         assert_eq!(got.len(), 2);
         assert_eq!(
-            (got[0].key().2.as_str(), state_of(&got[0])),
+            (got[0].key().2.as_str(), state_of(&got[0]).as_str()),
             ("a", "paused")
         );
         assert_eq!(got[1].key().2, "b");
@@ -160,7 +160,7 @@ mod tests {
         let got: Vec<(String, String)> = q
             .take(10, Duration::ZERO)
             .iter()
-            .map(|u| (u.key().2, state_of(u).to_string()))
+            .map(|u| (u.key().2, state_of(u)))
             .collect();
         assert_eq!(
             got,

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::panel_queue::PanelQueue;
+use super::rejection::Rejection;
 use super::replay::{Accepted, ReplayGuard};
 use super::state::StateTable;
 use super::update::Update;
@@ -29,25 +30,12 @@ pub const HANDSHAKE_MS: i32 = 5_000;
 /// Messages handled per wake-up before housekeeping gets a turn.
 const BURST: usize = 1000;
 
-/// Every reason a message is rejected for, as counted and written in the
-/// state file (`counter rejected.REASON`); only the first three can be
-/// moved by a sender that does not hold the secret.
-pub const REJECTIONS: [&str; 7] = [
-    "frames",
-    "oversized",
-    "bad_mac",
-    "version",
-    "malformed",
-    "stale",
-    "replay",
-];
-
 /// Counters of what the receiver saw, by outcome.
 #[derive(Debug, Default, Clone)]
 pub struct Counters {
     pub accepted: u64,
-    /// Rejections by reason, one of [`REJECTIONS`].
-    pub rejected: BTreeMap<&'static str, u64>,
+    /// Rejections by reason.
+    pub rejected: BTreeMap<Rejection, u64>,
 }
 
 /// Binds the PULL socket. ZeroMQ's own size cap keeps a hostile peer from
@@ -94,7 +82,7 @@ pub struct Receiver {
     pub table: StateTable,
     queue: Arc<PanelQueue>,
     pub counters: Counters,
-    limits: BTreeMap<&'static str, RateLimit>,
+    limits: BTreeMap<Rejection, RateLimit>,
     /// Graphite export, when configured (see [`super::graphite`]).
     pub graphite: Option<super::graphite::Exporter>,
 }
@@ -147,7 +135,7 @@ impl Receiver {
         })
     }
 
-    fn reject(&mut self, reason: &'static str, peer: &str, why: &dyn std::fmt::Display) {
+    fn reject(&mut self, reason: Rejection, peer: &str, why: &dyn std::fmt::Display) {
         *self.counters.rejected.entry(reason).or_insert(0) += 1;
         let limit = self
             .limits
@@ -166,11 +154,11 @@ impl Receiver {
         // number, so the log says how many frames the peer really sent.
         if r.total_frames != 2 {
             let e = crate::protocol::WireError::Frames(r.total_frames);
-            return self.reject(e.counter(), &r.peer, &e);
+            return self.reject(Rejection::from(&e), &r.peer, &e);
         }
         let msg = match decode(&self.secret, &r.frames) {
             Ok(m) => m,
-            Err(e) => return self.reject(e.counter(), &r.peer, &e),
+            Err(e) => return self.reject(Rejection::from(&e), &r.peer, &e),
         };
         let now = now_ms();
         match self.guard.check(&msg.header, now) {
@@ -185,7 +173,7 @@ impl Receiver {
             Ok(Accepted::Known) => {}
             Err(refusal) => {
                 let why = format!("node {}: {refusal}", msg.header.node);
-                return self.reject(refusal.counter(), &r.peer, &why);
+                return self.reject(Rejection::from(&refusal), &r.peer, &why);
             }
         }
         self.counters.accepted += 1;

@@ -25,15 +25,6 @@ pub enum Refusal {
     Replay { seq: u64, last: u64 },
 }
 
-impl Refusal {
-    pub fn counter(&self) -> &'static str {
-        match self {
-            Refusal::Stale { .. } => "stale",
-            Refusal::Replay { .. } => "replay",
-        }
-    }
-}
-
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -55,6 +46,17 @@ struct Seen {
     instance: u64,
     last_seq: u64,
     last_ts: u64,
+}
+
+/// The replay memory of one node instance, as the state file keeps it
+/// (`seen` lines).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SeenInstance {
+    pub node: String,
+    pub instance: u64,
+    /// The last accepted sequence number.
+    pub seq: u64,
+    pub ts_ms: u64,
 }
 
 /// Per-node memory of accepted (instance, sequence) pairs.
@@ -113,27 +115,31 @@ impl ReplayGuard {
         Ok(Accepted::NewInstance)
     }
 
-    /// Lines for the state file, so a restarted master keeps refusing
-    /// replays of messages it accepted before: `node instance seq ts`.
-    pub fn export(&self) -> Vec<(String, u64, u64, u64)> {
+    /// What the state file keeps, so a restarted master keeps refusing
+    /// replays of messages it accepted before.
+    pub fn export(&self) -> Vec<SeenInstance> {
         let mut out: Vec<_> = self
             .nodes
             .iter()
             .flat_map(|(n, v)| {
-                v.iter()
-                    .map(move |s| (n.clone(), s.instance, s.last_seq, s.last_ts))
+                v.iter().map(move |s| SeenInstance {
+                    node: n.clone(),
+                    instance: s.instance,
+                    seq: s.last_seq,
+                    ts_ms: s.last_ts,
+                })
             })
             .collect();
         out.sort();
         out
     }
 
-    /// Restores what [`export`](Self::export) wrote.
-    pub fn import(&mut self, node: &str, instance: u64, last_seq: u64, last_ts: u64) {
-        self.nodes.entry(node.to_string()).or_default().push(Seen {
-            instance,
-            last_seq,
-            last_ts,
+    /// Restores what [`export`](Self::export) gave (from the state file).
+    pub fn import(&mut self, s: &SeenInstance) {
+        self.nodes.entry(s.node.clone()).or_default().push(Seen {
+            instance: s.instance,
+            last_seq: s.seq,
+            last_ts: s.ts_ms,
         });
     }
 }
@@ -191,8 +197,8 @@ mod tests {
         let mut g = ReplayGuard::new(300);
         g.check(&h("1", 7, 5, NOW), NOW).unwrap();
         let mut g2 = ReplayGuard::new(300);
-        for (n, i, s, t) in g.export() {
-            g2.import(&n, i, s, t);
+        for seen in g.export() {
+            g2.import(&seen);
         }
         assert!(g2.check(&h("1", 7, 5, NOW), NOW + 1000).is_err());
         assert!(g2.check(&h("1", 7, 6, NOW), NOW + 1000).is_ok());

@@ -8,16 +8,17 @@
 
 use std::collections::BTreeMap;
 
-use super::activity::Activity;
-use super::duplicates::Duplicates;
-use super::update::Update;
+use super::activity::{Activity, IdleWarning};
+use super::duplicates::{Duplicate, Duplicates};
+use super::update::{PanelState, Update};
 use crate::protocol::{Body, DomainId, DomainState, Event, Message};
+use crate::vocab::{EventKind, State};
 
 /// One domain on one node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DomainRecord {
     pub name: String,
-    pub state: String,
+    pub state: State,
     pub reason: String,
     /// When it entered this state (ms since the epoch).
     pub since_ms: u64,
@@ -62,20 +63,6 @@ pub struct StateTable {
     activity: Activity,
     check_activity: bool,
     node_timeout_ms: u64,
-}
-
-/// The state a lifecycle event leaves a domain in; `None` for events that
-/// do not change the state by themselves.
-fn state_after(event: &str) -> Option<&'static str> {
-    Some(match event {
-        "started" | "resumed" => "running",
-        "suspended" => "paused",
-        "stopped" => "shutoff",
-        "shutdown" => "shutdown",
-        "pmsuspended" => "pmsuspended",
-        "crashed" => "crashed",
-        _ => return None,
-    })
 }
 
 impl StateTable {
@@ -125,7 +112,7 @@ impl StateTable {
                         let running = self.nodes[node]
                             .domains
                             .get(&s.domain.uuid)
-                            .is_some_and(|d| d.state == "running");
+                            .is_some_and(|d| d.state == State::Running);
                         if running {
                             self.activity.sample(node, s, &mut out);
                         }
@@ -176,8 +163,8 @@ impl StateTable {
     }
 
     fn event(&mut self, node: &str, instance: u64, ev: &Event, out: &mut Vec<Update>) {
-        match ev.event.as_str() {
-            "reboot" => {
+        match ev.event {
+            EventKind::Reboot => {
                 // A node that counts says which reboot this is; one the
                 // master already has (a resent event) is not news.
                 if let Some(n) = ev.reboots {
@@ -192,30 +179,36 @@ impl StateTable {
                     time_ms: ev.time_ms,
                 })
             }
-            "undefined" => self.remove(node, &ev.domain.uuid, &ev.detail, ev.time_ms, out),
-            "defined" => {
+            EventKind::Undefined => {
+                let reason = ev.detail.to_string();
+                self.remove(node, &ev.domain.uuid, &reason, ev.time_ms, out)
+            }
+            EventKind::Defined => {
                 // A new definition is a shut-off domain; a redefinition keeps
                 // its state (only the name may change).
                 let (state, reason) = match self.nodes[node].domains.get(&ev.domain.uuid) {
-                    Some(d) => (d.state.clone(), d.reason.clone()),
-                    None => ("shutoff".to_string(), ev.detail.clone()),
+                    Some(d) => (d.state, d.reason.clone()),
+                    None => (State::Shutoff, ev.detail.to_string()),
                 };
-                self.set(node, &ev.domain, &state, &reason, ev.time_ms, out);
+                self.set(node, &ev.domain, state, &reason, ev.time_ms, out);
             }
             // QEMU starts a domain paused and then lets it run, so libvirt
             // announces every start as Resumed/Unpaused followed by
             // Started/Booted. A resume of a domain that was not paused is
             // that prelude: skip it, and the start reports the real reason.
-            "resumed"
+            EventKind::Resumed
                 if matches!(
                     self.nodes[node]
                         .domains
                         .get(&ev.domain.uuid)
-                        .map(|d| d.state.as_str()),
-                    Some("shutoff" | "shutdown" | "crashed")
+                        .map(|d| d.state),
+                    Some(State::Shutoff | State::Shutdown | State::Crashed)
                 ) => {}
-            other => match state_after(other) {
-                Some(state) => self.set(node, &ev.domain, state, &ev.detail, ev.time_ms, out),
+            other => match other.state_after() {
+                Some(state) => {
+                    let reason = ev.detail.to_string();
+                    self.set(node, &ev.domain, state, &reason, ev.time_ms, out)
+                }
                 None => log::warn!(
                     "node {node}: domain {}: unknown event `{other}` ignored",
                     ev.domain.name
@@ -229,7 +222,7 @@ impl StateTable {
         &mut self,
         node: &str,
         id: &DomainId,
-        state: &str,
+        state: State,
         reason: &str,
         since_ms: u64,
         out: &mut Vec<Update>,
@@ -249,21 +242,21 @@ impl StateTable {
             id.uuid.clone(),
             DomainRecord {
                 name: id.name.clone(),
-                state: state.to_string(),
+                state,
                 reason: reason.to_string(),
                 since_ms,
                 reboots,
             },
         );
         self.duplicates.set(node, &id.uuid, &id.name, Some(state));
-        if state != "running" {
+        if state != State::Running {
             self.activity.not_running(node, &id.uuid, out);
         }
         out.push(Update::Domain {
             node: node.to_string(),
             uuid: id.uuid.clone(),
             name: id.name.clone(),
-            state: state.to_string(),
+            state: PanelState::Is(state),
             reason: reason.to_string(),
             old: old.map(|o| o.state),
             since_ms,
@@ -291,7 +284,7 @@ impl StateTable {
             node: node.to_string(),
             uuid: uuid.to_string(),
             name: old.name,
-            state: "undefined".to_string(),
+            state: PanelState::Undefined,
             reason: reason.to_string(),
             old: Some(old.state),
             since_ms,
@@ -345,7 +338,8 @@ impl StateTable {
         let mut listed = std::collections::HashSet::new();
         for d in &domains {
             listed.insert(d.domain.uuid.clone());
-            self.set(node, &d.domain, &d.state, &d.reason, now_ms, out);
+            let reason = d.reason.to_string();
+            self.set(node, &d.domain, d.state, &reason, now_ms, out);
             // A reboot the node counted but the master never got (lost in
             // an overflowing queue, or sent while the master was down).
             if let Some(n) = d.reboots {
@@ -377,12 +371,12 @@ impl StateTable {
     }
 
     /// Duplicates currently reported, for the state file.
-    pub fn duplicates(&self) -> Vec<(&'static str, String, Vec<String>)> {
+    pub fn duplicates(&self) -> Vec<Duplicate> {
         self.duplicates.current()
     }
 
     /// Idle warnings currently raised, for the state file.
-    pub fn idle(&self) -> Vec<(String, String, String, u64, u64)> {
+    pub fn idle(&self) -> Vec<IdleWarning> {
         self.activity.current()
     }
 
@@ -402,7 +396,7 @@ impl StateTable {
                 self.duplicates.set(node, uuid, &old.name, None);
             }
         }
-        self.duplicates.set(node, uuid, &rec.name, Some(&rec.state));
+        self.duplicates.set(node, uuid, &rec.name, Some(rec.state));
         domains.insert(uuid.to_string(), rec);
     }
 
@@ -421,7 +415,9 @@ impl StateTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::master::duplicates::DuplicateBy;
     use crate::protocol::{Header, StatSample};
+    use crate::vocab::{Detail, Reason};
 
     const U1: &str = "00000000-0000-0000-0000-000000000001";
     const U2: &str = "00000000-0000-0000-0000-000000000002";
@@ -444,8 +440,8 @@ mod tests {
                 uuid: uuid.into(),
                 name: name.into(),
             },
-            event: event.into(),
-            detail: detail.into(),
+            event: EventKind::parse(event).unwrap(),
+            detail: Detail::parse(EventKind::parse(event).unwrap(), detail).unwrap(),
             time_ms: 5,
             reboots: None,
         }
@@ -457,8 +453,8 @@ mod tests {
                 uuid: uuid.into(),
                 name: name.into(),
             },
-            state: state.into(),
-            reason: "booted".into(),
+            state: State::parse(state).unwrap(),
+            reason: Reason::parse(State::parse(state).unwrap(), "unknown").unwrap(),
             reboots: None,
         }
     }
@@ -468,7 +464,9 @@ mod tests {
         updates
             .iter()
             .filter_map(|u| match u {
-                Update::Domain { state, old, .. } => Some((state.clone(), old.clone())),
+                Update::Domain { state, old, .. } => {
+                    Some((state.to_string(), old.map(|o| o.to_string())))
+                }
                 _ => None,
             })
             .collect()
@@ -525,7 +523,7 @@ mod tests {
             .filter_map(|u| match u {
                 Update::Domain {
                     state, old, reason, ..
-                } if state == "running" && old.as_deref() == Some("shutoff") => {
+                } if *state == PanelState::Is(State::Running) && *old == Some(State::Shutoff) => {
                     Some(reason.as_str())
                 }
                 _ => None,
@@ -660,7 +658,7 @@ mod tests {
         assert!(out.iter().any(|u| matches!(
             u,
             Update::Duplicate {
-                by: "uuid",
+                by: DuplicateBy::Uuid,
                 active: true,
                 ..
             }
@@ -672,7 +670,7 @@ mod tests {
         assert!(out.iter().any(|u| matches!(
             u,
             Update::Duplicate {
-                by: "uuid",
+                by: DuplicateBy::Uuid,
                 active: false,
                 ..
             }

@@ -14,15 +14,18 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::activity::IdleWarning;
 use super::panel::PanelCounters;
 use super::panel_queue::PanelQueue;
 use super::receiver::{Counters, Receiver};
 use super::replay::ReplayGuard;
+use super::replay::SeenInstance;
 use super::state::{DomainRecord, RebootCount, StateTable};
 use super::update::Update;
 use crate::protocol::{check_node_id, escape, is_uuid, unescape};
 use crate::ratelimit::RateLimit;
 use crate::service::now_ms;
+use crate::vocab::State;
 
 /// Version of the format, first line after the comment.
 pub const FORMAT: u32 = 1;
@@ -59,8 +62,8 @@ pub fn render(v: &View) -> String {
     let _ = writeln!(out, "started {}", v.started_ms);
     let _ = writeln!(out, "listen {}", enc(v.listen));
     let _ = writeln!(out, "counter accepted {}", v.counters.accepted);
-    for reason in super::receiver::REJECTIONS {
-        let n = v.counters.rejected.get(reason).copied().unwrap_or(0);
+    for reason in super::rejection::Rejection::ALL {
+        let n = v.counters.rejected.get(&reason).copied().unwrap_or(0);
         let _ = writeln!(out, "counter rejected.{reason} {n}");
     }
     let _ = writeln!(
@@ -96,7 +99,7 @@ pub fn render(v: &View) -> String {
                 "domain {} {} {} {} {} {} {:016x} {}",
                 enc(node),
                 uuid,
-                enc(&d.state),
+                d.state,
                 d.since_ms,
                 enc(&d.name),
                 enc(&d.reason),
@@ -105,19 +108,35 @@ pub fn render(v: &View) -> String {
             );
         }
     }
-    for (by, key, nodes) in v.table.duplicates() {
+    for d in v.table.duplicates() {
         let _ = writeln!(
             out,
-            "duplicate {by} {} {}",
-            enc(&key),
-            enc(&nodes.join(","))
+            "duplicate {} {} {}",
+            d.by,
+            enc(&d.key),
+            enc(&d.nodes.join(","))
         );
     }
-    for (node, uuid, name, tx, wr) in v.table.idle() {
-        let _ = writeln!(out, "idle {} {uuid} {tx} {wr} {}", enc(&node), enc(&name));
+    for i in v.table.idle() {
+        let _ = writeln!(
+            out,
+            "idle {} {} {} {} {}",
+            enc(&i.node),
+            i.uuid,
+            i.tx_pkts,
+            i.wr_reqs,
+            enc(&i.name)
+        );
     }
-    for (node, inst, seq, ts) in v.guard.export() {
-        let _ = writeln!(out, "seen {} {inst:016x} {seq} {ts}", enc(&node));
+    for s in v.guard.export() {
+        let _ = writeln!(
+            out,
+            "seen {} {:016x} {} {}",
+            enc(&s.node),
+            s.instance,
+            s.seq,
+            s.ts_ms
+        );
     }
     for u in v.pending {
         let _ = writeln!(out, "pending {}", u.panel_line());
@@ -283,25 +302,6 @@ pub struct DomainLine {
     pub record: DomainRecord,
 }
 
-/// One `idle` line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IdleLine {
-    pub node: String,
-    pub uuid: String,
-    pub name: String,
-    pub tx_pkts: u64,
-    pub wr_reqs: u64,
-}
-
-/// One `seen` line: replay memory of a node instance.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SeenLine {
-    pub node: String,
-    pub instance: u64,
-    pub seq: u64,
-    pub ts_ms: u64,
-}
-
 /// A state file, parsed once; what restore and `--status` both read.
 #[derive(Debug, Default)]
 pub struct StateFile {
@@ -313,8 +313,8 @@ pub struct StateFile {
     pub domains: Vec<DomainLine>,
     /// Reported duplicates (recomputed from the domains on restore).
     pub duplicates: Vec<(String, String, String)>,
-    pub idle: Vec<IdleLine>,
-    pub seen: Vec<SeenLine>,
+    pub idle: Vec<IdleWarning>,
+    pub seen: Vec<SeenInstance>,
     pub pending: Vec<Update>,
     /// The `end` line was there: the file was not cut short.
     pub complete: bool,
@@ -482,13 +482,9 @@ fn parse_line(f: &mut StateFile, line: &str) -> Result<(), String> {
             if w.len() != 7 && w.len() != 9 {
                 return Err(format!("`domain` line has {} words, not 7 or 9", w.len()));
             }
-            let state = text(w[3], "state")?;
-            if !crate::vocab::is_state(&state) {
-                return Err(format!(
-                    "state `{}` is not a domain state",
-                    excerpt(state.as_bytes())
-                ));
-            }
+            let state = State::parse(&text(w[3], "state")?).ok_or_else(|| {
+                format!("state `{}` is not a domain state", excerpt(w[3].as_bytes()))
+            })?;
             let reboots = if w.len() == 9 {
                 RebootCount {
                     instance: u64::from_str_radix(w[7], 16)
@@ -519,7 +515,7 @@ fn parse_line(f: &mut StateFile, line: &str) -> Result<(), String> {
         }
         "idle" => {
             words(6)?;
-            f.idle.push(IdleLine {
+            f.idle.push(IdleWarning {
                 node: node(w[1])?,
                 uuid: uuid(w[2])?,
                 tx_pkts: num(w[3], "packet count")?,
@@ -529,7 +525,7 @@ fn parse_line(f: &mut StateFile, line: &str) -> Result<(), String> {
         }
         "seen" => {
             words(5)?;
-            f.seen.push(SeenLine {
+            f.seen.push(SeenInstance {
                 node: node(w[1])?,
                 instance: u64::from_str_radix(w[2], 16)
                     .ok()
@@ -579,7 +575,7 @@ pub fn restore(
         table.restore_idle(&i.node, &i.uuid, &i.name, i.tx_pkts, i.wr_reqs);
     }
     for s in &f.seen {
-        guard.import(&s.node, s.instance, s.seq, s.ts_ms);
+        guard.import(s);
     }
     table.settle_restored();
     f.pending.clone()
@@ -680,6 +676,7 @@ fn esc(s: &str) -> String {
 mod tests {
     use super::*;
     use crate::protocol::{Body, DomainId, Event, Header, Message};
+    use crate::vocab::{Detail, EventKind};
 
     const U1: &str = "4b3b2f6e-1c9a-4f8e-9d6a-2a7c1e5b9f00";
 
@@ -696,8 +693,12 @@ mod tests {
                     uuid: uuid.into(),
                     name: name.into(),
                 },
-                event: event.into(),
-                detail: if event == "reboot" { "-" } else { "booted" }.into(),
+                event: EventKind::parse(event).unwrap(),
+                detail: Detail::parse(
+                    EventKind::parse(event).unwrap(),
+                    if event == "reboot" { "-" } else { "booted" },
+                )
+                .unwrap(),
                 time_ms: 1000,
                 reboots: (event == "reboot").then_some(1),
             }]),

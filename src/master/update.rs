@@ -6,22 +6,49 @@
 
 use std::fmt::Write as _;
 
+use super::duplicates::DuplicateBy;
 use crate::kvline::{escape, short, Fields};
 use crate::protocol::{check_node_id, is_uuid};
-use crate::vocab;
+use crate::vocab::State;
+
+/// A domain's state as the panel learns it: a libvirt state, or gone from
+/// the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PanelState {
+    Is(State),
+    Undefined,
+}
+
+impl PanelState {
+    /// A panel word as a state; `None` outside the vocabulary.
+    pub fn parse(word: &str) -> Option<PanelState> {
+        match word {
+            "undefined" => Some(PanelState::Undefined),
+            w => State::parse(w).map(PanelState::Is),
+        }
+    }
+}
+
+impl std::fmt::Display for PanelState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PanelState::Is(s) => s.fmt(f),
+            PanelState::Undefined => f.write_str("undefined"),
+        }
+    }
+}
 
 /// A change the panel must learn.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Update {
-    /// A domain's state on a node changed; `state` is `undefined` when the
-    /// domain is gone from the node.
+    /// A domain's state on a node changed, or it is gone from the node.
     Domain {
         node: String,
         uuid: String,
         name: String,
-        state: String,
+        state: PanelState,
         reason: String,
-        old: Option<String>,
+        old: Option<State>,
         since_ms: u64,
     },
     /// The guest rebooted (the panel uses this to finish OS installation).
@@ -51,7 +78,7 @@ pub enum Update {
     /// same name is used by different UUIDs on several nodes (`by` =
     /// `name`); `active=false` clears an earlier report.
     Duplicate {
-        by: &'static str,
+        by: DuplicateBy,
         key: String,
         nodes: Vec<String>,
         active: bool,
@@ -68,7 +95,9 @@ impl Update {
             Update::Reboot { node, uuid, .. } => ("reboot", node.clone(), uuid.clone()),
             Update::Node { node, .. } => ("node", node.clone(), String::new()),
             Update::Idle { node, uuid, .. } => ("idle", node.clone(), uuid.clone()),
-            Update::Duplicate { by, key, .. } => ("duplicate", by.to_string(), key.clone()),
+            Update::Duplicate { by, key, .. } => {
+                ("duplicate", by.as_str().to_string(), key.clone())
+            }
         }
     }
 
@@ -96,9 +125,10 @@ impl Update {
                 field(&mut out, "node", node);
                 field(&mut out, "uuid", uuid);
                 field(&mut out, "name", name);
-                field(&mut out, "state", state);
+                field(&mut out, "state", &state.to_string());
                 field(&mut out, "reason", reason);
-                field(&mut out, "old", old.as_deref().unwrap_or("-"));
+                let old = old.map_or_else(|| "-".to_string(), |o| o.to_string());
+                field(&mut out, "old", &old);
                 field(&mut out, "since", &since_ms.to_string());
             }
             Update::Reboot {
@@ -142,8 +172,8 @@ impl Update {
                 active,
             } => {
                 out.push_str("vmwatch.duplicate");
-                field(&mut out, "by", by);
-                field(&mut out, by, key);
+                field(&mut out, "by", by.as_str());
+                field(&mut out, by.as_str(), key);
                 field(&mut out, "nodes", &nodes.join(","));
                 field(&mut out, "active", if *active { "yes" } else { "no" });
             }
@@ -164,22 +194,25 @@ impl Update {
             check_node_id(n).map_err(|e| format!("node id {e}"))?;
             Ok(n.to_string())
         };
-        let uuid = || -> Result<String, String> { f.word("uuid", is_uuid) };
+        let uuid =
+            || -> Result<String, String> { f.word("uuid", |u| is_uuid(u).then(|| u.to_string())) };
         let text = |k: &str| f.get(k).map(str::to_string);
         let yes = |k: &str, y: &str, n: &str| match f.get(k)? {
             v if v == y => Ok(true),
             v if v == n => Ok(false),
             v => Err(format!("`{k}` is `{}`, not `{y}` or `{n}`", short(v))),
         };
-        let state = |s: &str| s == "undefined" || vocab::is_state(s);
         Ok(match func {
             "vmwatch.domain" => Update::Domain {
                 node: node()?,
                 uuid: uuid()?,
                 name: text("name")?,
-                state: f.word("state", state)?,
+                state: f.word("state", PanelState::parse)?,
                 reason: text("reason")?,
-                old: Some(f.word("old", |o| o == "-" || state(o))?).filter(|o| o != "-"),
+                old: f.word("old", |o| match o {
+                    "-" => Some(None),
+                    o => State::parse(o).map(Some),
+                })?,
                 since_ms: f.num("since")?,
             },
             "vmwatch.reboot" => Update::Reboot {
@@ -202,18 +235,17 @@ impl Update {
                 wr_reqs: f.num("wrreqs")?,
             },
             "vmwatch.duplicate" => {
-                let by: &'static str = match f.get("by")? {
-                    "uuid" => "uuid",
-                    "name" => "name",
-                    v => return Err(format!("`by` is `{}`, not `uuid` or `name`", short(v))),
-                };
+                let by = f.word("by", DuplicateBy::parse)?;
                 let nodes: Vec<String> = f.get("nodes")?.split(',').map(str::to_string).collect();
                 if let Some(bad) = nodes.iter().find(|n| check_node_id(n).is_err()) {
                     return Err(format!("`nodes` holds `{}`, not a node id", short(bad)));
                 }
                 Update::Duplicate {
                     by,
-                    key: if by == "uuid" { uuid()? } else { text("name")? },
+                    key: match by {
+                        DuplicateBy::Uuid => uuid()?,
+                        DuplicateBy::Name => text("name")?,
+                    },
                     nodes,
                     active: yes("active", "yes", "no")?,
                 }
@@ -237,7 +269,7 @@ impl Update {
             } => write!(
                 s,
                 "node {node}: domain {name} ({uuid}): {} -> {state} (reason: {reason})",
-                old.as_deref().unwrap_or("new")
+                old.map_or_else(|| "new".to_string(), |o| o.to_string())
             ),
             Update::Reboot { node, uuid, name, .. } => {
                 write!(s, "node {node}: domain {name} ({uuid}) rebooted")
@@ -284,7 +316,7 @@ mod tests {
             node: "3".into(),
             uuid: "4b3b2f6e-1c9a-4f8e-9d6a-2a7c1e5b9f00".into(),
             name: "my vm\n".into(),
-            state: "running".into(),
+            state: PanelState::Is(State::Running),
             reason: "booted".into(),
             old: None,
             since_ms: 17,
@@ -295,7 +327,7 @@ mod tests {
         );
         assert_eq!(
             Update::Duplicate {
-                by: "uuid",
+                by: DuplicateBy::Uuid,
                 key: U.into(),
                 nodes: vec!["1".into(), "2".into()],
                 active: true
@@ -312,16 +344,16 @@ mod tests {
                 node: "n-1".into(),
                 uuid: U.into(),
                 name: "a b%".into(),
-                state: "paused".into(),
+                state: PanelState::Is(State::Paused),
                 reason: "user".into(),
-                old: Some("running".into()),
+                old: Some(State::Running),
                 since_ms: 9,
             },
             Update::Domain {
                 node: "1".into(),
                 uuid: U.into(),
                 name: "x".into(),
-                state: "shutoff".into(),
+                state: PanelState::Is(State::Shutoff),
                 reason: "added".into(),
                 old: None,
                 since_ms: 1,
@@ -346,7 +378,7 @@ mod tests {
                 wr_reqs: 7,
             },
             Update::Duplicate {
-                by: "name",
+                by: DuplicateBy::Name,
                 key: "web".into(),
                 nodes: vec!["1".into(), "2".into()],
                 active: false,
@@ -371,7 +403,7 @@ mod tests {
             node: node.into(),
             uuid: uuid.into(),
             name: "n".into(),
-            state: "running".into(),
+            state: PanelState::Is(State::Running),
             reason: "-".into(),
             old: None,
             since_ms: 0,

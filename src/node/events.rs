@@ -29,7 +29,7 @@ use crate::log_limited;
 use crate::protocol::Event;
 use crate::ratelimit::RateLimit;
 use crate::service::{now_ms, Shutdown};
-use crate::vocab;
+use crate::vocab::{Detail, EventKind};
 
 /// How often the loop wakes up with nothing to do, to check for a stop
 /// request or a wanted snapshot.
@@ -125,7 +125,7 @@ unsafe extern "C" fn on_lifecycle(
         time_ms: now_ms(),
         reboots: None,
     };
-    if event == sys::VIR_DOMAIN_EVENT_UNDEFINED as c_int {
+    if ev.event == EventKind::Undefined {
         // A domain defined again later starts counting afresh, as the
         // master does once it has removed the domain.
         ctx.lock_reboots().remove(&ev.domain.uuid);
@@ -156,8 +156,8 @@ unsafe extern "C" fn on_reboot(
     log::debug!("libvirt: {} rebooted ({count} reboots seen)", domain.name);
     ctx.push(Event {
         domain,
-        event: vocab::REBOOT.into(),
-        detail: "-".into(),
+        event: EventKind::Reboot,
+        detail: Detail::NONE,
         time_ms: now_ms(),
         reboots: Some(count),
     });

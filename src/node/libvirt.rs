@@ -12,28 +12,26 @@ use virt::connect::Connect;
 use virt::sys;
 
 use crate::protocol::{DomainId, DomainState};
-use crate::vocab::{self, name_or_number};
+use crate::vocab::{Detail, EventKind, Reason, State};
 
-/// virDomainState as a name.
-pub fn state_name(state: c_int) -> String {
-    name_or_number(&vocab::STATES, state, "state")
+/// virDomainState as a state of the vocabulary.
+pub fn state_name(state: c_int) -> State {
+    State::from_code(state)
 }
 
-/// The reason libvirt gives for a state (virDomain*Reason), as a name.
-pub fn reason_name(state: c_int, reason: c_int) -> String {
-    let names = usize::try_from(state).map_or(&[][..], vocab::reasons);
-    name_or_number(names, reason, "reason")
+/// The reason libvirt gives for a state (virDomain*Reason).
+pub fn reason_name(state: c_int, reason: c_int) -> Reason {
+    Reason::from_code(state, reason)
 }
 
-/// virDomainEventType as a name.
-pub fn event_name(event: c_int) -> String {
-    name_or_number(&vocab::EVENTS, event, "event")
+/// virDomainEventType as an event of the vocabulary.
+pub fn event_name(event: c_int) -> EventKind {
+    EventKind::from_code(event)
 }
 
-/// The detail of a lifecycle event (virDomainEvent*DetailType), as a name.
-pub fn detail_name(event: c_int, detail: c_int) -> String {
-    let names = usize::try_from(event).map_or(&[][..], vocab::details);
-    name_or_number(names, detail, "detail")
+/// The detail of a lifecycle event (virDomainEvent*DetailType).
+pub fn detail_name(event: c_int, detail: c_int) -> Detail {
+    Detail::from_code(event, detail)
 }
 
 /// The UUID and name of a domain. Neither call talks to libvirtd: both are
@@ -105,16 +103,16 @@ mod tests {
 
     #[test]
     fn names_match_libvirt_and_unknown_codes_stay_parseable() {
-        assert_eq!(state_name(1), "running");
-        assert_eq!(state_name(5), "shutoff");
-        assert_eq!(state_name(42), "state-42");
-        assert_eq!(reason_name(5, 2), "destroyed");
-        assert_eq!(reason_name(3, 1), "user");
-        assert_eq!(event_name(2), "started");
-        assert_eq!(detail_name(5, 1), "destroyed");
-        assert_eq!(detail_name(6, 0), "finished");
-        assert_eq!(detail_name(2, 99), "detail-99");
-        assert_eq!(event_name(-1), "event-4294967295");
+        assert_eq!(state_name(1).to_string(), "running");
+        assert_eq!(state_name(5).to_string(), "shutoff");
+        assert_eq!(state_name(42).to_string(), "state-42");
+        assert_eq!(reason_name(5, 2).to_string(), "destroyed");
+        assert_eq!(reason_name(3, 1).to_string(), "user");
+        assert_eq!(event_name(2).to_string(), "started");
+        assert_eq!(detail_name(5, 1).to_string(), "destroyed");
+        assert_eq!(detail_name(6, 0).to_string(), "finished");
+        assert_eq!(detail_name(2, 99).to_string(), "detail-99");
+        assert_eq!(event_name(-1).to_string(), "event-4294967295");
     }
 
     #[test]
@@ -124,7 +122,7 @@ mod tests {
         let snap = snapshot(&conn).unwrap();
         assert_eq!(snap.len(), 1);
         assert_eq!(snap[0].domain.name, "test");
-        assert_eq!(snap[0].state, "running");
+        assert_eq!(snap[0].state, State::Running);
         assert!(crate::protocol::is_uuid(&snap[0].domain.uuid));
     }
 }

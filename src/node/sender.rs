@@ -395,8 +395,8 @@ mod tests {
                 uuid: format!("00000000-0000-0000-0000-{i:012x}"),
                 name: format!("vm-{i:05}-{}", "x".repeat(60)),
             },
-            state: "running".into(),
-            reason: "booted".into(),
+            state: crate::vocab::State::Running,
+            reason: crate::vocab::Reason::from_code(1, 1),
             reboots: None,
         }
     }

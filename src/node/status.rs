@@ -92,7 +92,7 @@ impl NodeStatus {
             Outgoing::Snapshot(list) => {
                 *d = list.iter().map(|s| s.domain.uuid.clone()).collect();
             }
-            Outgoing::Event(ev) if ev.event == "undefined" => {
+            Outgoing::Event(ev) if ev.event == crate::vocab::EventKind::Undefined => {
                 d.remove(&ev.domain.uuid);
             }
             Outgoing::Event(ev) => {
@@ -242,8 +242,8 @@ mod tests {
                 uuid: uuid.into(),
                 name: "n".into(),
             },
-            event: event.into(),
-            detail: String::new(),
+            event: crate::vocab::EventKind::parse(event).unwrap(),
+            detail: crate::vocab::Detail::NONE,
             time_ms: 0,
             reboots: None,
         })
@@ -267,8 +267,8 @@ mod tests {
                 uuid: "a".into(),
                 name: "a".into(),
             },
-            state: "running".into(),
-            reason: "booted".into(),
+            state: crate::vocab::State::Running,
+            reason: crate::vocab::Reason::from_code(1, 1),
             reboots: None,
         }]));
         s.took(&ev("b", "defined"));

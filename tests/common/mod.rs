@@ -29,6 +29,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use vmwatch::protocol::{encode, Body, DomainId, DomainState, Event, Header, Message};
+use vmwatch::vocab::{Detail, EventKind, Reason, State};
 
 /// The shared secret most tests use (26 characters, so no "short secret"
 /// warning).
@@ -674,7 +675,7 @@ pub fn saved_state(dir: &TestDir, uuid: &str) -> Option<String> {
         .domains
         .into_iter()
         .find(|d| d.uuid == uuid)
-        .map(|d| d.record.state)
+        .map(|d| d.record.state.to_string())
 }
 
 /// Starts a master on a free loopback port and waits until it listens.
@@ -750,8 +751,9 @@ pub fn event(uuid: &str, name: &str, event: &str, detail: &str) -> Event {
             uuid: uuid.to_string(),
             name: name.to_string(),
         },
-        event: event.to_string(),
-        detail: detail.to_string(),
+        event: EventKind::parse(event).unwrap_or_else(|| panic!("event `{event}`")),
+        detail: Detail::parse(EventKind::parse(event).unwrap(), detail)
+            .unwrap_or_else(|| panic!("detail `{detail}` of `{event}`")),
         time_ms: now_ms(),
         reboots: None,
     }
@@ -764,8 +766,9 @@ pub fn domain_state(uuid: &str, name: &str, state: &str, reason: &str) -> Domain
             uuid: uuid.to_string(),
             name: name.to_string(),
         },
-        state: state.to_string(),
-        reason: reason.to_string(),
+        state: State::parse(state).unwrap_or_else(|| panic!("state `{state}`")),
+        reason: Reason::parse(State::parse(state).unwrap(), reason)
+            .unwrap_or_else(|| panic!("reason `{reason}` of `{state}`")),
         reboots: None,
     }
 }

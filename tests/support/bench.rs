@@ -24,13 +24,23 @@ use std::time::{Duration, Instant};
 use vmwatch::master::panel::PanelCommand;
 use vmwatch::master::replay::ReplayGuard;
 use vmwatch::master::state::StateTable;
+use vmwatch::master::update::PanelState;
 use vmwatch::master::update::Update;
 use vmwatch::protocol::{decode, encode, Body, DomainId, Event, Header, Message};
+use vmwatch::vocab::{Detail, EventKind, State};
 
 const SECRET: &[u8] = b"BENCH0SECRET0123456789";
 
 fn event_msg(seq: u64, i: usize, ts: u64) -> Message {
-    let states = ["started", "suspended", "resumed", "stopped"];
+    // Each event with the first detail libvirt gives it (booted, paused,
+    // unpaused, shutdown): every message is one the master accepts.
+    let kinds = [
+        EventKind::Started,
+        EventKind::Suspended,
+        EventKind::Resumed,
+        EventKind::Stopped,
+    ];
+    let kind = kinds[i % kinds.len()];
     Message {
         header: Header {
             node: "bench".into(),
@@ -43,8 +53,8 @@ fn event_msg(seq: u64, i: usize, ts: u64) -> Message {
                 uuid: format!("00000000-0000-4000-8000-{:012x}", i % 500),
                 name: format!("vm-{}", i % 500),
             },
-            event: states[i % states.len()].into(),
-            detail: "booted".into(),
+            event: kind,
+            detail: Detail::from_code(kind.code().unwrap_or(0) as i32, 0),
             time_ms: ts,
             reboots: None,
         }]),
@@ -125,7 +135,7 @@ fn panel_batching(out: &mut String, dir: &Path) {
             node: "1".into(),
             uuid: format!("00000000-0000-4000-8000-{i:012x}"),
             name: format!("vm-{i}"),
-            state: "running".into(),
+            state: PanelState::Is(State::Running),
             reason: "booted".into(),
             old: None,
             since_ms: 1,
@@ -354,7 +364,8 @@ fn flood(out: &mut String, dir: &Path) {
                 if let Body::Events(evs) = &mut m.body {
                     evs[0].domain.uuid = format!("eeeeeeee-0000-4000-8000-{sent:012x}");
                     evs[0].domain.name = format!("valid-{sent}");
-                    evs[0].event = "started".into();
+                    evs[0].event = EventKind::Started;
+                    evs[0].detail = Detail::from_code(2, 0);
                 }
                 push.send_multipart(encode(SECRET, &m), 0).unwrap();
                 std::thread::sleep(Duration::from_millis(50));
