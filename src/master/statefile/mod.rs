@@ -1,0 +1,192 @@
+//! The master's state file (docs/state-file.md): its view of the cluster,
+//! written atomically every `state_interval` seconds and on shutdown.
+//!
+//! It serves three readers: the master itself after a restart (so the panel
+//! is told only what really changed while it was down, replays stay refused,
+//! and undelivered panel updates are not lost), `vmwatch-master --status`
+//! for a person, and monitoring checks. One fact per line, space-separated
+//! words, free text percent-encoded as on the wire, so any tool can read it
+//! with `split`.
+//!
+//! One file a concept: [`write`] (render, atomic write, the saver),
+//! [`read`] (the parser), [`restore`] (into a starting master) and
+//! [`report`] (for a person).
+
+mod read;
+mod report;
+mod restore;
+mod write;
+
+pub use read::{parse, DomainLine, NodeLine, StateFile};
+pub use report::report;
+pub use restore::{restore, restore_file};
+pub use write::{render, write_atomic, StateSaver, View};
+
+/// Version of the format, first line after the comment.
+pub const FORMAT: u32 = 1;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::master::panel::PanelCounters;
+    use crate::master::receiver::Counters;
+    use crate::master::replay::ReplayGuard;
+    use crate::master::state::StateTable;
+    use crate::master::update::Update;
+    use crate::protocol::{Body, DomainId, Event, Header, Message};
+    use crate::vocab::{Detail, EventKind};
+
+    const U1: &str = "4b3b2f6e-1c9a-4f8e-9d6a-2a7c1e5b9f00";
+
+    fn ev(node: &str, uuid: &str, name: &str, event: &str) -> Message {
+        Message {
+            header: Header {
+                node: node.into(),
+                instance: 0xabc,
+                seq: 1,
+                ts_ms: 1000,
+            },
+            body: Body::Events(vec![Event {
+                domain: DomainId {
+                    uuid: uuid.into(),
+                    name: name.into(),
+                },
+                event: EventKind::parse(event).unwrap(),
+                detail: Detail::parse(
+                    EventKind::parse(event).unwrap(),
+                    if event == "reboot" { "-" } else { "booted" },
+                )
+                .unwrap(),
+                time_ms: 1000,
+                reboots: (event == "reboot").then_some(1),
+            }]),
+        }
+    }
+
+    fn restored(text: &[u8]) -> (StateFile, StateTable, ReplayGuard, Vec<Update>) {
+        let f = parse("s", text);
+        let mut t = StateTable::new(true, 90);
+        let mut g = ReplayGuard::new(300);
+        let pending = restore(&f, &mut t, &mut g, 3000);
+        (f, t, g, pending)
+    }
+
+    #[test]
+    fn a_restarted_master_has_the_same_view_and_reports_nothing_new() {
+        let mut table = StateTable::new(true, 90);
+        let mut guard = ReplayGuard::new(300);
+        let m1 = ev("1", U1, "web server", "started");
+        guard.check(&m1.header, 1000).unwrap();
+        table.apply(&m1, 1000);
+        table.apply(&ev("1", U1, "web server", "reboot"), 1000);
+        table.apply(&ev("2", U1, "web server", "started"), 1000); // duplicate
+        let pending = vec![Update::Reboot {
+            node: "1".into(),
+            uuid: U1.into(),
+            name: "web server".into(),
+            time_ms: 5,
+        }];
+        let text = render(&View {
+            table: &table,
+            guard: &guard,
+            counters: &Counters::default(),
+            panel: &PanelCounters::default(),
+            pending: &pending,
+            listen: "tcp://127.0.0.1:1515",
+            started_ms: 1,
+            now_ms: 2000,
+        });
+        let (f, mut t2, mut g2, got) = restored(text.as_bytes());
+        assert!(f.problems.is_empty(), "{:?}", f.problems);
+        assert!(!f.damaged());
+        assert_eq!(got, pending);
+        assert_eq!(t2.nodes["1"].domains, table.nodes["1"].domains);
+        assert_eq!(t2.nodes["1"].domains[U1].reboots.count, 1);
+        assert_eq!(t2.duplicates(), table.duplicates());
+        assert!(g2.check(&m1.header, 3000).is_err(), "replay still refused");
+        // Nothing is news: the same event and the same reboot again.
+        let again = t2.apply(&ev("1", U1, "web server", "started"), 3000);
+        assert!(again.is_empty(), "{again:?}");
+        let again = t2.apply(&ev("1", U1, "web server", "reboot"), 3000);
+        assert!(again.is_empty(), "{again:?}");
+        let shown = report(&f, 2500);
+        assert!(shown.contains("web server"));
+        assert!(shown.contains(&format!("same uuid {U1} on nodes 1,2")));
+        assert!(!shown.contains("damaged"));
+    }
+
+    #[test]
+    fn damaged_lines_are_named_and_skipped() {
+        let (f, t, _, _) = restored(b"version 1\nnode 1 sideways 5 0\ndomain 1\nnode 2 up 5 0\n");
+        assert_eq!(
+            f.problems,
+            vec![
+                "s:2: node status is neither `up` nor `down`: `node 1 sideways 5 0`",
+                "s:3: `domain` line has 2 words, not 7 or 9: `domain 1`",
+            ]
+        );
+        assert!(f.damaged());
+        assert!(t.nodes.contains_key("2"));
+    }
+
+    /// Whatever the bytes, parsing names the bad lines and never panics.
+    #[test]
+    fn any_damage_is_survived_and_said() {
+        let mut long = b"version 1\nwritten 5\ndomain 1 ".to_vec();
+        long.extend(std::iter::repeat_n(b'x', 1 << 20));
+        long.extend(b"\nend\n");
+        let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+            ("bare pending", b"version 1\nwritten 5\npending\nend\n".to_vec(), "s:3: `pending` line without an update"),
+            ("pending and a space", b"version 1\nwritten 5\npending \nend\n".to_vec(), "s:3: pending update: an update needs"),
+            ("binary", vec![0xff, 0xfe, 0, 1, b'\n', 0x80], "s:1: not UTF-8 text"),
+            ("other version", b"version 2\nwritten 5\nnode 1 up 5 0\nend\n".to_vec(), "s:1: format version 2"),
+            ("truncated", b"version 1\nwritten 5\nnode 1 up 5".to_vec(), "s:3: `node` line has 4 words"),
+            ("long line", long, "s:3: `domain` line has 3 words"),
+            ("empty", Vec::new(), "s:1: the file is empty"),
+            ("plus sign", b"version 1\nwritten +5\nend\n".to_vec(), "s:2: time `+5` is not a number"),
+            ("after end", b"version 1\nwritten 5\nend\nnode 1 up 5 0\n".to_vec(), "s:4: text after the `end` line"),
+            ("forged state", b"version 1\nwritten 5\ndomain 1 4b3b2f6e-1c9a-4f8e-9d6a-2a7c1e5b9f00 flying 1 a b\nend\n".to_vec(), "s:3: state `flying`"),
+        ];
+        for (what, bytes, first) in cases {
+            let (f, t, _, _) = restored(&bytes);
+            assert!(f.damaged(), "{what}");
+            let all = f.problems.join("\n");
+            assert!(all.starts_with(first), "{what}: {all}");
+            assert!(
+                report(&f, 10_000).contains("WARNING: the state file is damaged"),
+                "{what}"
+            );
+            if what == "other version" {
+                assert!(t.nodes.is_empty(), "nothing of another version is used");
+            }
+        }
+    }
+
+    #[test]
+    fn a_file_without_written_line_says_so() {
+        let f = parse("s", b"version 1\nend\n");
+        let shown = report(&f, 1_000_000_000_000);
+        assert!(
+            shown.contains("state written at an unknown time"),
+            "{shown}"
+        );
+        assert!(shown.contains("no `written` line"), "{shown}");
+        assert!(!shown.contains(" h ago"), "{shown}");
+    }
+
+    #[test]
+    fn atomic_write_replaces_the_file() {
+        let dir = std::env::temp_dir().join(format!("vmwatch-sf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("state");
+        write_atomic(&p, "a\n").unwrap();
+        write_atomic(&p, "b\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "b\n");
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            1,
+            "no temporary left"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,279 @@
+//! Reading a state file: [`parse`] turns any bytes into a [`StateFile`]
+//! (what could be read, and `FILE:LINE: what` for every line that could
+//! not), never failing, so a damaged file never stops the master.
+
+use super::*;
+use crate::master::activity::IdleWarning;
+use crate::master::replay::SeenInstance;
+use crate::master::state::{DomainRecord, RebootCount};
+use crate::master::update::Update;
+use crate::protocol::{check_node_id, is_uuid, unescape};
+use crate::vocab::State;
+
+/// One `node` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeLine {
+    pub node: String,
+    pub up: bool,
+    pub last_seen_ms: u64,
+    pub domains: u64,
+}
+
+/// One `domain` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainLine {
+    pub node: String,
+    pub uuid: String,
+    pub record: DomainRecord,
+}
+
+/// A state file, parsed once; what restore and `--status` both read.
+#[derive(Debug, Default)]
+pub struct StateFile {
+    pub written_ms: Option<u64>,
+    pub started_ms: Option<u64>,
+    pub listen: Option<String>,
+    pub counters: Vec<(String, u64)>,
+    pub nodes: Vec<NodeLine>,
+    pub domains: Vec<DomainLine>,
+    /// Reported duplicates (recomputed from the domains on restore).
+    pub duplicates: Vec<(String, String, String)>,
+    pub idle: Vec<IdleWarning>,
+    pub seen: Vec<SeenInstance>,
+    pub pending: Vec<Update>,
+    /// The `end` line was there: the file was not cut short.
+    pub complete: bool,
+    /// A `version` other than [`FORMAT`]: nothing after it was used.
+    pub foreign_version: Option<String>,
+    /// `FILE:LINE: what` for each line that could not be used.
+    pub problems: Vec<String>,
+}
+
+impl StateFile {
+    /// Whether anything in the file could not be used, or it was cut short.
+    pub fn damaged(&self) -> bool {
+        !self.problems.is_empty() || !self.complete || self.written_ms.is_none()
+    }
+
+    /// What is wrong with the file, for a person; `None` if nothing.
+    pub fn damage(&self) -> Option<String> {
+        if let Some(v) = &self.foreign_version {
+            return Some(format!(
+                "it is format version {v}, this master reads version {FORMAT}: nothing was used"
+            ));
+        }
+        let mut what = Vec::new();
+        if !self.problems.is_empty() {
+            what.push(format!("{} unreadable lines", self.problems.len()));
+        }
+        if self.written_ms.is_none() {
+            what.push("no `written` line".to_string());
+        }
+        if !self.complete {
+            what.push("no `end` line (cut short)".to_string());
+        }
+        (!what.is_empty()).then(|| what.join(", "))
+    }
+}
+
+/// Longest excerpt of a bad line quoted in a problem.
+const EXCERPT: usize = 40;
+
+fn excerpt(line: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&line[..line.len().min(EXCERPT)]);
+    crate::logging::escape_control(&text)
+}
+
+/// Parses a state file. Never fails: whatever the bytes, what could be read
+/// is returned and every line that could not is named in `problems`.
+pub fn parse(path: &str, bytes: &[u8]) -> StateFile {
+    let mut f = StateFile::default();
+    let mut body = bytes;
+    if body.last() == Some(&b'\n') {
+        body = &body[..body.len() - 1];
+    }
+    if body.is_empty() {
+        f.problems.push(format!("{path}:1: the file is empty"));
+        return f;
+    }
+    for (i, raw) in body.split(|&b| b == b'\n').enumerate() {
+        let n = i + 1;
+        if f.foreign_version.is_some() {
+            break;
+        }
+        if f.complete {
+            // Whatever follows `end` is not part of the file's content.
+            f.complete = false;
+            f.problems
+                .push(format!("{path}:{n}: text after the `end` line"));
+            break;
+        }
+        let result = match std::str::from_utf8(raw) {
+            Ok(line) if line.is_empty() || line.starts_with('#') => Ok(()),
+            Ok(line) => parse_line(&mut f, line),
+            Err(_) => Err("not UTF-8 text".to_string()),
+        };
+        if let Err(what) = result {
+            f.problems
+                .push(format!("{path}:{n}: {what}: `{}`", excerpt(raw)));
+        }
+    }
+    f
+}
+
+fn parse_line(f: &mut StateFile, line: &str) -> Result<(), String> {
+    let w: Vec<&str> = line.split(' ').collect();
+    let num = |s: &str, what: &str| -> Result<u64, String> {
+        if !crate::vocab::is_decimal(s) {
+            return Err(format!(
+                "{what} `{}` is not a number",
+                excerpt(s.as_bytes())
+            ));
+        }
+        s.parse::<u64>().map_err(|_| format!("{what} is too large"))
+    };
+    let text = |s: &str, what: &str| -> Result<String, String> {
+        unescape(s).map_err(|e| format!("{what}: {e}"))
+    };
+    let node = |s: &str| -> Result<String, String> {
+        let n = text(s, "node id")?;
+        check_node_id(&n).map_err(|e| format!("node id {e}"))?;
+        Ok(n)
+    };
+    let uuid = |s: &str| -> Result<String, String> {
+        if is_uuid(s) {
+            Ok(s.to_string())
+        } else {
+            Err(format!("`{}` is not a UUID", excerpt(s.as_bytes())))
+        }
+    };
+    let words = |n: usize| -> Result<(), String> {
+        if w.len() == n {
+            Ok(())
+        } else {
+            Err(format!("`{}` line has {} words, not {n}", w[0], w.len()))
+        }
+    };
+    match w[0] {
+        "version" => {
+            words(2)?;
+            if w[1] != FORMAT.to_string() {
+                f.foreign_version = Some(excerpt(w[1].as_bytes()));
+                return Err(format!(
+                    "format version {}, this master reads version {FORMAT}",
+                    excerpt(w[1].as_bytes())
+                ));
+            }
+        }
+        "written" => {
+            words(2)?;
+            f.written_ms = Some(num(w[1], "time")?);
+        }
+        "started" => {
+            words(2)?;
+            f.started_ms = Some(num(w[1], "time")?);
+        }
+        "listen" => {
+            words(2)?;
+            f.listen = Some(text(w[1], "address")?);
+        }
+        "counter" => {
+            words(3)?;
+            let name = w[1];
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'.' || b == b'_')
+            {
+                return Err(format!("bad counter name `{}`", excerpt(name.as_bytes())));
+            }
+            f.counters.push((name.to_string(), num(w[2], "counter")?));
+        }
+        "node" => {
+            words(5)?;
+            f.nodes.push(NodeLine {
+                node: node(w[1])?,
+                up: match w[2] {
+                    "up" => true,
+                    "down" => false,
+                    _ => return Err("node status is neither `up` nor `down`".into()),
+                },
+                last_seen_ms: num(w[3], "time")?,
+                domains: num(w[4], "domain count")?,
+            });
+        }
+        "domain" => {
+            // Files written before reboot counting have no count.
+            if w.len() != 7 && w.len() != 9 {
+                return Err(format!("`domain` line has {} words, not 7 or 9", w.len()));
+            }
+            let state = State::parse(&text(w[3], "state")?).ok_or_else(|| {
+                format!("state `{}` is not a domain state", excerpt(w[3].as_bytes()))
+            })?;
+            let reboots = if w.len() == 9 {
+                RebootCount {
+                    instance: u64::from_str_radix(w[7], 16)
+                        .ok()
+                        .filter(|_| w[7].len() == 16)
+                        .ok_or("reboot instance is not 16 hex digits")?,
+                    count: num(w[8], "reboot count")?,
+                }
+            } else {
+                RebootCount::default()
+            };
+            f.domains.push(DomainLine {
+                node: node(w[1])?,
+                uuid: uuid(w[2])?,
+                record: DomainRecord {
+                    name: text(w[5], "name")?,
+                    state,
+                    reason: text(w[6], "reason")?,
+                    since_ms: num(w[4], "time")?,
+                    reboots,
+                },
+            });
+        }
+        "duplicate" => {
+            words(4)?;
+            f.duplicates
+                .push((w[1].to_string(), text(w[2], "key")?, text(w[3], "nodes")?));
+        }
+        "idle" => {
+            words(6)?;
+            f.idle.push(IdleWarning {
+                node: node(w[1])?,
+                uuid: uuid(w[2])?,
+                tx_pkts: num(w[3], "packet count")?,
+                wr_reqs: num(w[4], "write count")?,
+                name: text(w[5], "name")?,
+            });
+        }
+        "seen" => {
+            words(5)?;
+            f.seen.push(SeenInstance {
+                node: node(w[1])?,
+                instance: u64::from_str_radix(w[2], 16)
+                    .ok()
+                    .filter(|_| w[2].len() == 16)
+                    .ok_or("instance is not 16 hex digits")?,
+                seq: num(w[3], "sequence number")?,
+                ts_ms: num(w[4], "time")?,
+            });
+        }
+        "pending" => {
+            let rest = line
+                .strip_prefix("pending ")
+                .ok_or("`pending` line without an update")?;
+            f.pending
+                .push(Update::from_panel_line(rest).map_err(|e| format!("pending update: {e}"))?);
+        }
+        "end" => {
+            words(1)?;
+            f.complete = true;
+        }
+        other => {
+            return Err(format!("unknown line type `{}`", excerpt(other.as_bytes())));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,96 @@
+//! `vmwatch-master --status`: a state file for a person.
+
+use std::fmt::Write as _;
+
+use super::*;
+
+/// `vmwatch-master --status`: the state file for a person.
+pub fn report(f: &StateFile, now_ms: u64) -> String {
+    let mut out = String::new();
+    let ago = |ms: u64| -> String {
+        let s = now_ms.saturating_sub(ms) / 1000;
+        match s {
+            0..=119 => format!("{s} s ago"),
+            120..=7199 => format!("{} min ago", s / 60),
+            _ => format!("{} h ago", s / 3600),
+        }
+    };
+    let when = |ms: Option<u64>| ms.map_or("at an unknown time".to_string(), ago);
+    let _ = writeln!(
+        out,
+        "vmwatch-master on {}: state written {}, master running since {}",
+        f.listen.as_deref().unwrap_or("(unknown address)"),
+        when(f.written_ms),
+        when(f.started_ms)
+    );
+    if let Some(damage) = f.damage() {
+        let _ = writeln!(out, "WARNING: the state file is damaged: {damage}");
+        for p in f.problems.iter().take(5) {
+            let _ = writeln!(out, "  {p}");
+        }
+    }
+    if f.written_ms
+        .is_some_and(|w| now_ms.saturating_sub(w) > 60_000)
+    {
+        let _ = writeln!(
+            out,
+            "WARNING: the state file is old: is vmwatch-master running?"
+        );
+    }
+    let _ = writeln!(out, "\nNodes ({}):", f.nodes.len());
+    for n in &f.nodes {
+        let _ = writeln!(
+            out,
+            "  {:<12} {:<5} last message {:<12} {} domains",
+            n.node,
+            if n.up { "up" } else { "DOWN" },
+            ago(n.last_seen_ms),
+            n.domains
+        );
+    }
+    let _ = writeln!(out, "\nDuplicates ({}):", f.duplicates.len());
+    for (by, key, nodes) in &f.duplicates {
+        let _ = writeln!(out, "  same {by} {} on nodes {nodes}", esc(key));
+    }
+    let _ = writeln!(out, "\nIdle warnings ({}):", f.idle.len());
+    for i in &f.idle {
+        let _ = writeln!(
+            out,
+            "  {} ({}) on node {}: {} packets sent, {} disk writes",
+            esc(&i.name),
+            i.uuid,
+            i.node,
+            i.tx_pkts,
+            i.wr_reqs
+        );
+    }
+    let _ = writeln!(out, "\nMessages and panel calls since start:");
+    for (k, v) in &f.counters {
+        let _ = writeln!(out, "  {k:<28} {v}");
+    }
+    let _ = writeln!(out, "  {:<28} {}", "panel updates waiting", f.pending.len());
+    let _ = writeln!(out, "\nDomains ({}):", f.domains.len());
+    let _ = writeln!(
+        out,
+        "  {:<12} {:<24} {:<12} {:<14} SINCE  UUID",
+        "NODE", "NAME", "STATE", "REASON"
+    );
+    for d in &f.domains {
+        let _ = writeln!(
+            out,
+            "  {:<12} {:<24} {:<12} {:<14} {}  {}",
+            d.node,
+            esc(&d.record.name),
+            d.record.state,
+            esc(&d.record.reason),
+            ago(d.record.since_ms),
+            d.uuid
+        );
+    }
+    out
+}
+
+/// Free text from the file, safe to print on a terminal.
+fn esc(s: &str) -> String {
+    crate::logging::escape_control(s)
+}

@@ -1,0 +1,106 @@
+//! Restoring the master's view from its state file at start: what was read
+//! goes into the state table and the replay guard, undelivered updates back
+//! to the panel queue, and a damaged file is kept aside for a person.
+
+use std::path::Path;
+
+use super::*;
+use crate::master::replay::ReplayGuard;
+use crate::master::state::StateTable;
+use crate::master::update::Update;
+use crate::service::now_ms;
+
+/// Where a damaged state file is kept for a person: beside it, named by the
+/// time it was set aside.
+fn aside_path(path: &str) -> String {
+    format!("{path}.damaged-{}", now_ms() / 1000)
+}
+
+/// Moves a state file that could not be used whole out of the way, so the
+/// master can write a good one and a person can still read the bad one.
+fn set_aside(path: &str, why: &str) {
+    let to = aside_path(path);
+    match std::fs::rename(path, &to) {
+        Ok(()) => log::warn!("state file {path} {why}; kept as {to} for inspection"),
+        Err(e) => log::error!(
+            "state file {path} {why}, and it cannot be moved to {to}: {e}; move it away by hand"
+        ),
+    }
+}
+
+/// Reads the file left by the previous run, if any, into `table` and
+/// `guard`, and returns the updates the panel had not taken. Whatever the
+/// file holds, the master starts: every unreadable line is logged as
+/// `FILE:LINE: what`, a damaged file is kept aside, and what could be read
+/// is used.
+pub fn restore_file(
+    path: &str,
+    table: &mut StateTable,
+    guard: &mut ReplayGuard,
+    now_ms: u64,
+) -> Vec<Update> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            log::info!("no state file at {path}: starting with an empty view");
+            return Vec::new();
+        }
+        Err(e) => {
+            log::error!("cannot read state file {path}: {e}; starting with an empty view");
+            if Path::new(path).exists() {
+                set_aside(path, "cannot be read");
+            }
+            return Vec::new();
+        }
+    };
+    let f = parse(path, &bytes);
+    const SHOWN: usize = 20;
+    for p in f.problems.iter().take(SHOWN) {
+        log::warn!("{p}");
+    }
+    if f.problems.len() > SHOWN {
+        log::warn!(
+            "{path}: {} more unreadable lines not shown",
+            f.problems.len() - SHOWN
+        );
+    }
+    let pending = restore(&f, table, guard, now_ms);
+    if let Some(damage) = f.damage() {
+        set_aside(path, &format!("is damaged ({damage})"));
+    }
+    let domains: usize = table.nodes.values().map(|n| n.domains.len()).sum();
+    log::info!(
+        "restored {} nodes, {domains} domains and {} undelivered panel updates from {path}",
+        table.nodes.len(),
+        pending.len(),
+    );
+    pending
+}
+
+/// Puts a parsed file into `table` and `guard` and returns the updates the
+/// panel has not taken yet. Nodes that were up get `now_ms` as their last
+/// sign of life, so a master that was down for a while does not declare
+/// every node dead before they can speak. Nothing is reported: the panel
+/// was told before.
+pub fn restore(
+    f: &StateFile,
+    table: &mut StateTable,
+    guard: &mut ReplayGuard,
+    now_ms: u64,
+) -> Vec<Update> {
+    for n in &f.nodes {
+        let seen = if n.up { now_ms } else { n.last_seen_ms };
+        table.restore_node(&n.node, seen, n.up);
+    }
+    for d in &f.domains {
+        table.restore_domain(&d.node, &d.uuid, d.record.clone());
+    }
+    for i in &f.idle {
+        table.restore_idle(&i.node, &i.uuid, &i.name, i.tx_pkts, i.wr_reqs);
+    }
+    for s in &f.seen {
+        guard.import(s);
+    }
+    table.settle_restored();
+    f.pending.clone()
+}
