@@ -9,6 +9,7 @@
 // Every unsafe block says why it is sound (`// SAFETY:`); the lint keeps it so.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod atomic_file;
 pub mod check;
 pub mod cli;
 pub mod config;

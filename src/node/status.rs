@@ -10,7 +10,6 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
@@ -167,22 +166,7 @@ pub struct Info {
     pub started_ms: u64,
 }
 
-/// Writes `text` atomically (temporary file, fsync, rename), mode 0644
-/// whatever the umask, so check_vmwatch can read it as another user.
-pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
+pub use crate::atomic_file::write_atomic;
 
 /// The `status` thread: writes the file every `every` until a stop.
 pub fn run(path: String, every: Duration, info: Info, shutdown: &Shutdown) -> Info {

@@ -134,26 +134,7 @@ pub fn render(v: &View) -> String {
     out
 }
 
-/// Writes `text` to `path` atomically: a temporary file in the same
-/// directory, flushed to disk, then renamed over the old file, so a reader
-/// or a crash never sees half a file.
-pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
+pub use crate::atomic_file::write_atomic;
 
 /// Writes the state file from the receiver's view: periodically, at once
 /// after a restore, and twice on stop (before and after the last panel call).
