@@ -9,7 +9,6 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
@@ -288,6 +287,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("status");
         write_atomic(&p, "x\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o644);
         std::fs::remove_dir_all(&dir).unwrap();

@@ -3,7 +3,6 @@
 //! ([`StateSaver`]).
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
