@@ -7,6 +7,10 @@
 //! reported at once as `PATH:LINE: what is wrong`, so an operator fixes a file in
 //! one pass. Unknown keys are warnings: a newer panel may write keys we do not
 //! know yet, and refusing to start over them would stop monitoring.
+//!
+//! Why one file of about 470 lines: the NAME=VALUE grammar, the typed value
+//! readers and the all-errors-at-once report are one loader, shared by both
+//! daemons' key lists (src/master/config.rs, src/node/config.rs).
 
 use std::collections::HashMap;
 use std::fmt;

@@ -8,6 +8,9 @@
 //! at the decoder instead of reaching the panel. A code newer than this
 //! build is carried as `WHAT-N` (e.g. `detail-9`), never for a code the
 //! tables name, so every value has exactly one spelling.
+//!
+//! Why one file of about 430 lines: most of it is libvirt's name tables,
+//! which are only right as a whole, next to the types that parse them.
 
 /// virDomainState, indexed by its code.
 pub const STATES: [&str; 8] = [

@@ -7,6 +7,10 @@
 //! guidelines: one status line `VMWATCH MASTER WARNING - ... | perfdata`,
 //! exit 0/1/2/3, `-w`/`-c` ranges, `-t`, `-v`, `-h`, `-V`; every usage error
 //! is UNKNOWN. Options and defaults: check_vmwatch(8).
+//!
+//! Why one file of about 410 lines: the plugin's command line, thresholds and
+//! the one status line it prints are one contract with Nagios; reading the
+//! facts is in facts.rs and the range syntax in range.rs.
 
 pub mod facts;
 pub mod range;
