@@ -17,14 +17,14 @@ use std::collections::HashMap;
 use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use virt::connect::Connect;
 use virt::sys;
 
 use super::libvirt::{detail_name, domain_id, event_name, snapshot};
-use super::{Flags, Outgoing};
+use super::messages::{Flags, Outgoing};
 use crate::log_limited;
 use crate::protocol::Event;
 use crate::ratelimit::RateLimit;
@@ -351,11 +351,4 @@ impl Drop for EventSource {
             }
         }
     }
-}
-
-/// Shared with the sender: "send a full snapshot soon".
-pub fn new_flags() -> Arc<Flags> {
-    Arc::new(Flags {
-        snapshot_wanted: AtomicBool::new(true),
-    })
 }
