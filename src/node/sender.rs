@@ -1,8 +1,9 @@
 //! The sender thread: the one owner of the node's ZeroMQ PUSH socket.
 //!
 //! It takes queued items from the channel into its [`Outbox`] (which packs
-//! them into as few messages as the size limit allows), signs each message at the moment it goes out (so time spent waiting for an
-//! absent master never makes a message stale), and sends a heartbeat when the
+//! them into as few messages as the size limit allows), signs each message
+//! at the moment it goes out (so time spent waiting for an absent master
+//! never makes a message stale), and sends a heartbeat when the
 //! node has been silent for `heartbeat_interval`. The socket is set to
 //! `ZMQ_IMMEDIATE`, so nothing piles up inside ZeroMQ while the master is
 //! unreachable: the backlog stays in our bounded channel, whose overflow the
@@ -26,6 +27,14 @@ use crate::service::{now_ms, Shutdown};
 pub const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
 const MONITOR_ENDPOINT: &str = "inproc://vmwatch-push-monitor";
+/// Messages ZeroMQ may hold for a connected master before `try_send` says
+/// EAGAIN.
+const SEND_HWM: i32 = 1000;
+/// ZeroMQ's reconnect interval to an absent master, first and at most.
+const RECONNECT_MS: i32 = 500;
+const RECONNECT_MAX_MS: i32 = 5000;
+/// How long one wait for a writable socket lasts, between other checks.
+const POLL_MS: i64 = 200;
 
 /// The PUSH socket and what it needs to sign messages.
 pub struct Sender {
@@ -64,12 +73,14 @@ impl Sender {
         socket
             .set_immediate(true)
             .map_err(|e| zerr("configure", e))?;
-        socket.set_sndhwm(1000).map_err(|e| zerr("configure", e))?;
         socket
-            .set_reconnect_ivl(500)
+            .set_sndhwm(SEND_HWM)
             .map_err(|e| zerr("configure", e))?;
         socket
-            .set_reconnect_ivl_max(5000)
+            .set_reconnect_ivl(RECONNECT_MS)
+            .map_err(|e| zerr("configure", e))?;
+        socket
+            .set_reconnect_ivl_max(RECONNECT_MAX_MS)
             .map_err(|e| zerr("configure", e))?;
         socket
             .set_tcp_keepalive(1)
@@ -220,7 +231,7 @@ impl Sender {
                         self.socket.as_poll_item(zmq::POLLOUT),
                         self.monitor.as_poll_item(zmq::POLLIN),
                     ];
-                    let _ = zmq::poll(&mut items, 200);
+                    let _ = zmq::poll(&mut items, POLL_MS);
                 }
                 Err(e) => {
                     log::error!(
