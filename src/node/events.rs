@@ -17,14 +17,14 @@ use std::collections::HashMap;
 use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use virt::connect::Connect;
 use virt::sys;
 
-use super::libvirt::{detail_name, domain_id, event_name, snapshot};
-use super::{Flags, Outgoing};
+use super::libvirt::{detail_name, domain_id, event_name, lent_domain, snapshot};
+use super::messages::{Flags, Outgoing};
 use crate::log_limited;
 use crate::protocol::Event;
 use crate::ratelimit::RateLimit;
@@ -114,8 +114,10 @@ unsafe extern "C" fn on_lifecycle(
 ) {
     // SAFETY: see the function's contract above.
     let ctx = unsafe { &*(opaque as *const CallbackCtx) };
-    // SAFETY: libvirt passes a domain valid for the callback's duration.
-    let Some(domain) = (unsafe { domain_id(dom) }) else {
+    // SAFETY: libvirt passes a domain valid for the callback's duration and
+    // keeps its reference; the view does not outlive this call.
+    let dom = unsafe { lent_domain(dom) };
+    let Some(domain) = domain_id(&dom) else {
         return;
     };
     let ev = Event {
@@ -143,8 +145,10 @@ unsafe extern "C" fn on_reboot(
 ) {
     // SAFETY: see on_lifecycle.
     let ctx = unsafe { &*(opaque as *const CallbackCtx) };
-    // SAFETY: libvirt passes a domain valid for the callback's duration.
-    let Some(domain) = (unsafe { domain_id(dom) }) else {
+    // SAFETY: libvirt passes a domain valid for the callback's duration and
+    // keeps its reference; the view does not outlive this call.
+    let dom = unsafe { lent_domain(dom) };
+    let Some(domain) = domain_id(&dom) else {
         return;
     };
     let count = {
@@ -207,11 +211,9 @@ impl EventSource {
         let conn = unsafe { src.conn.as_ptr() };
         // Keepalive is not available on every driver (the in-process test
         // driver has none); without it, EOF still reports a dead libvirtd.
-        // SAFETY: valid connection pointer.
-        if unsafe {
-            sys::virConnectSetKeepAlive(conn, keepalive_interval as c_int, keepalive_count as _)
-        } < 0
-        {
+        let interval = c_int::try_from(keepalive_interval).unwrap_or(c_int::MAX);
+        let count = u32::try_from(keepalive_count).unwrap_or(u32::MAX);
+        if src.conn.set_keep_alive(interval, count).is_err() {
             log::debug!("libvirt keepalive not supported by {uri}");
         }
         // SAFETY: `opaque` points into the boxed context, which outlives the
@@ -255,7 +257,10 @@ impl EventSource {
             }
             src.callback_ids.push(rc);
         }
-        // SAFETY: a plain periodic timer with no opaque data.
+        // Not virt::event::event_add_timeout: on failure, virt 0.5.0 frees
+        // the caller's opaque pointer (here null) as its own callback box.
+        // SAFETY: a plain periodic timer with no opaque data and no free
+        // callback; removed in Drop.
         src.timer =
             unsafe { sys::virEventAddTimeout(TICK_MS, Some(on_tick), std::ptr::null_mut(), None) };
         if src.timer < 0 {
@@ -351,11 +356,4 @@ impl Drop for EventSource {
             }
         }
     }
-}
-
-/// Shared with the sender: "send a full snapshot soon".
-pub fn new_flags() -> Arc<Flags> {
-    Arc::new(Flags {
-        snapshot_wanted: AtomicBool::new(true),
-    })
 }

@@ -1,14 +1,18 @@
 //! Thin, safe helpers over the libvirt C API for the node.
 //!
-//! The `virt` crate wraps connections and the event loop; the calls it does
-//! not wrap (domain event registration, close callbacks, keepalive) go through
-//! `virt::sys`. This file holds the pieces both node threads share: libvirt's
-//! numeric states, reasons and event codes turned into the stable names the
-//! protocol carries, a domain's identity, and the full snapshot listing.
+//! The `virt` crate wraps connections, domains and the event loop, and the
+//! node uses its safe calls; only what it does not wrap (domain event
+//! registration, close callbacks) and the APIs looked up at run time (bulk
+//! stats) go through `virt::sys`. This file holds the pieces both node
+//! threads share: libvirt's numeric states, reasons and event codes turned
+//! into the stable names the protocol carries, a domain's identity and state,
+//! a view of a domain pointer libvirt lends us, and the full snapshot listing.
 
-use std::ffi::{c_char, c_int, CStr};
+use std::ffi::c_int;
+use std::mem::ManuallyDrop;
 
 use virt::connect::Connect;
+use virt::domain::{Domain, DomainStateReason};
 use virt::sys;
 
 use crate::protocol::{DomainId, DomainState};
@@ -34,51 +38,67 @@ pub fn detail_name(event: c_int, detail: c_int) -> Detail {
     Detail::from_code(event, detail)
 }
 
-/// The UUID and name of a domain. Neither call talks to libvirtd: both are
-/// held in the domain object, so this is safe inside event callbacks.
+/// `list_all_domains` flags for "every domain, active or not".
+pub const ALL_DOMAINS: sys::virConnectListAllDomainsFlags = 0;
+
+/// A domain pointer that libvirt lends us (an event callback's domain, a
+/// stats record's), as a [`Domain`] for virt's safe calls. `ManuallyDrop`
+/// because the reference is libvirt's: dropping a `Domain` would free it.
 ///
 /// # Safety
-/// `dom` must be a valid domain pointer for the duration of the call.
-pub unsafe fn domain_id(dom: sys::virDomainPtr) -> Option<DomainId> {
-    let mut buf = [0 as c_char; sys::VIR_UUID_STRING_BUFLEN as usize];
-    // SAFETY: the caller guarantees `dom`; `buf` has the documented
-    // VIR_UUID_STRING_BUFLEN bytes virDomainGetUUIDString writes.
-    if unsafe { sys::virDomainGetUUIDString(dom, buf.as_mut_ptr()) } != 0 {
-        return None;
-    }
-    // SAFETY: on success libvirt wrote a NUL-terminated string into `buf`.
-    let uuid = unsafe { CStr::from_ptr(buf.as_ptr()) }
-        .to_string_lossy()
-        .into_owned();
-    // SAFETY: the caller guarantees `dom`; the returned string belongs to the
-    // domain object and stays valid while `dom` does; we copy it at once.
-    let name_ptr = unsafe { sys::virDomainGetName(dom) };
-    if name_ptr.is_null() {
-        return None;
-    }
-    // SAFETY: non-null, NUL-terminated, owned by `dom` (see above).
-    let name = unsafe { CStr::from_ptr(name_ptr) }
-        .to_string_lossy()
-        .into_owned();
+/// `dom` must be a valid domain pointer for as long as the result is used,
+/// and the result must not outlive the lender (the callback, the record list).
+pub unsafe fn lent_domain(dom: sys::virDomainPtr) -> ManuallyDrop<Domain> {
+    // SAFETY: the caller guarantees `dom`; ManuallyDrop keeps the wrapper
+    // from calling virDomainFree on a reference that is not ours.
+    ManuallyDrop::new(unsafe { Domain::from_ptr(dom) })
+}
+
+/// The UUID and name of a domain. Neither call talks to libvirtd: both are
+/// held in the domain object, so this is safe inside event callbacks.
+pub fn domain_id(dom: &Domain) -> Option<DomainId> {
+    let uuid = dom.uuid_string().ok()?;
+    let name = dom.name().ok()?;
     Some(DomainId { uuid, name })
+}
+
+/// A domain's state and reason as libvirt's numbers (virDomainState and the
+/// state's virDomain*Reason), or `None` if libvirt could not tell.
+pub fn domain_state(dom: &Domain) -> Option<(c_int, c_int)> {
+    // virt 0.5 ignores a failed virDomainGetState and reports the state it
+    // initialised to -1 as unknown; that is the failure we skip.
+    let (state, reason) = dom.state().ok()?;
+    let state = state.to_raw() as c_int;
+    if state < 0 {
+        return None;
+    }
+    let reason = match reason {
+        virt::enumutil::Enum::Known(r) => match r {
+            DomainStateReason::NoState(r) => r.to_raw() as c_int,
+            DomainStateReason::Running(r) => r.to_raw() as c_int,
+            DomainStateReason::Blocked(r) => r.to_raw() as c_int,
+            DomainStateReason::Paused(r) => r.to_raw() as c_int,
+            DomainStateReason::Shutdown(r) => r.to_raw() as c_int,
+            DomainStateReason::Shutoff(r) => r.to_raw() as c_int,
+            DomainStateReason::Crashed(r) => r.to_raw() as c_int,
+            DomainStateReason::PMSuspended(r) => r.to_raw() as c_int,
+        },
+        virt::enumutil::Enum::Unknown(r) => r,
+    };
+    Some((state, reason))
 }
 
 /// Every domain on the connection with its state and reason. A domain that
 /// vanishes while we list is simply left out: the undefine event that
 /// removed it is on its way.
 pub fn snapshot(conn: &Connect) -> Result<Vec<DomainState>, virt::error::Error> {
-    let domains = conn.list_all_domains(0)?;
+    let domains = conn.list_all_domains(ALL_DOMAINS)?;
     let mut out = Vec::with_capacity(domains.len());
     for dom in &domains {
-        let (mut state, mut reason): (c_int, c_int) = (0, 0);
-        // SAFETY: `dom` keeps its pointer valid until dropped; the out
-        // pointers are valid locals.
-        let rc = unsafe { sys::virDomainGetState(dom.as_ptr(), &mut state, &mut reason, 0) };
-        if rc != 0 {
+        let Some((state, reason)) = domain_state(dom) else {
             continue;
-        }
-        // SAFETY: `dom` is alive for this call.
-        if let Some(id) = unsafe { domain_id(dom.as_ptr()) } {
+        };
+        if let Some(id) = domain_id(dom) {
             out.push(DomainState {
                 domain: id,
                 state: state_name(state),

@@ -13,37 +13,20 @@
 pub mod config;
 pub mod events;
 pub mod libvirt;
+pub mod messages;
+pub mod pack;
 pub mod sample;
 pub mod sender;
 pub mod stats;
 pub mod status;
 
-use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::sync_channel;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::protocol::{DomainState, Event, StatSample};
 use crate::service::{join_until, spawn, supervise, Readiness, Shutdown, STOP_BUDGET};
 pub use config::NodeConfig;
-
-/// What producers hand to the sender.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outgoing {
-    Event(Event),
-    Snapshot(Vec<DomainState>),
-    Stats {
-        interval_ms: u64,
-        samples: Vec<StatSample>,
-    },
-}
-
-/// Requests between threads.
-pub struct Flags {
-    /// Set by the sender (master reconnected) or at start; the event thread
-    /// sends a full snapshot and clears it.
-    pub snapshot_wanted: AtomicBool,
-}
+pub use messages::{Flags, Outgoing};
 
 /// Runs the node until a signal or a fatal failure; `Err` says why it failed.
 pub fn run(
@@ -57,7 +40,7 @@ pub fn run(
     virt::event::event_register_default_impl()
         .map_err(|e| format!("cannot register libvirt's event loop: {e}"))?;
     let (tx, rx) = sync_channel(cfg.queue_size);
-    let flags = events::new_flags();
+    let flags = Flags::shared();
     let source = events::EventSource::open(
         &cfg.uri,
         cfg.keepalive_interval,

@@ -10,12 +10,12 @@
 //! skipped instead of stalling the whole sample.
 
 use std::collections::BTreeMap;
-use std::ffi::{c_int, c_uint, c_void, CStr, CString};
+use std::ffi::{c_int, c_uint, c_void, CStr};
 
 use virt::connect::Connect;
 use virt::sys;
 
-use super::libvirt::domain_id;
+use super::libvirt::{domain_id, domain_state, lent_domain};
 use crate::protocol::DomainId;
 
 /// One domain's counters at one moment.
@@ -41,6 +41,14 @@ pub enum Api {
     /// Per-domain calls, for libvirt older than 1.2.8.
     Legacy,
 }
+
+/// The libvirt version (major × 1,000,000 + minor × 1,000 + micro) whose
+/// bulk stats call takes VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT: 4.5.0.
+const NOWAIT_SINCE: u32 = 4_005_000;
+/// What virDomainGetID gives for a domain that is not running: (unsigned)-1.
+const NO_RUN_ID: u32 = u32::MAX;
+/// virDomainGetXMLDesc flags for the plain, non-secure description.
+const XML_PLAIN: sys::virDomainXMLFlags = 0;
 
 type GetAllDomainStats = unsafe extern "C" fn(
     sys::virConnectPtr,
@@ -72,7 +80,7 @@ pub fn choose(conn: &Connect, force_legacy: bool) -> Api {
     }
     let version = conn.lib_version().unwrap_or(0);
     Api::Bulk {
-        nowait: version >= 4_005_000,
+        nowait: version >= NOWAIT_SINCE,
     }
 }
 
@@ -109,12 +117,13 @@ fn read_bulk(conn: &Connect, nowait: bool) -> Result<Vec<Reading>, String> {
     for i in 0..n as usize {
         // SAFETY: libvirt returned `n` valid record pointers.
         let rec = unsafe { &**records.add(i) };
-        // SAFETY: the record's domain is valid until the list is freed.
-        let Some(domain) = (unsafe { domain_id(rec.dom) }) else {
+        // SAFETY: the record's domain is valid until the list is freed below,
+        // and the list keeps its reference; the view is gone before that.
+        let dom = unsafe { lent_domain(rec.dom) };
+        let Some(domain) = domain_id(&dom) else {
             continue;
         };
-        // SAFETY: as above; virDomainGetID reads the cached id.
-        let run_id = unsafe { sys::virDomainGetID(rec.dom) };
+        let run_id = dom.id().unwrap_or(NO_RUN_ID);
         // SAFETY: `params` holds `nparams` initialised entries.
         let params = unsafe { std::slice::from_raw_parts(rec.params, rec.nparams.max(0) as usize) };
         out.push(parse_params(domain, run_id, params));
@@ -161,7 +170,9 @@ fn parse_params(domain: DomainId, run_id: u32, params: &[sys::virTypedParameter]
         let field = unsafe { CStr::from_ptr(p.field.as_ptr()) }.to_string_lossy();
         let parts: Vec<&str> = field.split('.').collect();
         match parts.as_slice() {
-            ["state", "state"] => running = param_u64(p) == Some(1),
+            ["state", "state"] => {
+                running = param_u64(p) == Some(u64::from(sys::VIR_DOMAIN_RUNNING))
+            }
             [group @ ("net" | "block"), idx, "name"] => {
                 if let Some(n) = param_str(p) {
                     names.insert((*group == "net", idx.to_string()), n);
@@ -233,63 +244,35 @@ fn read_legacy(conn: &Connect) -> Result<Vec<Reading>, String> {
         .map_err(|e| format!("cannot list domains: {e}"))?;
     let mut out = Vec::with_capacity(domains.len());
     for dom in &domains {
-        // SAFETY: `dom` owns a valid pointer until dropped.
-        let ptr = unsafe { dom.as_ptr() };
-        // SAFETY: valid domain pointer.
-        let Some(domain) = (unsafe { domain_id(ptr) }) else {
+        let Some(domain) = domain_id(dom) else {
             continue;
         };
-        let (mut state, mut reason): (c_int, c_int) = (0, 0);
-        // SAFETY: valid domain and out pointers.
-        if unsafe { sys::virDomainGetState(ptr, &mut state, &mut reason, 0) } != 0 {
+        let Some((state, _)) = domain_state(dom) else {
             continue;
-        }
-        // SAFETY: valid domain; the returned string is ours to free.
-        let xml_ptr = unsafe { sys::virDomainGetXMLDesc(ptr, 0) };
-        if xml_ptr.is_null() {
+        };
+        let Ok(xml) = dom.xml_desc(XML_PLAIN) else {
             continue;
-        }
-        // SAFETY: non-null NUL-terminated string from libvirt.
-        let xml = unsafe { CStr::from_ptr(xml_ptr) }
-            .to_string_lossy()
-            .into_owned();
-        // SAFETY: allocated by libvirt with malloc; freed once.
-        unsafe { libc::free(xml_ptr as *mut c_void) };
+        };
         let mut tx = BTreeMap::new();
         for dev in target_devs(&xml, "interface") {
-            let Ok(c) = CString::new(dev.clone()) else {
-                continue;
-            };
-            // SAFETY: zeroed plain-old-data struct that libvirt fills.
-            let mut st: sys::virDomainInterfaceStatsStruct = unsafe { std::mem::zeroed() };
-            // SAFETY: valid domain, NUL-terminated device, correct size.
-            let rc = unsafe {
-                sys::virDomainInterfaceStats(ptr, c.as_ptr(), &mut st, std::mem::size_of_val(&st))
-            };
-            if rc == 0 && st.tx_packets >= 0 {
-                tx.insert(dev, st.tx_packets as u64);
+            if let Ok(st) = dom.interface_stats(&dev) {
+                if st.tx_packets >= 0 {
+                    tx.insert(dev, st.tx_packets as u64);
+                }
             }
         }
         let mut wr = BTreeMap::new();
         for dev in target_devs(&xml, "disk") {
-            let Ok(c) = CString::new(dev.clone()) else {
-                continue;
-            };
-            // SAFETY: as above.
-            let mut st: sys::virDomainBlockStatsStruct = unsafe { std::mem::zeroed() };
-            // SAFETY: as above.
-            let rc = unsafe {
-                sys::virDomainBlockStats(ptr, c.as_ptr(), &mut st, std::mem::size_of_val(&st))
-            };
-            if rc == 0 && st.wr_req >= 0 {
-                wr.insert(dev, st.wr_req as u64);
+            if let Ok(st) = dom.block_stats(&dev) {
+                if st.wr_req >= 0 {
+                    wr.insert(dev, st.wr_req as u64);
+                }
             }
         }
         out.push(Reading {
             domain,
-            // SAFETY: valid domain pointer.
-            run_id: unsafe { sys::virDomainGetID(ptr) },
-            running: state == 1,
+            run_id: dom.id().unwrap_or(NO_RUN_ID),
+            running: state == sys::VIR_DOMAIN_RUNNING as c_int,
             tx_pkts: tx,
             wr_reqs: wr,
         });

@@ -1,8 +1,9 @@
 //! The sender thread: the one owner of the node's ZeroMQ PUSH socket.
 //!
-//! It packs queued items into as few messages as the size limit allows,
-//! signs each message at the moment it goes out (so time spent waiting for an
-//! absent master never makes a message stale), and sends a heartbeat when the
+//! It takes queued items from the channel into its [`Outbox`] (which packs
+//! them into as few messages as the size limit allows), signs each message
+//! at the moment it goes out (so time spent waiting for an absent master
+//! never makes a message stale), and sends a heartbeat when the
 //! node has been silent for `heartbeat_interval`. The socket is set to
 //! `ZMQ_IMMEDIATE`, so nothing piles up inside ZeroMQ while the master is
 //! unreachable: the backlog stays in our bounded channel, whose overflow the
@@ -10,92 +11,30 @@
 //! re-established, a fresh snapshot is asked for, so a master that restarted
 //! or missed messages converges at once.
 
-use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Flags, Outgoing};
+use super::messages::{Flags, Outgoing};
+use super::pack::Outbox;
 use crate::log_limited;
-use crate::protocol::{
-    encode, encode_domain_state, encode_event, encode_stat, Body, DomainState, Header, Message,
-    StatSample, MAX_PAYLOAD,
-};
+use crate::protocol::{encode, Body, Header, Message};
 use crate::ratelimit::RateLimit;
 use crate::service::{now_ms, Shutdown};
 
-/// Room left in a payload for the header line.
-const HEADER_ROOM: usize = 512;
 /// How long a stopping node keeps trying to deliver what is queued.
 pub const DRAIN_LIMIT: Duration = Duration::from_secs(2);
-/// Bodies taken from the channel ahead of the one being sent.
-const LOOKAHEAD: usize = 64;
 
 const MONITOR_ENDPOINT: &str = "inproc://vmwatch-push-monitor";
-
-/// Splits records into bodies that each fit the payload limit. A record too
-/// large for any message (a domain name of tens of kilobytes) is dropped with
-/// an error rather than stalling the queue forever.
-fn split<T>(items: Vec<T>, size: impl Fn(&T) -> usize, what: &str) -> Vec<Vec<T>> {
-    let budget = MAX_PAYLOAD - HEADER_ROOM;
-    let mut out: Vec<Vec<T>> = Vec::new();
-    let mut cur: Vec<T> = Vec::new();
-    let mut used = 0;
-    for item in items {
-        let n = size(&item);
-        if n > budget {
-            log::error!("a {what} record of {n} bytes exceeds the message size limit; dropped");
-            continue;
-        }
-        if used + n > budget && !cur.is_empty() {
-            out.push(std::mem::take(&mut cur));
-            used = 0;
-        }
-        used += n;
-        cur.push(item);
-    }
-    if !cur.is_empty() || out.is_empty() {
-        out.push(cur);
-    }
-    out
-}
-
-fn measured<T>(f: impl Fn(&T, &mut String)) -> impl Fn(&T) -> usize {
-    move |item| {
-        let mut s = String::new();
-        f(item, &mut s);
-        s.len()
-    }
-}
-
-/// Turns a snapshot into its parts; an empty node still sends one empty
-/// part, which tells the master that every domain it knew is gone.
-pub fn snapshot_bodies(id: u64, domains: Vec<DomainState>) -> Vec<Body> {
-    let chunks = split(domains, measured(encode_domain_state), "snapshot");
-    let parts = chunks.len() as u32;
-    chunks
-        .into_iter()
-        .enumerate()
-        .map(|(i, domains)| Body::Snapshot {
-            id,
-            part: i as u32 + 1,
-            parts,
-            domains,
-        })
-        .collect()
-}
-
-/// Turns one stats sample into as few messages as fit.
-pub fn stats_bodies(interval_ms: u64, samples: Vec<StatSample>) -> Vec<Body> {
-    split(samples, measured(encode_stat), "stats")
-        .into_iter()
-        .map(|samples| Body::Stats {
-            interval_ms,
-            samples,
-        })
-        .collect()
-}
+/// Messages ZeroMQ may hold for a connected master before `try_send` says
+/// EAGAIN.
+const SEND_HWM: i32 = 1000;
+/// ZeroMQ's reconnect interval to an absent master, first and at most.
+const RECONNECT_MS: i32 = 500;
+const RECONNECT_MAX_MS: i32 = 5000;
+/// How long one wait for a writable socket lasts, between other checks.
+const POLL_MS: i64 = 200;
 
 /// The PUSH socket and what it needs to sign messages.
 pub struct Sender {
@@ -106,17 +45,11 @@ pub struct Sender {
     node: String,
     instance: u64,
     seq: u64,
-    next_snapshot: u64,
     heartbeat: Duration,
     flags: Arc<Flags>,
     connected_before: bool,
-    /// Bodies ready to send: (body, payload bytes used, channel items in it).
-    queue: VecDeque<(Body, usize, usize)>,
-    /// Channel items held in `queue`; with the channel itself it never
-    /// exceeds 2 × `queue_size`, so an absent master costs bounded memory
-    /// and the overflow that a snapshot repairs really happens.
-    held: usize,
-    max_held: usize,
+    /// Bodies ready to send, holding at most `queue_size` channel items.
+    outbox: Outbox,
     sent: u64,
     limit: RateLimit,
 }
@@ -140,12 +73,14 @@ impl Sender {
         socket
             .set_immediate(true)
             .map_err(|e| zerr("configure", e))?;
-        socket.set_sndhwm(1000).map_err(|e| zerr("configure", e))?;
         socket
-            .set_reconnect_ivl(500)
+            .set_sndhwm(SEND_HWM)
             .map_err(|e| zerr("configure", e))?;
         socket
-            .set_reconnect_ivl_max(5000)
+            .set_reconnect_ivl(RECONNECT_MS)
+            .map_err(|e| zerr("configure", e))?;
+        socket
+            .set_reconnect_ivl_max(RECONNECT_MAX_MS)
             .map_err(|e| zerr("configure", e))?;
         socket
             .set_tcp_keepalive(1)
@@ -172,13 +107,10 @@ impl Sender {
             node: node.to_string(),
             instance: random_instance(),
             seq: 0,
-            next_snapshot: 1,
             heartbeat,
             flags,
             connected_before: false,
-            queue: VecDeque::new(),
-            held: 0,
-            max_held: queue_size,
+            outbox: Outbox::new(queue_size),
             sent: 0,
             limit: RateLimit::new(3, Duration::from_secs(60)),
         })
@@ -189,53 +121,10 @@ impl Sender {
         self.instance
     }
 
-    fn enqueue(&mut self, item: Outgoing) {
-        self.held += 1;
+    /// Takes one item from the channel into the outbox.
+    fn take(&mut self, item: Outgoing) {
         super::status::STATUS.took(&item);
-        match item {
-            Outgoing::Event(ev) => {
-                let mut rec = String::new();
-                encode_event(&ev, &mut rec);
-                // Join the newest events message if it is not the one being
-                // sent right now and there is room.
-                if self.queue.len() > 1 {
-                    if let Some((Body::Events(list), used, items)) = self.queue.back_mut() {
-                        if *used + rec.len() <= MAX_PAYLOAD - HEADER_ROOM {
-                            *used += rec.len();
-                            *items += 1;
-                            list.push(ev);
-                            return;
-                        }
-                    }
-                }
-                self.queue.push_back((Body::Events(vec![ev]), rec.len(), 1));
-            }
-            Outgoing::Snapshot(domains) => {
-                let id = self.next_snapshot;
-                self.next_snapshot += 1;
-                let bodies = snapshot_bodies(id, domains);
-                let last = bodies.len() - 1;
-                for (i, b) in bodies.into_iter().enumerate() {
-                    self.queue.push_back((b, 0, usize::from(i == last)));
-                }
-            }
-            Outgoing::Stats {
-                interval_ms,
-                samples,
-            } => {
-                let bodies = stats_bodies(interval_ms, samples);
-                let last = bodies.len() - 1;
-                for (i, b) in bodies.into_iter().enumerate() {
-                    self.queue.push_back((b, 0, usize::from(i == last)));
-                }
-            }
-        }
-    }
-
-    fn pop(&mut self) {
-        if let Some((_, _, items)) = self.queue.pop_front() {
-            self.held -= items;
-        }
+        self.outbox.push(item);
     }
 
     /// Signs and hands one body to ZeroMQ without blocking.
@@ -292,44 +181,44 @@ impl Sender {
                 drain_deadline = Some(Instant::now() + DRAIN_LIMIT);
             }
             if let Some(d) = drain_deadline {
-                if Instant::now() >= d || (producers_gone && self.queue.is_empty()) {
+                if Instant::now() >= d || (producers_gone && self.outbox.is_empty()) {
                     break;
                 }
             }
             // Take what is queued, without holding more than a little
             // lookahead: the channel is the bounded buffer.
-            if self.queue.is_empty() && !producers_gone {
+            if self.outbox.is_empty() && !producers_gone {
                 let wait = self
                     .heartbeat
                     .saturating_sub(last_send.elapsed())
                     .clamp(Duration::from_millis(10), Duration::from_millis(200));
                 match rx.recv_timeout(wait) {
-                    Ok(item) => self.enqueue(item),
+                    Ok(item) => self.take(item),
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => producers_gone = true,
                 }
             }
-            while self.queue.len() < LOOKAHEAD && self.held < self.max_held && !producers_gone {
+            while self.outbox.has_room() && !producers_gone {
                 match rx.try_recv() {
-                    Ok(item) => self.enqueue(item),
+                    Ok(item) => self.take(item),
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => producers_gone = true,
                 }
             }
             self.watch_connection();
-            super::status::STATUS.backlog(self.queue.len());
-            if self.queue.is_empty()
+            super::status::STATUS.backlog(self.outbox.len());
+            if self.outbox.is_empty()
                 && last_send.elapsed() >= self.heartbeat
                 && drain_deadline.is_none()
             {
-                self.queue.push_back((Body::Heartbeat, 0, 0));
+                self.outbox.push_heartbeat();
             }
-            let Some((body, _, _)) = self.queue.front().cloned() else {
+            let Some(body) = self.outbox.front().cloned() else {
                 continue;
             };
             match self.try_send(&body) {
                 Ok(()) => {
-                    self.pop();
+                    self.outbox.pop();
                     self.sent += 1;
                     super::status::STATUS.sent();
                     last_send = Instant::now();
@@ -342,7 +231,7 @@ impl Sender {
                         self.socket.as_poll_item(zmq::POLLOUT),
                         self.monitor.as_poll_item(zmq::POLLIN),
                     ];
-                    let _ = zmq::poll(&mut items, 200);
+                    let _ = zmq::poll(&mut items, POLL_MS);
                 }
                 Err(e) => {
                     log::error!(
@@ -350,11 +239,11 @@ impl Sender {
                         body.kind(),
                         self.endpoint
                     );
-                    self.pop();
+                    self.outbox.pop();
                 }
             }
         }
-        let left = self.queue.len();
+        let left = self.outbox.len();
         if left > 0 {
             log::warn!(
                 "stopping with {left} messages undelivered to {} (master unreachable)",
@@ -387,66 +276,6 @@ fn random_instance() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::DomainId;
-
-    fn ds(i: usize) -> DomainState {
-        DomainState {
-            domain: DomainId {
-                uuid: format!("00000000-0000-0000-0000-{i:012x}"),
-                name: format!("vm-{i:05}-{}", "x".repeat(60)),
-            },
-            state: crate::vocab::State::Running,
-            reason: crate::vocab::Reason::from_code(1, 1),
-            reboots: None,
-        }
-    }
-
-    #[test]
-    fn big_snapshots_split_into_numbered_parts_that_fit() {
-        let domains: Vec<DomainState> = (0..5000).map(ds).collect();
-        let bodies = snapshot_bodies(9, domains);
-        assert!(bodies.len() > 1);
-        let n = bodies.len() as u32;
-        let mut total = 0;
-        for (i, b) in bodies.iter().enumerate() {
-            let Body::Snapshot {
-                id,
-                part,
-                parts,
-                domains,
-            } = b
-            else {
-                panic!("not a snapshot")
-            };
-            assert_eq!((*id, *part, *parts), (9, i as u32 + 1, n));
-            total += domains.len();
-            let msg = Message {
-                header: Header {
-                    node: "node-with-a-long-id-0123456789".into(),
-                    instance: u64::MAX,
-                    seq: u64::MAX,
-                    ts_ms: u64::MAX,
-                },
-                body: b.clone(),
-            };
-            assert!(crate::protocol::encode_payload(&msg).len() <= MAX_PAYLOAD);
-        }
-        assert_eq!(total, 5000);
-    }
-
-    #[test]
-    fn an_empty_node_still_sends_one_snapshot_part() {
-        let bodies = snapshot_bodies(1, Vec::new());
-        assert_eq!(
-            bodies,
-            vec![Body::Snapshot {
-                id: 1,
-                part: 1,
-                parts: 1,
-                domains: vec![]
-            }]
-        );
-    }
 
     #[test]
     fn instance_ids_differ() {

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use virt::connect::Connect;
 
+use super::messages::Outgoing;
 use super::sample::{choose, read, Api, Reading};
-use super::Outgoing;
 use crate::log_limited;
 use crate::protocol::StatSample;
 use crate::ratelimit::RateLimit;

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::Outgoing;
+use super::messages::Outgoing;
 use crate::protocol::escape;
 use crate::service::{now_ms, Shutdown};
 
@@ -196,7 +196,7 @@ pub fn write_final(path: &str, info: &Info, why: &str) {
 /// `vmwatch-node --status`: the check's verdict and the facts, for a person.
 pub fn status(args: &crate::cli::Args) -> u8 {
     use crate::cli::exit;
-    let cfg = match super::NodeConfig::load(&args.config) {
+    let cfg = match super::config::NodeConfig::load(&args.config) {
         Ok((c, _)) => c,
         Err(e) => {
             eprintln!("vmwatch-node: {e}");
