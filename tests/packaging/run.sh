@@ -71,7 +71,8 @@ run_group() {
     set +e
     (
         set -eEuo pipefail
-        trap 'echo "  group $name stopped: \`$BASH_COMMAND\` failed (exit $?, line $LINENO)"' ERR
+        # To stderr: the failing step may have had its stdout redirected to a file.
+        trap 'echo "  group $name stopped: \`$BASH_COMMAND\` failed (exit $?, line $LINENO)" >&2' ERR
         "test_$name"
     )
     rc=$?
