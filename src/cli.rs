@@ -7,17 +7,57 @@
 use getopts::Options;
 use std::path::PathBuf;
 
-/// Exit statuses, documented in the man pages and README.
-pub mod exit {
+/// How a process ends: the exit statuses documented in the man pages and
+/// README (`--help` lists them too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ExitStatus {
     /// Clean stop (SIGTERM/SIGINT), `-t` with a valid file, or a disabled master.
-    pub const OK: u8 = 0;
+    Ok = 0,
     /// The configuration file is missing or invalid.
-    pub const CONFIG: u8 = 1;
+    Config = 1,
     /// Bad command line.
-    pub const USAGE: u8 = 2;
+    Usage = 2,
     /// Runtime failure: cannot bind or connect, libvirt connection lost,
     /// already running.
-    pub const RUNTIME: u8 = 3;
+    Runtime = 3,
+}
+
+impl ExitStatus {
+    /// The number the process exits with.
+    pub const fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// The status `code` stands for, if it is one of ours (the detached
+    /// parent reads it from the readiness pipe).
+    pub fn from_code(code: u8) -> Option<ExitStatus> {
+        [
+            ExitStatus::Ok,
+            ExitStatus::Config,
+            ExitStatus::Usage,
+            ExitStatus::Runtime,
+        ]
+        .into_iter()
+        .find(|s| s.code() == code)
+    }
+}
+
+impl From<ExitStatus> for std::process::ExitCode {
+    fn from(status: ExitStatus) -> Self {
+        std::process::ExitCode::from(status.code())
+    }
+}
+
+/// The same statuses as plain numbers, for the `--status` commands, which
+/// return a `u8`; [`ExitStatus`] is the one definition.
+pub mod exit {
+    use super::ExitStatus;
+
+    pub const OK: u8 = ExitStatus::Ok.code();
+    pub const CONFIG: u8 = ExitStatus::Config.code();
+    pub const USAGE: u8 = ExitStatus::Usage.code();
+    pub const RUNTIME: u8 = ExitStatus::Runtime.code();
 }
 
 /// What the command line asked for.
@@ -35,7 +75,7 @@ pub struct Args {
 /// Either options to run with, or an exit status (help, version, bad usage).
 pub enum Parsed {
     Run(Args),
-    Exit(u8),
+    Exit(ExitStatus),
 }
 
 /// Parses `argv[1..]`. `with_status` adds `--status`.
@@ -77,7 +117,7 @@ pub fn parse(program: &str, argv: &[String], with_status: bool) -> Parsed {
         Ok(m) => m,
         Err(e) => {
             eprintln!("{program}: {e}\nTry `{program} --help`.");
-            return Parsed::Exit(exit::USAGE);
+            return Parsed::Exit(ExitStatus::Usage);
         }
     };
     if m.opt_present("h") {
@@ -87,18 +127,18 @@ pub fn parse(program: &str, argv: &[String], with_status: bool) -> Parsed {
             "\nExit status: 0 ok, 1 configuration error, 2 usage error, 3 runtime failure.\n\
              Signals: SIGTERM/SIGINT stop cleanly, SIGHUP reopens the log file."
         );
-        return Parsed::Exit(exit::OK);
+        return Parsed::Exit(ExitStatus::Ok);
     }
     if m.opt_present("V") {
         println!("{program} {}", env!("CARGO_PKG_VERSION"));
-        return Parsed::Exit(exit::OK);
+        return Parsed::Exit(ExitStatus::Ok);
     }
     if !m.free.is_empty() {
         eprintln!(
             "{program}: unexpected argument `{}`\nTry `{program} --help`.",
             m.free[0]
         );
-        return Parsed::Exit(exit::USAGE);
+        return Parsed::Exit(ExitStatus::Usage);
     }
     Parsed::Run(Args {
         config: m
@@ -164,15 +204,15 @@ mod tests {
     fn bad_usage_exits_2() {
         assert!(matches!(
             parse("n", &args(&["--bogus"]), false),
-            Parsed::Exit(exit::USAGE)
+            Parsed::Exit(ExitStatus::Usage)
         ));
         assert!(matches!(
             parse("n", &args(&["extra"]), false),
-            Parsed::Exit(exit::USAGE)
+            Parsed::Exit(ExitStatus::Usage)
         ));
         assert!(matches!(
             parse("n", &args(&["--status"]), false),
-            Parsed::Exit(exit::USAGE)
+            Parsed::Exit(ExitStatus::Usage)
         ));
     }
 }

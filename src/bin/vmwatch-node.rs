@@ -4,14 +4,14 @@
 use std::process::ExitCode;
 
 use vmwatch::cli::{parse, Parsed};
-use vmwatch::node::NodeConfig;
+use vmwatch::node::Node;
 use vmwatch::service::{main as daemon_main, Daemon};
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
-    match parse(NodeConfig::PROGRAM, &argv, true) {
-        Parsed::Exit(code) => ExitCode::from(code),
+    match parse(Node::PROGRAM, &argv, true) {
+        Parsed::Exit(status) => status.into(),
         Parsed::Run(args) if args.status => ExitCode::from(vmwatch::node::status::status(&args)),
-        Parsed::Run(args) => ExitCode::from(daemon_main::<NodeConfig>(&args)),
+        Parsed::Run(args) => daemon_main::<Node>(&args).into(),
     }
 }

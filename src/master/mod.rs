@@ -184,33 +184,38 @@ pub fn status(args: &crate::cli::Args) -> u8 {
     }
 }
 
-impl crate::service::Daemon for MasterConfig {
+/// The master daemon, as [`crate::service::main`] runs it: a type of its own, holding
+/// its configuration.
+pub struct Master(pub MasterConfig);
+
+impl crate::service::Daemon for Master {
     const PROGRAM: &'static str = "vmwatch-master";
 
     fn load(
         path: &std::path::Path,
     ) -> Result<(Self, Vec<crate::config::Problem>), crate::config::ConfigError> {
-        MasterConfig::load(path)
+        MasterConfig::load(path).map(|(cfg, warnings)| (Master(cfg), warnings))
     }
 
     fn describe(&self) -> Vec<(String, String)> {
-        MasterConfig::describe(self)
+        self.0.describe()
     }
 
     fn log_settings(&self) -> &crate::config::LogSettings {
-        &self.log
+        &self.0.log
     }
 
     fn disabled(&self) -> Option<String> {
-        self.disabled.then(|| {
+        let cfg = &self.0;
+        cfg.disabled.then(|| {
             format!(
                 "disabled=yes in {}: monitoring is not enabled by the panel yet",
-                self.path
+                cfg.path
             )
         })
     }
 
     fn run(&self, shutdown: Arc<Shutdown>, readiness: &mut Readiness) -> Result<(), String> {
-        run(self, shutdown, readiness)
+        run(&self.0, shutdown, readiness)
     }
 }

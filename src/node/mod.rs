@@ -127,24 +127,28 @@ pub fn run(
     }
 }
 
-impl crate::service::Daemon for NodeConfig {
+/// The node daemon, as [`crate::service::main`] runs it: a type of its own, holding
+/// its configuration.
+pub struct Node(pub NodeConfig);
+
+impl crate::service::Daemon for Node {
     const PROGRAM: &'static str = "vmwatch-node";
 
     fn load(
         path: &std::path::Path,
     ) -> Result<(Self, Vec<crate::config::Problem>), crate::config::ConfigError> {
-        NodeConfig::load(path)
+        NodeConfig::load(path).map(|(cfg, warnings)| (Node(cfg), warnings))
     }
 
     fn describe(&self) -> Vec<(String, String)> {
-        NodeConfig::describe(self)
+        self.0.describe()
     }
 
     fn log_settings(&self) -> &crate::config::LogSettings {
-        &self.log
+        &self.0.log
     }
 
     fn run(&self, shutdown: Arc<Shutdown>, readiness: &mut Readiness) -> Result<(), String> {
-        run(self, shutdown, readiness)
+        run(&self.0, shutdown, readiness)
     }
 }

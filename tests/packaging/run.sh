@@ -56,13 +56,27 @@ cleanup() {
 trap cleanup EXIT
 
 # run_group NAME: runs test_NAME in a subshell (a crash ends that group, not the run).
+#
+# A group stops at its first failing step: a step is any command the group runs itself
+# (mkdir, sed, a helper that sets up a daemon), which set -e makes fatal to the group. The
+# assertions (check, check_eq, check_rc, ...) record PASS or FAIL and return 0, so a failed
+# assertion is counted and the group goes on. The subshell runs as a command of its own
+# with set +e around it: as the left side of `||` it would run with set -e ignored.
 run_group() {
-    local name=$1 start=$SECONDS rc=0
+    local name=$1 start=$SECONDS rc
     if [ -n "${VMWATCH_PKGTEST_ONLY:-}" ] && [[ " $VMWATCH_PKGTEST_ONLY " != *" $name "* ]]; then
         return 0
     fi
     section "$name"
-    (set -euo pipefail; "test_$name") || rc=$?
+    set +e
+    (
+        set -eEuo pipefail
+        # To stderr: the failing step may have had its stdout redirected to a file.
+        trap 'echo "  group $name stopped: \`$BASH_COMMAND\` failed (exit $?, line $LINENO)" >&2' ERR
+        "test_$name"
+    )
+    rc=$?
+    set -e
     if [ "$rc" -ne 0 ]; then
         fail "$name: the test group itself stopped with exit $rc (see above)"
     fi

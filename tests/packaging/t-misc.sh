@@ -15,8 +15,11 @@ test_shellcheck() {
         "$TOP"/packaging/*.sh "$TOP"/packaging/rpm/*.sh "$TOP"/tests/packaging/*.sh \
         "$TOP"/tests/packaging/functions
     # The scriptlets and triggers as rpm runs them (/bin/sh, which is not bash on every system).
-    local sh=$WORK/scriptlets.sh
-    if rpm -qp --scripts --triggers "$BIN_DIR"/vmwatch-*.el6.x86_64.rpm "$BIN_DIR"/vmwatch-*.el7.x86_64.rpm >"$sh.raw" 2>/dev/null; then
+    # rpm -qp does not always fail on a missing file: ask only about RPMs that are there.
+    local sh=$WORK/scriptlets.sh rpms
+    rpms=("$BIN_DIR"/vmwatch-*.el6.x86_64.rpm "$BIN_DIR"/vmwatch-*.el7.x86_64.rpm)
+    if [ -f "${rpms[0]}" ] && [ -f "${rpms[-1]}" ] &&
+        rpm -qp --scripts --triggers "${rpms[@]}" >"$sh.raw" 2>/dev/null; then
         { echo '#!/bin/sh'; echo 'set -- 1 1'; grep -v 'scriptlet (using /bin/sh)' "$sh.raw"; } >"$sh"
         check "shellcheck the RPM scriptlets (sh)" shellcheck -s sh -S warning "$sh"
     else
