@@ -73,17 +73,53 @@ pub fn short(s: &str) -> String {
     s.chars().take(40).collect()
 }
 
-/// Appends one record line: `k=v k=v\n`.
-pub fn record(out: &mut String, fields: &[(&str, &str)]) {
-    for (i, (k, v)) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(' ');
-        }
-        out.push_str(k);
-        out.push('=');
-        escape(v, out);
+/// Writes one line: an optional leading word, then `k=v` fields separated
+/// by single spaces, every value escaped. The one writer of the format.
+pub struct Line<'a> {
+    out: &'a mut String,
+    empty: bool,
+}
+
+impl<'a> Line<'a> {
+    pub fn new(out: &'a mut String) -> Line<'a> {
+        Line { out, empty: true }
     }
-    out.push('\n');
+
+    fn sep(&mut self) {
+        if !self.empty {
+            self.out.push(' ');
+        }
+        self.empty = false;
+    }
+
+    /// A bare word (a panel function name, a header's version and type).
+    pub fn word(mut self, w: &str) -> Line<'a> {
+        self.sep();
+        self.out.push_str(w);
+        self
+    }
+
+    /// `key=value`, the value escaped.
+    pub fn field(mut self, key: &str, value: impl std::fmt::Display) -> Line<'a> {
+        self.sep();
+        self.out.push_str(key);
+        self.out.push('=');
+        escape(&value.to_string(), self.out);
+        self
+    }
+
+    /// `key=value` if there is a value.
+    pub fn opt(self, key: &str, value: Option<impl std::fmt::Display>) -> Line<'a> {
+        match value {
+            Some(v) => self.field(key, v),
+            None => self,
+        }
+    }
+
+    /// Ends the line with `\n`.
+    pub fn end(self) {
+        self.out.push('\n');
+    }
 }
 
 /// Fields of one line, in order, with duplicate keys rejected.

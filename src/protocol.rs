@@ -168,43 +168,32 @@ impl fmt::Display for WireError {
 impl std::error::Error for WireError {}
 
 pub use crate::kvline::{escape, unescape};
-use crate::kvline::{record, short, Fields};
+use crate::kvline::{short, Fields, Line};
 
 /// Encodes the payload frame of a message.
 pub fn encode_payload(msg: &Message) -> String {
     let h = &msg.header;
     let mut out = String::with_capacity(256);
-    out.push_str(&format!("vmwatch/{VERSION} {} ", msg.body.kind()));
-    let inst = format!("{:016x}", h.instance);
-    let seq = h.seq.to_string();
-    let ts = h.ts_ms.to_string();
-    let mut head: Vec<(&str, &str)> = vec![
-        ("node", &h.node),
-        ("inst", &inst),
-        ("seq", &seq),
-        ("ts", &ts),
-    ];
-    let (a, b, c, d);
+    let mut head = Line::new(&mut out)
+        .word(&format!("vmwatch/{VERSION}"))
+        .word(msg.body.kind())
+        .field("node", &h.node)
+        .field("inst", format!("{:016x}", h.instance))
+        .field("seq", h.seq)
+        .field("ts", h.ts_ms);
     match &msg.body {
         Body::Snapshot {
             id, part, parts, ..
         } => {
-            a = id.to_string();
-            b = part.to_string();
-            c = parts.to_string();
-            head.extend([
-                ("snap", a.as_str()),
-                ("part", b.as_str()),
-                ("parts", c.as_str()),
-            ]);
+            head = head
+                .field("snap", id)
+                .field("part", part)
+                .field("parts", parts);
         }
-        Body::Stats { interval_ms, .. } => {
-            d = interval_ms.to_string();
-            head.push(("interval", d.as_str()));
-        }
+        Body::Stats { interval_ms, .. } => head = head.field("interval", interval_ms),
         _ => {}
     }
-    record(&mut out, &head);
+    head.end();
     encode_records(&msg.body, &mut out);
     out
 }
@@ -233,52 +222,36 @@ fn encode_records(body: &Body, out: &mut String) {
 
 /// One event record line.
 pub fn encode_event(e: &Event, out: &mut String) {
-    let t = e.time_ms.to_string();
-    let n = e.reboots.map(|n| n.to_string());
-    let (event, detail) = (e.event.to_string(), e.detail.to_string());
-    let mut fields = vec![
-        ("uuid", e.domain.uuid.as_str()),
-        ("name", &e.domain.name),
-        ("event", &event),
-        ("detail", &detail),
-        ("time", &t),
-    ];
-    if let Some(n) = &n {
-        fields.push(("reboots", n));
-    }
-    record(out, &fields);
+    Line::new(out)
+        .field("uuid", &e.domain.uuid)
+        .field("name", &e.domain.name)
+        .field("event", e.event)
+        .field("detail", e.detail)
+        .field("time", e.time_ms)
+        .opt("reboots", e.reboots)
+        .end();
 }
 
 /// One snapshot record line.
 pub fn encode_domain_state(d: &DomainState, out: &mut String) {
-    let n = d.reboots.map(|n| n.to_string());
-    let (state, reason) = (d.state.to_string(), d.reason.to_string());
-    let mut fields = vec![
-        ("uuid", d.domain.uuid.as_str()),
-        ("name", &d.domain.name),
-        ("state", &state),
-        ("reason", &reason),
-    ];
-    if let Some(n) = &n {
-        fields.push(("reboots", n));
-    }
-    record(out, &fields);
+    Line::new(out)
+        .field("uuid", &d.domain.uuid)
+        .field("name", &d.domain.name)
+        .field("state", d.state)
+        .field("reason", d.reason)
+        .opt("reboots", d.reboots)
+        .end();
 }
 
 /// One stats record line.
 pub fn encode_stat(s: &StatSample, out: &mut String) {
-    let tx = s.tx_pkts.to_string();
-    let wr = s.wr_reqs.to_string();
-    record(
-        out,
-        &[
-            ("uuid", &s.domain.uuid),
-            ("name", &s.domain.name),
-            ("whole", if s.whole { "yes" } else { "no" }),
-            ("txpkts", &tx),
-            ("wrreqs", &wr),
-        ],
-    );
+    Line::new(out)
+        .field("uuid", &s.domain.uuid)
+        .field("name", &s.domain.name)
+        .field("whole", if s.whole { "yes" } else { "no" })
+        .field("txpkts", s.tx_pkts)
+        .field("wrreqs", s.wr_reqs)
+        .end();
 }
 
 /// The MAC frame for a payload: lowercase hex HMAC-SHA256.

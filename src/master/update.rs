@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 
 use super::duplicates::DuplicateBy;
-use crate::kvline::{escape, short, Fields};
+use crate::kvline::{short, Fields, Line};
 use crate::protocol::{check_node_id, is_uuid};
 use crate::vocab::State;
 
@@ -105,12 +105,8 @@ impl Update {
     /// percent-encoded as on the wire.
     pub fn panel_line(&self) -> String {
         let mut out = String::new();
-        let field = |out: &mut String, k: &str, v: &str| {
-            out.push(' ');
-            out.push_str(k);
-            out.push('=');
-            escape(v, out);
-        };
+        let yes = |b: bool| if b { "yes" } else { "no" };
+        let line = Line::new(&mut out);
         match self {
             Update::Domain {
                 node,
@@ -120,35 +116,34 @@ impl Update {
                 reason,
                 old,
                 since_ms,
-            } => {
-                out.push_str("vmwatch.domain");
-                field(&mut out, "node", node);
-                field(&mut out, "uuid", uuid);
-                field(&mut out, "name", name);
-                field(&mut out, "state", &state.to_string());
-                field(&mut out, "reason", reason);
-                let old = old.map_or_else(|| "-".to_string(), |o| o.to_string());
-                field(&mut out, "old", &old);
-                field(&mut out, "since", &since_ms.to_string());
-            }
+            } => line
+                .word("vmwatch.domain")
+                .field("node", node)
+                .field("uuid", uuid)
+                .field("name", name)
+                .field("state", state)
+                .field("reason", reason)
+                .field(
+                    "old",
+                    old.map_or_else(|| "-".to_string(), |o| o.to_string()),
+                )
+                .field("since", since_ms),
             Update::Reboot {
                 node,
                 uuid,
                 name,
                 time_ms,
-            } => {
-                out.push_str("vmwatch.reboot");
-                field(&mut out, "node", node);
-                field(&mut out, "uuid", uuid);
-                field(&mut out, "name", name);
-                field(&mut out, "time", &time_ms.to_string());
-            }
-            Update::Node { node, up, since_ms } => {
-                out.push_str("vmwatch.node");
-                field(&mut out, "node", node);
-                field(&mut out, "status", if *up { "up" } else { "down" });
-                field(&mut out, "since", &since_ms.to_string());
-            }
+            } => line
+                .word("vmwatch.reboot")
+                .field("node", node)
+                .field("uuid", uuid)
+                .field("name", name)
+                .field("time", time_ms),
+            Update::Node { node, up, since_ms } => line
+                .word("vmwatch.node")
+                .field("node", node)
+                .field("status", if *up { "up" } else { "down" })
+                .field("since", since_ms),
             Update::Idle {
                 node,
                 uuid,
@@ -156,28 +151,26 @@ impl Update {
                 idle,
                 tx_pkts,
                 wr_reqs,
-            } => {
-                out.push_str("vmwatch.idle");
-                field(&mut out, "node", node);
-                field(&mut out, "uuid", uuid);
-                field(&mut out, "name", name);
-                field(&mut out, "idle", if *idle { "yes" } else { "no" });
-                field(&mut out, "txpkts", &tx_pkts.to_string());
-                field(&mut out, "wrreqs", &wr_reqs.to_string());
-            }
+            } => line
+                .word("vmwatch.idle")
+                .field("node", node)
+                .field("uuid", uuid)
+                .field("name", name)
+                .field("idle", yes(*idle))
+                .field("txpkts", tx_pkts)
+                .field("wrreqs", wr_reqs),
             Update::Duplicate {
                 by,
                 key,
                 nodes,
                 active,
-            } => {
-                out.push_str("vmwatch.duplicate");
-                field(&mut out, "by", by.as_str());
-                field(&mut out, by.as_str(), key);
-                field(&mut out, "nodes", &nodes.join(","));
-                field(&mut out, "active", if *active { "yes" } else { "no" });
-            }
-        }
+            } => line
+                .word("vmwatch.duplicate")
+                .field("by", by)
+                .field(by.as_str(), key)
+                .field("nodes", nodes.join(","))
+                .field("active", yes(*active)),
+        };
         out
     }
 
