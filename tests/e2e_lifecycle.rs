@@ -28,8 +28,10 @@
 //! `shutoff` line then says `old=shutdown`, so the tests accept either form
 //! and still prove the shutdown event reached the master.
 //!
-//! Tests run one at a time (`--test-threads=1`) in name order; the last one
-//! kills libvirtd and restarts it.
+//! Tests run one at a time (`--test-threads=1`): they share the machine's
+//! libvirtd. The faults that freeze or kill it run as the phases of one test,
+//! `libvirtd_faults_in_order`, each leaving libvirtd healthy again, so no
+//! test depends on the order of test names.
 
 mod common;
 
@@ -535,11 +537,7 @@ fn libvirtd_pid() -> Option<u32> {
 /// A stop is never held by a thread blocked in libvirt: with libvirtd hung
 /// (SIGSTOP) and the stats thread inside a libvirt call that cannot return,
 /// SIGTERM still ends the node well inside the init scripts' 10 s.
-#[test]
-fn z0_a_node_stops_in_time_while_libvirtd_hangs() {
-    if !e2e_allowed("z0_a_node_stops_in_time_while_libvirtd_hangs") {
-        return;
-    }
+fn a_node_stops_in_time_while_libvirtd_hangs() {
     require_libvirtd();
     let dir = TestDir::new("stop-hung");
     let panel = Panel::new(&dir);
@@ -614,11 +612,7 @@ fn z0_a_node_stops_in_time_while_libvirtd_hangs() {
 /// libvirtd stops answering (SIGSTOP): the node's keepalive gives up after
 /// `keepalive_interval` × `keepalive_count` and the node exits with status 3,
 /// saying why. Run before the kill test, so both see a healthy libvirtd.
-#[test]
-fn z1_libvirtd_hung_stops_the_node_by_keepalive() {
-    if !e2e_allowed("z1_libvirtd_hung_stops_the_node_by_keepalive") {
-        return;
-    }
+fn libvirtd_hung_stops_the_node_by_keepalive() {
     require_libvirtd();
     let dir = TestDir::new("keepalive");
     let panel = Panel::new(&dir);
@@ -653,11 +647,7 @@ fn z1_libvirtd_hung_stops_the_node_by_keepalive() {
 
 /// libvirtd killed: the node sees the connection close at once, exits with
 /// status 3 and says why; the master then reports the node down.
-#[test]
-fn z2_libvirtd_killed_stops_the_node_with_status_3() {
-    if !e2e_allowed("z2_libvirtd_killed_stops_the_node_with_status_3") {
-        return;
-    }
+fn libvirtd_killed_stops_the_node_with_status_3() {
     require_libvirtd();
     let dir = TestDir::new("killed");
     let panel = Panel::new(&dir);
@@ -695,4 +685,17 @@ fn z2_libvirtd_killed_stops_the_node_with_status_3() {
 
     drop(_restore);
     virsh(&["version"]);
+}
+
+/// The libvirtd faults, one after another, each restoring libvirtd when it
+/// is done: a stop while libvirtd hangs, then keepalive noticing the hang,
+/// then libvirtd killed.
+#[test]
+fn libvirtd_faults_in_order() {
+    if !e2e_allowed("libvirtd_faults_in_order") {
+        return;
+    }
+    a_node_stops_in_time_while_libvirtd_hangs();
+    libvirtd_hung_stops_the_node_by_keepalive();
+    libvirtd_killed_stops_the_node_with_status_3();
 }
