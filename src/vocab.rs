@@ -178,10 +178,7 @@ impl State {
 
     /// libvirt's code as a state.
     pub fn from_code(code: i32) -> State {
-        usize::try_from(code)
-            .ok()
-            .and_then(|i| State::ALL.get(i).copied())
-            .unwrap_or(State::Newer(code as u32))
+        by_code(&State::ALL, code, State::Newer)
     }
 
     /// The code of a known state.
@@ -191,10 +188,7 @@ impl State {
 
     /// A wire word as a state; `None` outside the vocabulary.
     pub fn parse(word: &str) -> Option<State> {
-        match STATES.iter().position(|s| *s == word) {
-            Some(i) => Some(State::ALL[i]),
-            None => newer(word, "state", STATES.len()).map(State::Newer),
-        }
+        by_word(&STATES, &State::ALL, word, "state", State::Newer)
     }
 
     /// Whether the domain uses a node's resources in this state (what makes
@@ -220,6 +214,31 @@ fn newer_code(s: &State) -> u32 {
     match s {
         State::Newer(n) => *n,
         _ => 0,
+    }
+}
+
+/// The entry of `table` for libvirt's `code`, or `newer(code)` for a code
+/// this build does not name (libvirt's codes are never negative; one that is
+/// is carried as its unsigned value).
+fn by_code<T: Copy>(table: &[T], code: i32, newer: impl FnOnce(u32) -> T) -> T {
+    usize::try_from(code)
+        .ok()
+        .and_then(|i| table.get(i).copied())
+        .unwrap_or_else(|| newer(code as u32))
+}
+
+/// The entry of `all` whose name in `names` is `word`, or `WHAT-N` for a
+/// code this build does not name; `None` outside the vocabulary.
+fn by_word<T: Copy>(
+    names: &[&str],
+    all: &[T],
+    word: &str,
+    what: &str,
+    newer_one: impl FnOnce(u32) -> T,
+) -> Option<T> {
+    match names.iter().position(|n| *n == word) {
+        Some(i) => all.get(i).copied(),
+        None => newer(word, what, names.len()).map(newer_one),
     }
 }
 
@@ -264,10 +283,7 @@ impl EventKind {
 
     /// libvirt's lifecycle event code as an event.
     pub fn from_code(code: i32) -> EventKind {
-        usize::try_from(code)
-            .ok()
-            .and_then(|i| EventKind::LIFECYCLE.get(i).copied())
-            .unwrap_or(EventKind::Newer(code as u32))
+        by_code(&EventKind::LIFECYCLE, code, EventKind::Newer)
     }
 
     /// The code of a known lifecycle event.
@@ -280,10 +296,13 @@ impl EventKind {
         if word == REBOOT {
             return Some(EventKind::Reboot);
         }
-        match EVENTS.iter().position(|e| *e == word) {
-            Some(i) => Some(EventKind::LIFECYCLE[i]),
-            None => newer(word, "event", EVENTS.len()).map(EventKind::Newer),
-        }
+        by_word(
+            &EVENTS,
+            &EventKind::LIFECYCLE,
+            word,
+            "event",
+            EventKind::Newer,
+        )
     }
 
     /// The state a lifecycle event leaves a domain in; `None` for events
