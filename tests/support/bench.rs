@@ -209,14 +209,15 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Section 3: the real master over loopback: N messages, then a marker
-/// event; timed until the marker reaches the panel command's output.
-fn master_end_to_end(out: &mut String, dir: &Path) {
-    const N: u64 = 20_000;
+/// Starts the release master on a free loopback port, its files named
+/// `TAG.*` in `dir` and a panel command that appends every batch to
+/// `TAG.panel`; returns once it listens.
+fn start_master(dir: &Path, tag: &str) -> (Killed, u16, PathBuf) {
     let port = free_port();
-    let conf = dir.join("m.conf");
-    let panel_out = dir.join("panel.out");
-    let script = dir.join("record.sh");
+    let conf = dir.join(format!("{tag}.conf"));
+    let panel_out = dir.join(format!("{tag}.panel"));
+    let script = dir.join(format!("{tag}.sh"));
+    let log = dir.join(format!("{tag}.log"));
     std::fs::write(
         &script,
         format!("#!/bin/sh\ncat >> {}\n", panel_out.display()),
@@ -232,9 +233,9 @@ fn master_end_to_end(out: &mut String, dir: &Path) {
         format!(
             "listen=tcp://127.0.0.1:{port}\nsecret={}\nlog={}\nsyslog=no\npanel_command={}\nstate_file={}\n",
             String::from_utf8_lossy(SECRET),
-            dir.join("m.log").display(),
+            log.display(),
             script.display(),
-            dir.join("m.state").display()
+            dir.join(format!("{tag}.state")).display()
         ),
     )
     .unwrap();
@@ -243,11 +244,27 @@ fn master_end_to_end(out: &mut String, dir: &Path) {
             .args(["-f", "-c"])
             .arg(&conf)
             .arg("-p")
-            .arg(dir.join("m.pid"))
+            .arg(dir.join(format!("{tag}.pid")))
             .stderr(Stdio::null())
             .spawn()
             .expect("master starts"),
     );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("listening on")
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    (master, port, panel_out)
+}
+
+/// Section 3: the real master over loopback: N messages, then a marker
+/// event; timed until the marker reaches the panel command's output.
+fn master_end_to_end(out: &mut String, dir: &Path) {
+    const N: u64 = 20_000;
+    let (master, port, panel_out) = start_master(dir, "m");
     let ctx = zmq::Context::new();
     let push = ctx.socket(zmq::PUSH).unwrap();
     push.set_sndhwm(0).unwrap();
@@ -303,50 +320,8 @@ fn master_end_to_end(out: &mut String, dir: &Path) {
 /// samples) and after, and how many valid events reached the panel.
 fn flood(out: &mut String, dir: &Path) {
     const HOSTILE: u64 = 1_000_000;
-    let port = free_port();
-    let conf = dir.join("f.conf");
-    let panel_out = dir.join("flood.out");
-    let script = dir.join("flood.sh");
-    std::fs::write(
-        &script,
-        format!("#!/bin/sh\ncat >> {}\n", panel_out.display()),
-    )
-    .unwrap();
-    Command::new("chmod")
-        .arg("+x")
-        .arg(&script)
-        .status()
-        .unwrap();
-    std::fs::write(
-        &conf,
-        format!(
-            "listen=tcp://127.0.0.1:{port}\nsecret={}\nlog={}\nsyslog=no\npanel_command={}\nstate_file={}\n",
-            String::from_utf8_lossy(SECRET),
-            dir.join("f.log").display(),
-            script.display(),
-            dir.join("f.state").display()
-        ),
-    )
-    .unwrap();
-    let master = Killed(
-        Command::new(bin("vmwatch-master"))
-            .args(["-f", "-c"])
-            .arg(&conf)
-            .arg("-p")
-            .arg(dir.join("f.pid"))
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("master starts"),
-    );
+    let (master, port, panel_out) = start_master(dir, "f");
     let pid = master.0.id();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !std::fs::read_to_string(dir.join("f.log"))
-        .unwrap_or_default()
-        .contains("listening on")
-        && Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(5));
-    }
     let (before, _) = memory(pid);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     // The valid node: one event every 50 ms while the flood runs.
@@ -405,9 +380,9 @@ fn flood(out: &mut String, dir: &Path) {
     let flood_secs = t.elapsed().as_secs_f64();
     // Let the master drain what ZeroMQ still holds, then stop the node.
     let drained = Instant::now() + Duration::from_secs(60);
-    let log = dir.join("f.state");
+    let state = dir.join("f.state");
     let rejected = || -> u64 {
-        std::fs::read_to_string(&log)
+        std::fs::read_to_string(&state)
             .unwrap_or_default()
             .lines()
             .filter_map(|l| l.strip_prefix("counter rejected."))
