@@ -203,17 +203,7 @@ impl Cluster {
             &self.dir.join("node.log"),
             &[],
         );
-        wait_for(
-            "the restarted node watching libvirt",
-            DAEMON_DEADLINE,
-            || (self.node.log_lines("watching").len() > self.node_starts()).then_some(()),
-            || self.report(),
-        );
-    }
-
-    fn node_starts(&self) -> usize {
-        // Lines of earlier runs in the same log, minus the one just started.
-        self.node.log_lines("watching").len().saturating_sub(1)
+        self.node.wait_log("watching", DAEMON_DEADLINE);
     }
 }
 

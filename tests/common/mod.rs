@@ -227,6 +227,9 @@ pub struct Daemon {
     pub pidfile: PathBuf,
     /// Standard output and error of the process (the foreground log copy).
     pub stderr: PathBuf,
+    /// Length of the log file when this process started: [`wait_log`]
+    /// looks only at what it wrote, not at an earlier run's lines.
+    log_from: usize,
 }
 
 impl Daemon {
@@ -243,6 +246,7 @@ impl Daemon {
         extra: &[&str],
     ) -> Daemon {
         let pidfile = dir.join(&format!("{tag}.pid"));
+        let log_from = read_text(log).len();
         let stderr = dir.join(&format!("{tag}.stderr"));
         let out = File::create(&stderr).expect("create stderr file");
         let child = Command::new(bin)
@@ -265,6 +269,7 @@ impl Daemon {
             log: log.to_path_buf(),
             pidfile,
             stderr,
+            log_from,
         }
     }
 
@@ -315,17 +320,20 @@ impl Daemon {
         read_text(&self.stderr)
     }
 
-    /// Waits until the log contains `needle`; fails early if the daemon exits.
+    /// Waits until this process has written `needle` to its log (an earlier
+    /// run's lines in the same file do not count); fails early if it exits.
     pub fn wait_log(&mut self, needle: &str, timeout: Duration) {
         let what = format!("`{needle}` in the {} log", self.program);
-        let log = self.log.clone();
+        let (log, from) = (self.log.clone(), self.log_from);
         let report = self.report_fn();
         let mut exited = None;
         wait_for(
             &what,
             timeout,
             || {
-                if read_text(&log).contains(needle) {
+                // Only this process's lines (a rotated, shorter file is all new).
+                let text = read_text(&log);
+                if text.get(from..).unwrap_or(&text).contains(needle) {
                     return Some(());
                 }
                 if exited.is_some() {
