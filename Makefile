@@ -11,7 +11,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build setup test test-unit test-e2e demo bench lint clean fuzz
+.PHONY: all build setup test test-unit test-e2e demo bench bench-quick lint clean fuzz
 
 all: build
 
@@ -32,6 +32,7 @@ test-unit:
 test: setup lint
 	$(CARGO) build --bins --tests
 	VMWATCH_E2E=1 $(CARGO) test -- --test-threads=1
+	$(MAKE) bench-quick
 	if [ -f packaging/packaging.mk ]; then $(MAKE) test-packaging; fi
 
 demo: setup
@@ -41,6 +42,11 @@ demo: setup
 bench: setup
 	$(CARGO) build --release --bins
 	$(CARGO) bench --bench vmwatch
+
+# The bench's smoke run (part of `make test`): every section, small counts,
+# debug binaries; proves the bench works, its figures mean nothing.
+bench-quick:
+	VMWATCH_BENCH_QUICK=1 $(CARGO) test --bench vmwatch
 
 # Fuzzing on the stable toolchain: cargo-fuzz needs nightly flags, which
 # RUSTC_BOOTSTRAP=1 unlocks; no sanitizer by default (the code is safe Rust;
