@@ -23,8 +23,9 @@
 # enters S5 (PM1a_CNT = SLP_EN | SLP_TYP 0): QEMU treats it as a guest
 # shutdown request.
 #
-# The bytes are in guest-firmware.hex (used by tests/common/guest.rs and
-# tests/support/demo.sh); the test `firmware_hex_matches_its_source` checks
+# The bytes are in guest-firmware.hex, made into the ROM by
+# tests/support/firmware.rs (for the end-to-end tests and the bench) and by
+# tests/support/demo.sh; the test `firmware_hex_matches_its_source` checks
 # that they match this file. To rebuild them:
 #   as --32 -o fw.o guest-firmware.S && objcopy -O binary -j .text fw.o fw.bin
 #   od -An -v -tx1 fw.bin | tr -d ' \n' > guest-firmware.hex

@@ -1,6 +1,5 @@
 //! What the bench sections share: the secret, message builders, the
-//! release binaries, a master on a free loopback port, process memory and
-//! the libvirt guests a section starts.
+//! release binaries, a master on a free loopback port and process memory.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -145,25 +144,4 @@ pub fn start_master(dir: &Path, tag: &str) -> (Killed, u16, PathBuf) {
         std::thread::sleep(Duration::from_millis(5));
     }
     (master, port, panel_out)
-}
-
-pub fn virsh(args: &[&str]) -> bool {
-    Command::new("virsh")
-        .args(["-q", "-c", "qemu:///system"])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
-pub struct Guests(pub Vec<String>);
-impl Drop for Guests {
-    fn drop(&mut self) {
-        for g in &self.0 {
-            virsh(&["destroy", g]);
-            virsh(&["undefine", g]);
-        }
-    }
 }

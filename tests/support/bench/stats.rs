@@ -1,71 +1,154 @@
-//! Section: stats sampling on the real libvirtd, bulk API vs per-domain calls.
-use std::io::Write;
-use std::path::Path;
-use std::time::{Duration, Instant};
+//! Section: stats sampling of the bench's running guests on the real
+//! libvirtd: the node's sampling code (`vmwatch::node::sample`, bulk API
+//! and per-domain calls) against spawning `virsh domstats --interface
+//! --block`, alternating rounds, medians. Besides wall time, the CPU each
+//! costs: the sampling thread's own (CLOCK_THREAD_CPUTIME_ID), virsh's (its
+//! rusage once reaped), and libvirtd's (`/proc`, 10 ms ticks, so averaged
+//! over the rounds).
+//!
+//! It reads counters only, which is no lifecycle event: it may run while the
+//! `node` section's idle window is open, on the same guests.
+use std::process::{Command, Stdio};
+use std::time::Instant;
 
-use crate::common::{median, virsh, Guests};
+use crate::common::median;
+use crate::guests::URI;
+use crate::procstat;
 use crate::Run;
 
-/// Section 5: bulk vs per-domain stats on the real libvirtd.
-pub fn stats_sampling(run: &Run, out: &mut String) {
-    let dir = run.dir.as_path();
-    let n: usize = std::env::var("VMWATCH_BENCH_GUESTS")
+/// libvirtd's pid: its pidfile, else the first process named libvirtd.
+fn libvirtd_pid() -> Option<u32> {
+    let is_libvirtd = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "libvirtd")
+    };
+    let from_file = std::fs::read_to_string("/var/run/libvirtd.pid")
         .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(run.count(20, 2) as usize);
-    if n == 0 || !Path::new("/var/run/libvirt/libvirt-sock").exists() {
+        .and_then(|p| p.trim().parse().ok())
+        .filter(|&p| is_libvirtd(p));
+    from_file.or_else(|| {
+        std::fs::read_dir("/proc")
+            .ok()?
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .find(|&p| is_libvirtd(p))
+    })
+}
+
+/// One way of sampling, measured over the rounds.
+#[derive(Default)]
+struct Way {
+    wall_ms: Vec<f64>,
+    /// CPU of the sampling side (thread or virsh process), seconds, summed.
+    cpu: f64,
+    /// libvirtd's CPU, clock ticks, summed.
+    libvirtd_ticks: u64,
+    /// Domains the last round saw.
+    seen: usize,
+}
+
+impl Way {
+    fn cell(&mut self, rounds: usize, tck: f64) -> String {
+        format!(
+            "{:.1} ms (median); CPU per sample: {:.1} ms here, {:.0} ms in libvirtd",
+            median(&mut self.wall_ms),
+            self.cpu_ms(rounds),
+            self.libvirtd_ms(rounds, tck)
+        )
+    }
+    fn cpu_ms(&self, rounds: usize) -> f64 {
+        self.cpu * 1000.0 / rounds as f64
+    }
+    fn libvirtd_ms(&self, rounds: usize, tck: f64) -> f64 {
+        self.libvirtd_ticks as f64 / tck * 1000.0 / rounds as f64
+    }
+}
+
+/// Section 5: bulk vs per-domain vs virsh on the real libvirtd.
+pub fn stats_sampling(run: &Run, out: &mut String) {
+    let Some(guests) = run.guests() else {
         out.push_str("| stats sampling | skipped (no libvirtd or VMWATCH_BENCH_GUESTS=0) |\n");
         return;
-    }
-    // TCG, not KVM: on this machine an OS-less KVM guest spins at ~9% of a
-    // core against ~1% under TCG, and 20 of them would measure the CPU
-    // contention rather than libvirt.
-    let kind = std::env::var("VMWATCH_BENCH_DOMTYPE").unwrap_or_else(|_| "qemu".into());
-    let mut guests = Guests(Vec::new());
-    for i in 0..n {
-        let name = format!("vmwatch-bench-{}-{i}", std::process::id());
-        let disk = dir.join(format!("{name}.raw"));
-        std::fs::File::create(&disk)
-            .unwrap()
-            .set_len(16 << 20)
-            .unwrap();
-        let xml = dir.join(format!("{name}.xml"));
-        let mut f = std::fs::File::create(&xml).unwrap();
-        write!(
-            f,
-            "<domain type='{kind}'><name>{name}</name><memory unit='MiB'>32</memory><vcpu>1</vcpu>\
-             <os><type arch='x86_64' machine='pc'>hvm</type></os><devices>\
-             <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='{}'/><target dev='vda' bus='virtio'/></disk>\
-             <interface type='ethernet'><model type='virtio'/></interface></devices></domain>",
-            disk.display()
-        )
-        .unwrap();
-        if virsh(&["create", xml.to_str().unwrap()]) {
-            guests.0.push(name);
-        }
-    }
-    // Let the guests finish starting: QEMU's monitor is busy meanwhile.
-    std::thread::sleep(Duration::from_secs(5));
+    };
+    let n = guests.len();
     vmwatch::node::libvirt::silence_default_errors();
-    let conn = virt::connect::Connect::open(Some("qemu:///system")).expect("libvirtd answers");
+    let conn = virt::connect::Connect::open(Some(URI)).expect("libvirtd answers");
     let bulk = vmwatch::node::sample::choose(&conn, false);
     let legacy = vmwatch::node::sample::Api::Legacy;
-    let (mut tb, mut tl) = (Vec::new(), Vec::new());
-    let mut seen = (0, 0);
-    for _ in 0..7 {
-        let t = Instant::now();
-        seen.0 = vmwatch::node::sample::read(&conn, bulk).unwrap().len();
-        tb.push(t.elapsed().as_secs_f64() * 1000.0);
-        let t = Instant::now();
-        seen.1 = vmwatch::node::sample::read(&conn, legacy).unwrap().len();
-        tl.push(t.elapsed().as_secs_f64() * 1000.0);
+    let daemon = libvirtd_pid();
+    let daemon_ticks = || daemon.map(procstat::process_ticks).unwrap_or(0);
+    let rounds = run.count(7, 2) as usize;
+    let (mut b, mut l, mut v) = (Way::default(), Way::default(), Way::default());
+    for _ in 0..rounds {
+        for (api, path) in [(bulk, &mut b), (legacy, &mut l)] {
+            let (t, c, d) = (Instant::now(), procstat::thread_cpu_secs(), daemon_ticks());
+            path.seen = vmwatch::node::sample::read(&conn, api)
+                .unwrap_or_else(|e| panic!("bench: {api:?} stats failed: {e}"))
+                .len();
+            path.wall_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            path.cpu += procstat::thread_cpu_secs() - c;
+            path.libvirtd_ticks += daemon_ticks().saturating_sub(d);
+        }
+        let (t, c, d) = (
+            Instant::now(),
+            procstat::children_cpu_secs(),
+            daemon_ticks(),
+        );
+        let shown = Command::new("virsh")
+            .args(["-q", "-c", URI, "domstats", "--interface", "--block"])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .expect("virsh runs (libvirt-clients)");
+        v.wall_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        v.cpu += procstat::children_cpu_secs() - c;
+        v.libvirtd_ticks += daemon_ticks().saturating_sub(d);
+        v.seen = String::from_utf8_lossy(&shown.stdout)
+            .lines()
+            .filter(|l| l.starts_with("Domain: "))
+            .count();
     }
-    let (b, l) = (median(&mut tb), median(&mut tl));
+    if run.quick {
+        for (what, p) in [("bulk", &b), ("per-domain", &l), ("virsh domstats", &v)] {
+            assert_eq!(
+                p.seen, n,
+                "bench: {what} stats saw {} of {n} guests",
+                p.seen
+            );
+        }
+    }
+    let tck = procstat::ticks_per_sec();
+    let (bm, lm, vm) = (
+        median(&mut b.wall_ms.clone()),
+        median(&mut l.wall_ms.clone()),
+        median(&mut v.wall_ms.clone()),
+    );
+    let (b_cpu, b_daemon) = (b.cpu_ms(rounds), b.libvirtd_ms(rounds, tck));
+    let v_cpu = v.cpu_ms(rounds) + v.libvirtd_ms(rounds, tck);
+    let (bc, lc, vc) = (
+        b.cell(rounds, tck),
+        l.cell(rounds, tck),
+        v.cell(rounds, tck),
+    );
     out.push_str(&format!(
-        "| stats sample of {} running guests, {bulk:?} | {b:.1} ms |\n\
-         | stats sample of {} running guests, per-domain calls (CentOS 6 path) | {l:.1} ms; bulk/per-domain time ratio {:.2} |\n",
-        seen.0,
-        seen.1,
-        b / l
+        "| stats sample of {n} running TCG guests (started in {:.1} s{}), {rounds} alternating rounds: node, {bulk:?} ({} seen) | {} |\n\
+         | … node, per-domain calls (CentOS 6 path; {} seen) | {}; bulk/per-domain time {:.2} |\n\
+         | … `virsh domstats --interface --block`, spawned ({} seen) | {}; node bulk/virsh time {:.2}, CPU (with libvirtd's) {:.2} |\n\
+         | node CPU per stats tick with {n} guests (bulk; default stats_interval 600 s) | {b_cpu:.1} ms in the node + {b_daemon:.0} ms in libvirtd = {:.4}% of a core at one tick per 600 s |\n",
+        guests.start_secs,
+        if n < guests.wanted {
+            format!("; {} asked for, {n} fitted in half the free memory", guests.wanted)
+        } else {
+            String::new()
+        },
+        b.seen,
+        bc,
+        l.seen,
+        lc,
+        bm / lm,
+        v.seen,
+        vc,
+        bm / vm,
+        (b_cpu + b_daemon) / v_cpu,
+        (b_cpu + b_daemon) / 600_000.0 * 100.0,
     ));
 }

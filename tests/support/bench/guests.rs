@@ -1,0 +1,173 @@
+//! The bench's real guests on the machine's libvirtd (`qemu:///system`).
+//!
+//! Transient TCG guests named `vmwatch-bench-<pid>-<i>`: 16 MiB of RAM, one
+//! sparse raw disk and one tap interface on virtio (so stats have block and
+//! net counters to read), and the test firmware (tests/support/firmware.rs)
+//! instead of SeaBIOS. The firmware is up in milliseconds and then sleeps in
+//! `hlt`; an OS-less SeaBIOS guest would instead retry its boot and reset
+//! every minute, and each reset is a libvirt REBOOT event, which would make
+//! an idle measurement anything but idle. TCG, not KVM: on this machine an
+//! OS-less KVM guest spins at ~9% of a core against ~1% under TCG.
+//! `VMWATCH_BENCH_DOMTYPE=kvm` picks KVM anyway.
+//!
+//! Leftovers of an earlier, crashed run (any `vmwatch-bench-*` domain) are
+//! destroyed before new guests start; dropping [`Guests`] destroys them.
+use std::path::Path;
+use std::time::Instant;
+
+use virt::connect::Connect;
+use virt::domain::Domain;
+
+#[path = "../firmware.rs"]
+mod firmware;
+
+/// Where the guests live.
+pub const URI: &str = "qemu:///system";
+/// What every bench guest's name starts with.
+pub const PREFIX: &str = "vmwatch-bench-";
+/// A guest's RAM; QEMU itself adds about 40 MiB of its own under TCG.
+const GUEST_MIB: u64 = 16;
+/// What one guest is budgeted on the host, to decide how many fit.
+const HOST_MIB_PER_GUEST: u64 = 80;
+
+/// Whether the machine's libvirtd is there to start guests on.
+pub fn libvirtd_present() -> bool {
+    Path::new("/var/run/libvirt/libvirt-sock").exists()
+}
+
+/// Running guests, destroyed on drop.
+pub struct Guests {
+    pub conn: Connect,
+    /// Each guest's name and domain.
+    pub domains: Vec<(String, Domain)>,
+    /// How long starting them took, in seconds.
+    pub start_secs: f64,
+    /// Asked for, when fewer fitted in memory.
+    pub wanted: usize,
+}
+
+/// MemAvailable in MiB.
+fn mem_available_mib() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map(|kib| kib / 1024)
+        .unwrap_or(0)
+}
+
+/// Destroys (and undefines, if persistent) every `vmwatch-bench-*` domain:
+/// what an earlier run left when it crashed.
+pub fn remove_leftovers(conn: &Connect) -> usize {
+    let mut removed = 0;
+    for dom in conn.list_all_domains(0).unwrap_or_default() {
+        let Ok(name) = dom.name() else { continue };
+        if !name.starts_with(PREFIX) {
+            continue;
+        }
+        if dom.is_active().unwrap_or(false) {
+            let _ = dom.destroy();
+        }
+        if dom.is_persistent().unwrap_or(false) {
+            let _ = dom.undefine();
+        }
+        removed += 1;
+    }
+    removed
+}
+
+fn xml(name: &str, kind: &str, dir: &Path, rom: &Path) -> String {
+    let disk = dir.join(format!("{name}.raw"));
+    std::fs::File::create(&disk)
+        .and_then(|f| f.set_len(16 << 20))
+        .unwrap_or_else(|e| panic!("bench: cannot create {}: {e}", disk.display()));
+    format!(
+        "<domain type='{kind}'><name>{name}</name><memory unit='MiB'>{GUEST_MIB}</memory><vcpu>1</vcpu>\
+         <os><type arch='x86_64' machine='pc'>hvm</type><loader type='rom'>{}</loader></os><devices>\
+         <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='{}'/><target dev='vda' bus='virtio'/></disk>\
+         <interface type='ethernet'><model type='virtio'/></interface>\
+         <controller type='usb' model='none'/><memballoon model='none'/></devices></domain>",
+        rom.display(),
+        disk.display()
+    )
+}
+
+impl Guests {
+    /// Starts `wanted` guests (fewer if they would not fit in half of the
+    /// available memory), two at a time.
+    pub fn start(dir: &Path, wanted: usize) -> Guests {
+        vmwatch::node::libvirt::silence_default_errors();
+        let conn = Connect::open(Some(URI))
+            .unwrap_or_else(|e| panic!("bench: cannot connect to {URI}: {e} (run make setup)"));
+        let left = remove_leftovers(&conn);
+        if left > 0 {
+            eprintln!("bench: removed {left} guests an earlier run left behind");
+        }
+        let fit = (mem_available_mib() / 2 / HOST_MIB_PER_GUEST) as usize;
+        let n = wanted.min(fit);
+        let rom = dir.join("guest-firmware.rom");
+        std::fs::write(&rom, firmware::firmware_rom()).unwrap();
+        let kind = std::env::var("VMWATCH_BENCH_DOMTYPE").unwrap_or_else(|_| "qemu".into());
+        let pid = std::process::id();
+        let t = Instant::now();
+        // Two starters (the machine has two cores), each on its own
+        // connection; a guest that fails to start is reported, not fatal.
+        let names: Vec<String> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..2)
+                .map(|w| {
+                    let (kind, rom) = (&kind, &rom);
+                    s.spawn(move || {
+                        let c = Connect::open(Some(URI)).expect("libvirtd answers");
+                        let mut started = Vec::new();
+                        for i in (w..n).step_by(2) {
+                            let name = format!("{PREFIX}{pid}-{i}");
+                            match c.create_domain_xml(&xml(&name, kind, dir, rom), 0) {
+                                Ok(_) => started.push(name),
+                                Err(e) => eprintln!("bench: guest {name} did not start: {e}"),
+                            }
+                        }
+                        started
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().expect("a starter thread"))
+                .collect()
+        });
+        let start_secs = t.elapsed().as_secs_f64();
+        let mut domains: Vec<(String, Domain)> = names
+            .into_iter()
+            .filter_map(|n| conn.lookup_domain_by_name(&n).ok().map(|d| (n, d)))
+            .collect();
+        domains.sort_by_key(|(n, _)| {
+            n.rsplit('-')
+                .next()
+                .and_then(|i| i.parse::<usize>().ok())
+                .unwrap_or(0)
+        });
+        Guests {
+            conn,
+            domains,
+            start_secs,
+            wanted,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.domains.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.domains.is_empty()
+    }
+}
+
+impl Drop for Guests {
+    fn drop(&mut self) {
+        for (_, d) in &self.domains {
+            let _ = d.destroy();
+        }
+    }
+}
