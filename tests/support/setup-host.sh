@@ -72,10 +72,23 @@ if ! grep -q '^# vmwatch test host' "$qconf" 2>/dev/null; then
     } >>"$qconf"
 fi
 
-running virtlogd || { log "starting virtlogd"; /usr/sbin/virtlogd -d; }
+# A daemon must not keep the files this script inherited: run as
+# `flock /tmp/vmwatch-libvirt.lock make test`, the lock's file is open here,
+# and a libvirtd holding it would keep the lock taken for as long as it runs
+# (every later `flock` would wait forever).
+start_daemon() {
+    (
+        for p in /proc/self/fd/*; do
+            fd=${p##*/}
+            [ "$fd" -gt 2 ] && eval "exec $fd>&-"
+        done
+        exec "$@"
+    )
+}
+running virtlogd || { log "starting virtlogd"; start_daemon /usr/sbin/virtlogd -d; }
 if ! running libvirtd; then
     log "starting libvirtd"
-    /usr/sbin/libvirtd -d
+    start_daemon /usr/sbin/libvirtd -d
 fi
 for _ in $(seq 1 50); do
     virsh -q -c qemu:///system version >/dev/null 2>&1 && break
