@@ -21,8 +21,12 @@ use virt::domain::Domain;
 #[path = "../firmware.rs"]
 mod firmware;
 
-/// Where the guests live.
-pub const URI: &str = "qemu:///system";
+/// Where the guests live: the machine's libvirtd, or `VMWATCH_BENCH_URI`
+/// (e.g. `qemu:///session` as an ordinary user, whose guests get no network
+/// interface: an unprivileged libvirtd cannot make taps).
+pub fn uri() -> String {
+    std::env::var("VMWATCH_BENCH_URI").unwrap_or_else(|_| "qemu:///system".into())
+}
 /// What every bench guest's name starts with.
 pub const PREFIX: &str = "vmwatch-bench-";
 /// A guest's RAM; QEMU itself adds about 40 MiB of its own under TCG.
@@ -30,9 +34,9 @@ const GUEST_MIB: u64 = 16;
 /// What one guest is budgeted on the host, to decide how many fit.
 const HOST_MIB_PER_GUEST: u64 = 80;
 
-/// Whether the machine's libvirtd is there to start guests on.
+/// Whether there is a libvirtd to start guests on.
 pub fn libvirtd_present() -> bool {
-    Path::new("/var/run/libvirt/libvirt-sock").exists()
+    uri() != "qemu:///system" || Path::new("/var/run/libvirt/libvirt-sock").exists()
 }
 
 /// Running guests, destroyed on drop.
@@ -77,6 +81,12 @@ pub fn remove_leftovers(conn: &Connect) -> usize {
     removed
 }
 
+/// Whether this process runs as root (and can give guests a tap).
+fn privileged() -> bool {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    unsafe { libc::getuid() == 0 }
+}
+
 fn xml(name: &str, kind: &str, dir: &Path, rom: &Path) -> String {
     let disk = dir.join(format!("{name}.raw"));
     std::fs::File::create(&disk)
@@ -86,10 +96,14 @@ fn xml(name: &str, kind: &str, dir: &Path, rom: &Path) -> String {
         "<domain type='{kind}'><name>{name}</name><memory unit='MiB'>{GUEST_MIB}</memory><vcpu>1</vcpu>\
          <os><type arch='x86_64' machine='pc'>hvm</type><loader type='rom'>{}</loader></os><devices>\
          <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='{}'/><target dev='vda' bus='virtio'/></disk>\
-         <interface type='ethernet'><model type='virtio'/></interface>\
-         <controller type='usb' model='none'/><memballoon model='none'/></devices></domain>",
+         {}<controller type='usb' model='none'/><memballoon model='none'/></devices></domain>",
         rom.display(),
-        disk.display()
+        disk.display(),
+        if privileged() {
+            "<interface type='ethernet'><model type='virtio'/></interface>"
+        } else {
+            ""
+        }
     )
 }
 
@@ -98,8 +112,9 @@ impl Guests {
     /// available memory), two at a time.
     pub fn start(dir: &Path, wanted: usize) -> Guests {
         vmwatch::node::libvirt::silence_default_errors();
-        let conn = Connect::open(Some(URI))
-            .unwrap_or_else(|e| panic!("bench: cannot connect to {URI}: {e} (run make setup)"));
+        let uri = uri();
+        let conn = Connect::open(Some(&uri))
+            .unwrap_or_else(|e| panic!("bench: cannot connect to {uri}: {e} (run make setup)"));
         let left = remove_leftovers(&conn);
         if left > 0 {
             eprintln!("bench: removed {left} guests an earlier run left behind");
@@ -116,9 +131,9 @@ impl Guests {
         let names: Vec<String> = std::thread::scope(|s| {
             let workers: Vec<_> = (0..2)
                 .map(|w| {
-                    let (kind, rom) = (&kind, &rom);
+                    let (kind, rom, uri) = (&kind, &rom, &uri);
                     s.spawn(move || {
-                        let c = Connect::open(Some(URI)).expect("libvirtd answers");
+                        let c = Connect::open(Some(uri)).expect("libvirtd answers");
                         let mut started = Vec::new();
                         for i in (w..n).step_by(2) {
                             let name = format!("{PREFIX}{pid}-{i}");

@@ -21,7 +21,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::{bin, free_port, Killed, SECRET};
-use crate::guests::{Guests, URI};
+use crate::guests::{uri, Guests};
 use crate::observe::Lines;
 
 /// The node id the rig's node uses.
@@ -67,7 +67,7 @@ impl Rig {
     pub fn start(dir: &Path, guests: &Guests) -> Rig {
         let mut virsh = Command::new("virsh");
         virsh
-            .args(["-q", "-c", URI, "event", "--loop", "--all"])
+            .args(["-q", "-c", &uri(), "event", "--loop", "--all"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
@@ -122,10 +122,12 @@ impl Rig {
         expect(&mut master_log, "listening on", dir);
 
         // The node as shipped: only what the panel writes (connect, secret,
-        // node_id) and where its files go; every interval is the default.
+        // node_id), the libvirt URI and where its files go; every interval
+        // is the default.
         let node_conf = format!(
-            "connect=tcp://127.0.0.1:{port}\nsecret={}\nnode_id={NODE_ID}\nlog={}\nsyslog=no\nstatus_file={}\n",
+            "connect=tcp://127.0.0.1:{port}\nsecret={}\nnode_id={NODE_ID}\nuri={}\nlog={}\nsyslog=no\nstatus_file={}\n",
             String::from_utf8_lossy(SECRET),
+            uri(),
             dir.join("rig-node.log").display(),
             dir.join("rig-node.status").display()
         );

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use crate::common::median;
-use crate::guests::URI;
+use crate::guests::uri;
 use crate::procstat;
 use crate::Run;
 
@@ -71,7 +71,7 @@ pub fn stats_sampling(run: &Run, out: &mut String) {
     };
     let n = guests.len();
     vmwatch::node::libvirt::silence_default_errors();
-    let conn = virt::connect::Connect::open(Some(URI)).expect("libvirtd answers");
+    let conn = virt::connect::Connect::open(Some(&uri())).expect("libvirtd answers");
     let bulk = vmwatch::node::sample::choose(&conn, false);
     let legacy = vmwatch::node::sample::Api::Legacy;
     let daemon = libvirtd_pid();
@@ -94,7 +94,7 @@ pub fn stats_sampling(run: &Run, out: &mut String) {
             daemon_ticks(),
         );
         let shown = Command::new("virsh")
-            .args(["-q", "-c", URI, "domstats", "--interface", "--block"])
+            .args(["-q", "-c", &uri(), "domstats", "--interface", "--block"])
             .stdin(Stdio::null())
             .stderr(Stdio::null())
             .output()
