@@ -7,7 +7,7 @@
 //! process through the virt crate: the clock starts just before the call.
 //! Suspend and resume are one libvirt event each (Suspended/Paused,
 //! Resumed/Unpaused) and one state change each at the master, so the three
-//! paths see the same events one to one. The next event is made 100 ms
+//! paths see the same events one to one. The next event is made 50 ms
 //! after the previous one reached all three, so each finds the pipeline
 //! idle (as real events, seconds apart, do): a panel call still running
 //! would otherwise add its remaining time to the next event.
@@ -19,7 +19,7 @@ use crate::rig::{Rig, NODE_ID};
 /// How long one event may take to reach any observer.
 const EVENT_DEADLINE: Duration = Duration::from_secs(10);
 /// The pause between one event's arrival everywhere and the next call.
-const GAP: Duration = Duration::from_millis(100);
+const GAP: Duration = Duration::from_millis(50);
 
 /// Milliseconds from the call to each observer, per event.
 #[derive(Default)]

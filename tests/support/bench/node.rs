@@ -46,7 +46,7 @@ pub fn start(run: &Run) -> Finish {
     // The node's start-up work (first stats sample, snapshot) is done once
     // the snapshot reached the panel; a few seconds more let its threads
     // settle into their idle rhythm before the window opens.
-    std::thread::sleep(Duration::from_secs(run.count(5, 1)));
+    std::thread::sleep(Duration::from_secs(run.count(3, 1)));
     let idle = Duration::from_secs(
         std::env::var("VMWATCH_BENCH_IDLE_SECS")
             .ok()
@@ -55,6 +55,10 @@ pub fn start(run: &Run) -> Finish {
     );
     let (node_pid, virsh_pid) = (rig.node.0.id(), rig.virsh.0.id());
     rig.events.drain();
+    eprintln!(
+        "bench: node idle window open for {} s while the other sections run",
+        idle.as_secs()
+    );
     let t0 = Instant::now();
     let before = (
         procstat::threads(node_pid),
@@ -65,6 +69,10 @@ pub fn start(run: &Run) -> Finish {
     Box::new(move |run: &Run, out: &mut String| {
         let guests = run.guests().expect("started above");
         let left = (t0 + idle).saturating_duration_since(Instant::now());
+        eprintln!(
+            "bench: waiting {} s for the node idle window to close",
+            left.as_secs()
+        );
         std::thread::sleep(left);
         let t1 = Instant::now();
         let after = (
@@ -128,7 +136,13 @@ pub fn start(run: &Run) -> Finish {
             threads.join("; ")
         ));
         let events = run.count(200, 6) as usize;
+        let t = Instant::now();
         let lat = latency::measure(&mut rig, guests, events, run.quick);
+        eprintln!(
+            "bench: {} events made in {:.1} s",
+            lat.events + 2,
+            t.elapsed().as_secs_f64()
+        );
         let mem_busy = (procstat::memory(node_pid), procstat::memory(virsh_pid));
         let memory_rows = |when: &str, (n, v): (procstat::Memory, procstat::Memory)| {
             format!(
@@ -154,7 +168,7 @@ pub fn start(run: &Run) -> Finish {
             }
         };
         out.push_str(&format!(
-            "| event latency: {} events (suspend/resume of {} guests, 100 ms apart); the libvirt call itself returned after | {} |\n\
+            "| event latency: {} events (suspend/resume of {} guests, each 50 ms after the previous one arrived everywhere); the libvirt call itself returned after | {} |\n\
              | … to `virsh event --loop` printing it | {}{} |\n\
              | … to the master holding it (its log line, node → ZeroMQ → master) | {}{}; vs virsh: p50 {}, p99 {} |\n\
              | … to the panel command reading the update | {}{}; vs virsh: p50 {}, p99 {} |\n",

@@ -65,6 +65,7 @@ impl Rig {
     /// Starts virsh, the master and the node, and returns once the node's
     /// first snapshot of every guest has reached the panel command.
     pub fn start(dir: &Path, guests: &Guests) -> Rig {
+        let t = Instant::now();
         let mut virsh = Command::new("virsh");
         virsh
             .args(["-q", "-c", &uri(), "event", "--loop", "--all"])
@@ -174,6 +175,10 @@ impl Rig {
             };
             missing.retain(|n| !line.contains(&format!(" name={n} ")));
         }
+        eprintln!(
+            "bench: virsh, master and node up, snapshot at the panel in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
         rig
     }
 }

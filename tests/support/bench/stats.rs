@@ -16,22 +16,26 @@ use crate::guests::uri;
 use crate::procstat;
 use crate::Run;
 
-/// libvirtd's pid: its pidfile, else the first process named libvirtd.
+/// The pid of the libvirtd serving this user: the first process named
+/// libvirtd that runs as this process's user (root's is the system one).
 fn libvirtd_pid() -> Option<u32> {
-    let is_libvirtd = |pid: u32| {
-        std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "libvirtd")
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() }.to_string();
+    let ours = |pid: u32| {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        comm.trim() == "libvirtd"
+            && status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().next())
+                == Some(uid.as_str())
     };
-    let from_file = std::fs::read_to_string("/var/run/libvirtd.pid")
-        .ok()
-        .and_then(|p| p.trim().parse().ok())
-        .filter(|&p| is_libvirtd(p));
-    from_file.or_else(|| {
-        std::fs::read_dir("/proc")
-            .ok()?
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-            .find(|&p| is_libvirtd(p))
-    })
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .find(|&p| ours(p))
 }
 
 /// One way of sampling, measured over the rounds.
