@@ -22,9 +22,11 @@ done
 for p in ${SETUP_EXTRA_PKGS:-}; do want "$p"; done
 
 # A killed daemon may linger as a zombie when nothing reaps it (no init here).
+# Only root's count: an ordinary user's `qemu:///session` starts a libvirtd
+# of its own, which is not the system daemon.
 running() {
     local p
-    for p in $(pgrep -x "$1" 2>/dev/null); do
+    for p in $(pgrep -x -u root "$1" 2>/dev/null); do
         grep -q '^State:[[:space:]]*Z' "/proc/$p/status" 2>/dev/null || return 0
     done
     return 1
