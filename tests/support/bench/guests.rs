@@ -48,6 +48,8 @@ pub struct Guests {
     pub start_secs: f64,
     /// Asked for, when fewer fitted in memory.
     pub wanted: usize,
+    /// Running domains on the same libvirtd that are not the bench's.
+    pub foreign: usize,
 }
 
 /// MemAvailable in MiB.
@@ -166,12 +168,25 @@ impl Guests {
                 .and_then(|i| i.parse::<usize>().ok())
                 .unwrap_or(0)
         });
+        let prefix = format!("{PREFIX}{pid}-");
+        let foreign = conn
+            .list_all_domains(virt::sys::VIR_CONNECT_LIST_DOMAINS_ACTIVE)
+            .unwrap_or_default()
+            .iter()
+            .filter(|d| !d.name().unwrap_or_default().starts_with(&prefix))
+            .count();
         Guests {
             conn,
             domains,
             start_secs,
             wanted,
+            foreign,
         }
+    }
+
+    /// What the names of this run's guests start with.
+    pub fn prefix(&self) -> String {
+        format!("{PREFIX}{}-", std::process::id())
     }
 
     pub fn len(&self) -> usize {

@@ -98,8 +98,13 @@ pub fn start(run: &Run) -> Finish {
         let since_start = |t: Instant| t.duration_since(rig.node_started).as_secs();
         let ticks_in = |every: u64| since_start(t1) / every - since_start(t0) / every;
         out.push_str(&format!(
-            "| node idle cost: {window:.0} s with {} guests running and nothing changing (lifecycle events seen by virsh meanwhile: {}); node as shipped (stats_interval {STATS_INTERVAL} s: samples in the window {}; sync_interval {SYNC_INTERVAL} s: snapshots {}; heartbeat {HEARTBEAT_INTERVAL} s; status file every {STATUS_INTERVAL} s) | CPU {:.2} s = {:.3}% of a core; {:.1} wake-ups/s ({:.1} voluntary, {:.1} preempted) |\n",
+            "| node idle cost: {window:.0} s with {} guests running{} and nothing changing (lifecycle events seen by virsh meanwhile: {}); node as shipped (stats_interval {STATS_INTERVAL} s: samples in the window {}; sync_interval {SYNC_INTERVAL} s: snapshots {}; heartbeat {HEARTBEAT_INTERVAL} s; status file every {STATUS_INTERVAL} s) | CPU {:.2} s = {:.3}% of a core; {:.1} wake-ups/s ({:.1} voluntary, {:.1} preempted) |\n",
             guests.len(),
+            if guests.foreign > 0 {
+                format!(" (and {} other domains)", guests.foreign)
+            } else {
+                String::new()
+            },
             changes.len(),
             ticks_in(STATS_INTERVAL),
             ticks_in(SYNC_INTERVAL),

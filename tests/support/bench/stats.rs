@@ -46,7 +46,8 @@ struct Way {
     cpu: f64,
     /// libvirtd's CPU, clock ticks, summed.
     libvirtd_ticks: u64,
-    /// Domains the last round saw.
+    /// Domains the last round saw: the bench's own, and all.
+    ours: usize,
     seen: usize,
 }
 
@@ -58,6 +59,18 @@ impl Way {
             self.cpu_ms(rounds),
             self.libvirtd_ms(rounds, tck)
         )
+    }
+    /// How many domains it saw, for the table.
+    fn saw(&self) -> String {
+        if self.seen == self.ours {
+            format!("{} seen", self.seen)
+        } else {
+            format!(
+                "{} seen: {} of them not the bench's",
+                self.seen,
+                self.seen - self.ours
+            )
+        }
     }
     fn cpu_ms(&self, rounds: usize) -> f64 {
         self.cpu * 1000.0 / rounds as f64
@@ -80,14 +93,16 @@ pub fn stats_sampling(run: &Run, out: &mut String) {
     let legacy = vmwatch::node::sample::Api::Legacy;
     let daemon = libvirtd_pid();
     let daemon_ticks = || daemon.map(procstat::process_ticks).unwrap_or(0);
+    let ours = |name: &str| name.starts_with(&guests.prefix());
     let rounds = run.count(7, 2) as usize;
     let (mut b, mut l, mut v) = (Way::default(), Way::default(), Way::default());
     for _ in 0..rounds {
         for (api, path) in [(bulk, &mut b), (legacy, &mut l)] {
             let (t, c, d) = (Instant::now(), procstat::thread_cpu_secs(), daemon_ticks());
-            path.seen = vmwatch::node::sample::read(&conn, api)
-                .unwrap_or_else(|e| panic!("bench: {api:?} stats failed: {e}"))
-                .len();
+            let readings = vmwatch::node::sample::read(&conn, api)
+                .unwrap_or_else(|e| panic!("bench: {api:?} stats failed: {e}"));
+            path.seen = readings.len();
+            path.ours = readings.iter().filter(|r| ours(&r.domain.name)).count();
             path.wall_ms.push(t.elapsed().as_secs_f64() * 1000.0);
             path.cpu += procstat::thread_cpu_secs() - c;
             path.libvirtd_ticks += daemon_ticks().saturating_sub(d);
@@ -106,17 +121,20 @@ pub fn stats_sampling(run: &Run, out: &mut String) {
         v.wall_ms.push(t.elapsed().as_secs_f64() * 1000.0);
         v.cpu += procstat::children_cpu_secs() - c;
         v.libvirtd_ticks += daemon_ticks().saturating_sub(d);
-        v.seen = String::from_utf8_lossy(&shown.stdout)
+        let text = String::from_utf8_lossy(&shown.stdout);
+        let names: Vec<&str> = text
             .lines()
-            .filter(|l| l.starts_with("Domain: "))
-            .count();
+            .filter_map(|l| l.strip_prefix("Domain: '")?.strip_suffix('\''))
+            .collect();
+        v.seen = names.len();
+        v.ours = names.iter().filter(|n| ours(n)).count();
     }
     if run.quick {
         for (what, p) in [("bulk", &b), ("per-domain", &l), ("virsh domstats", &v)] {
             assert_eq!(
-                p.seen, n,
+                p.ours, n,
                 "bench: {what} stats saw {} of {n} guests",
-                p.seen
+                p.ours
             );
         }
     }
@@ -134,9 +152,9 @@ pub fn stats_sampling(run: &Run, out: &mut String) {
         v.cell(rounds, tck),
     );
     out.push_str(&format!(
-        "| stats sample of {n} running TCG guests (started in {:.1} s{}), {rounds} alternating rounds: node, {bulk:?} ({} seen) | {} |\n\
-         | … node, per-domain calls (CentOS 6 path; {} seen) | {}; bulk/per-domain time {:.2} |\n\
-         | … `virsh domstats --interface --block`, spawned ({} seen) | {}; node bulk/virsh time {:.2}, CPU (with libvirtd's) {:.2} |\n\
+        "| stats sample of {n} running TCG guests (started in {:.1} s{}), {rounds} alternating rounds: node, {bulk:?} ({}) | {} |\n\
+         | … node, per-domain calls (CentOS 6 path; {}) | {}; bulk/per-domain time {:.2} |\n\
+         | … `virsh domstats --interface --block`, spawned ({}) | {}; node bulk/virsh time {:.2}, CPU (with libvirtd's) {:.2} |\n\
          | node CPU per stats tick with {n} guests (bulk; default stats_interval 600 s) | {b_cpu:.1} ms in the node + {b_daemon:.0} ms in libvirtd = {:.4}% of a core at one tick per 600 s |\n",
         guests.start_secs,
         if n < guests.wanted {
@@ -144,12 +162,12 @@ pub fn stats_sampling(run: &Run, out: &mut String) {
         } else {
             String::new()
         },
-        b.seen,
+        b.saw(),
         bc,
-        l.seen,
+        l.saw(),
         lc,
         bm / lm,
-        v.seen,
+        v.saw(),
         vc,
         bm / vm,
         (b_cpu + b_daemon) / v_cpu,
