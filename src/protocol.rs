@@ -17,9 +17,12 @@ use hmac::{Hmac, Mac};
 use crate::vocab::{Detail, EventKind, Reason, State};
 use sha2::Sha256;
 use std::fmt;
+use std::ops::Deref;
 
 /// Protocol version carried in every header (`vmwatch/1`).
 pub const VERSION: u32 = 1;
+/// The first word of every payload, `vmwatch/VERSION`.
+const VERSION_WORD: &str = "vmwatch/1";
 /// Largest payload frame a node sends and a master accepts, in bytes.
 pub const MAX_PAYLOAD: usize = 64 * 1024;
 /// Length of the MAC frame: hex of a 32-byte HMAC-SHA256.
@@ -175,7 +178,7 @@ pub fn encode_payload(msg: &Message) -> String {
     let h = &msg.header;
     let mut out = String::with_capacity(256);
     let mut head = Line::new(&mut out)
-        .word(&format!("vmwatch/{VERSION}"))
+        .word(VERSION_WORD)
         .word(msg.body.kind())
         .field("node", &h.node)
         .field("inst", format!("{:016x}", h.instance))
@@ -254,16 +257,71 @@ pub fn encode_stat(s: &StatSample, out: &mut String) {
         .end();
 }
 
+/// The shared secret, keyed once: HMAC-SHA256's key schedule (two of the
+/// five SHA-256 blocks a short message costs) is computed when the key is
+/// made, not for every message signed or checked.
+#[derive(Clone)]
+pub struct Key(HmacSha256);
+
+impl Key {
+    pub fn new(secret: &[u8]) -> Key {
+        Key(HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length"))
+    }
+
+    /// The MAC frame for a payload: lowercase hex HMAC-SHA256.
+    pub fn sign(&self, payload: &[u8]) -> String {
+        let mut mac = self.0.clone();
+        mac.update(payload);
+        let tag = mac.finalize().into_bytes();
+        let mut hex = String::with_capacity(MAC_HEX_LEN);
+        for b in tag {
+            hex.push(char::from(b"0123456789abcdef"[(b >> 4) as usize]));
+            hex.push(char::from(b"0123456789abcdef"[(b & 15) as usize]));
+        }
+        hex
+    }
+
+    /// Checks frames, size and MAC (in constant time) without reading a
+    /// byte of the payload, then the version, then parses. Only `frames`,
+    /// `oversized` and `bad_mac` can be provoked without the secret.
+    pub fn decode<F: Deref<Target = [u8]>>(&self, frames: &[F]) -> Result<Message, WireError> {
+        if frames.len() != 2 {
+            return Err(WireError::Frames(frames.len()));
+        }
+        let (payload, mac_hex) = (&*frames[0], &*frames[1]);
+        if payload.len() > MAX_PAYLOAD {
+            return Err(WireError::TooLarge(payload.len()));
+        }
+        self.verify(payload, mac_hex)?;
+        check_version(payload)?;
+        parse_payload(payload)
+    }
+
+    fn verify(&self, payload: &[u8], mac_hex: &[u8]) -> Result<(), WireError> {
+        if mac_hex.len() != MAC_HEX_LEN {
+            return Err(WireError::BadMac);
+        }
+        let mut tag = [0u8; 32];
+        for (i, pair) in mac_hex.chunks(2).enumerate() {
+            let digit = |c: u8| match c {
+                b'0'..=b'9' => Some(c - b'0'),
+                b'a'..=b'f' => Some(c - b'a' + 10),
+                _ => None,
+            };
+            match (digit(pair[0]), digit(pair[1])) {
+                (Some(h), Some(l)) => tag[i] = h << 4 | l,
+                _ => return Err(WireError::BadMac),
+            }
+        }
+        let mut mac = self.0.clone();
+        mac.update(payload);
+        mac.verify_slice(&tag).map_err(|_| WireError::BadMac)
+    }
+}
+
 /// The MAC frame for a payload: lowercase hex HMAC-SHA256.
 pub fn sign(secret: &[u8], payload: &[u8]) -> String {
-    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
-    mac.update(payload);
-    let tag = mac.finalize().into_bytes();
-    let mut hex = String::with_capacity(MAC_HEX_LEN);
-    for b in tag {
-        hex.push_str(&format!("{b:02x}"));
-    }
-    hex
+    Key::new(secret).sign(payload)
 }
 
 /// Both frames of a message, ready to send.
@@ -273,20 +331,9 @@ pub fn encode(secret: &[u8], msg: &Message) -> [Vec<u8>; 2] {
     [payload.into_bytes(), mac.into_bytes()]
 }
 
-/// Checks frames, size and MAC (in constant time) without reading a byte of
-/// the payload, then the version, then parses. Only `frames`, `oversized`
-/// and `bad_mac` can be provoked without the secret.
-pub fn decode(secret: &[u8], frames: &[Vec<u8>]) -> Result<Message, WireError> {
-    if frames.len() != 2 {
-        return Err(WireError::Frames(frames.len()));
-    }
-    let (payload, mac_hex) = (&frames[0], &frames[1]);
-    if payload.len() > MAX_PAYLOAD {
-        return Err(WireError::TooLarge(payload.len()));
-    }
-    verify(secret, payload, mac_hex)?;
-    check_version(payload)?;
-    parse_payload(payload)
+/// [`Key::decode`] with a key made for this one message.
+pub fn decode<F: Deref<Target = [u8]>>(secret: &[u8], frames: &[F]) -> Result<Message, WireError> {
+    Key::new(secret).decode(frames)
 }
 
 fn check_version(payload: &[u8]) -> Result<(), WireError> {
@@ -295,8 +342,7 @@ fn check_version(payload: &[u8]) -> Result<(), WireError> {
         .position(|&b| b == b' ' || b == b'\n')
         .unwrap_or(payload.len());
     let word = &payload[..word_end.min(32)];
-    let expected = format!("vmwatch/{VERSION}");
-    if word == expected.as_bytes() {
+    if word == VERSION_WORD.as_bytes() {
         Ok(())
     } else if word.starts_with(b"vmwatch/") {
         Err(WireError::Version(
@@ -307,27 +353,6 @@ fn check_version(payload: &[u8]) -> Result<(), WireError> {
             "payload does not start with `vmwatch/`".into(),
         ))
     }
-}
-
-fn verify(secret: &[u8], payload: &[u8], mac_hex: &[u8]) -> Result<(), WireError> {
-    if mac_hex.len() != MAC_HEX_LEN {
-        return Err(WireError::BadMac);
-    }
-    let mut tag = [0u8; 32];
-    for (i, pair) in mac_hex.chunks(2).enumerate() {
-        let digit = |c: u8| match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            _ => None,
-        };
-        match (digit(pair[0]), digit(pair[1])) {
-            (Some(h), Some(l)) => tag[i] = h << 4 | l,
-            _ => return Err(WireError::BadMac),
-        }
-    }
-    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
-    mac.update(payload);
-    mac.verify_slice(&tag).map_err(|_| WireError::BadMac)
 }
 
 /// A lowercase 8-4-4-4-12 hex UUID, as virDomainGetUUIDString writes it.
@@ -500,6 +525,11 @@ mod tests {
         };
         let frames = encode(b"SECRET123", &msg);
         assert_eq!(decode(b"SECRET123", frames.as_ref()).unwrap(), msg);
+    }
+
+    #[test]
+    fn the_version_word_names_this_version() {
+        assert_eq!(VERSION_WORD, format!("vmwatch/{VERSION}"));
     }
 
     #[test]
