@@ -82,7 +82,10 @@ impl StateTable {
     pub fn apply(&mut self, msg: &Message, now_ms: u64) -> Vec<Update> {
         let node = msg.header.node.as_str();
         let mut out = Vec::new();
-        let rec = self.nodes.entry(node.to_string()).or_default();
+        if !self.nodes.contains_key(node) {
+            self.nodes.insert(node.to_string(), NodeRecord::default());
+        }
+        let rec = self.nodes.get_mut(node).expect("just made sure");
         rec.last_seen_ms = now_ms;
         if !rec.up {
             rec.up = true;
@@ -104,10 +107,15 @@ impl StateTable {
                 parts,
                 domains,
             } => {
-                if let Some(all) =
+                if (*part, *parts) == (1, 1) {
+                    // Whole in one message (up to some 600 domains): used
+                    // as it is, as assembling it would leave it.
+                    rec.assembly = None;
+                    self.snapshot(node, msg.header.instance, domains, now_ms, &mut out);
+                } else if let Some(all) =
                     self.assemble(node, msg.header.instance, *id, *part, *parts, domains)
                 {
-                    self.snapshot(node, msg.header.instance, all, now_ms, &mut out);
+                    self.snapshot(node, msg.header.instance, &all, now_ms, &mut out);
                 }
             }
             Body::Stats { samples, .. } => {
@@ -194,7 +202,7 @@ impl StateTable {
                     Some(d) => (d.state, d.reason.clone()),
                     None => (State::Shutoff, ev.detail.to_string()),
                 };
-                self.set(node, &ev.domain, state, &reason, ev.time_ms, out);
+                self.set(node, &ev.domain, state, reason, ev.time_ms, out);
             }
             // QEMU starts a domain paused and then lets it run, so libvirt
             // announces every start as Resumed/Unpaused followed by
@@ -209,10 +217,7 @@ impl StateTable {
                     Some(State::Shutoff | State::Shutdown | State::Crashed)
                 ) => {}
             other => match other.state_after() {
-                Some(state) => {
-                    let reason = ev.detail.to_string();
-                    self.set(node, &ev.domain, state, &reason, ev.time_ms, out)
-                }
+                Some(state) => self.set(node, &ev.domain, state, ev.detail, ev.time_ms, out),
                 None => log::warn!(
                     "node {node}: domain {}: unknown event `{other}` ignored",
                     ev.domain.name
@@ -221,37 +226,47 @@ impl StateTable {
         }
     }
 
-    /// Sets a domain's state; an update only if state or name changed.
+    /// Sets a domain's state; an update only if state or name changed (an
+    /// unchanged domain costs a lookup: nothing is copied or formatted).
     fn set(
         &mut self,
         node: &str,
         id: &DomainId,
         state: State,
-        reason: &str,
+        reason: impl std::fmt::Display,
         since_ms: u64,
         out: &mut Vec<Update>,
     ) {
         let domains = &mut self.nodes.get_mut(node).expect("node exists").domains;
-        let old = domains.get(&id.uuid).cloned();
-        let reboots = old.as_ref().map(|o| o.reboots).unwrap_or_default();
-        if let Some(o) = &old {
-            if o.state == state && o.name == id.name {
-                return;
+        let (reason, old) = match domains.get_mut(&id.uuid) {
+            Some(o) if o.state == state && o.name == id.name => return,
+            Some(o) => {
+                if o.name != id.name {
+                    self.duplicates.set(node, &id.uuid, &o.name, None);
+                }
+                let old = o.state;
+                let reason = reason.to_string();
+                o.name.clone_from(&id.name);
+                o.state = state;
+                o.reason.clone_from(&reason);
+                o.since_ms = since_ms;
+                (reason, Some(old))
             }
-            if o.name != id.name {
-                self.duplicates.set(node, &id.uuid, &o.name, None);
+            None => {
+                let reason = reason.to_string();
+                domains.insert(
+                    id.uuid.clone(),
+                    DomainRecord {
+                        name: id.name.clone(),
+                        state,
+                        reason: reason.clone(),
+                        since_ms,
+                        reboots: RebootCount::default(),
+                    },
+                );
+                (reason, None)
             }
-        }
-        domains.insert(
-            id.uuid.clone(),
-            DomainRecord {
-                name: id.name.clone(),
-                state,
-                reason: reason.to_string(),
-                since_ms,
-                reboots,
-            },
-        );
+        };
         self.duplicates.set(node, &id.uuid, &id.name, Some(state));
         if state != State::Running {
             self.activity.not_running(node, &id.uuid, out);
@@ -261,8 +276,8 @@ impl StateTable {
             uuid: id.uuid.clone(),
             name: id.name.clone(),
             state: PanelState::Is(state),
-            reason: reason.to_string(),
-            old: old.map(|o| o.state),
+            reason,
+            old,
             since_ms,
         });
     }
@@ -335,15 +350,14 @@ impl StateTable {
         &mut self,
         node: &str,
         instance: u64,
-        domains: Vec<DomainState>,
+        domains: &[DomainState],
         now_ms: u64,
         out: &mut Vec<Update>,
     ) {
-        let mut listed = std::collections::HashSet::new();
-        for d in &domains {
-            listed.insert(d.domain.uuid.clone());
-            let reason = d.reason.to_string();
-            self.set(node, &d.domain, d.state, &reason, now_ms, out);
+        let mut listed = std::collections::HashSet::with_capacity(domains.len());
+        for d in domains {
+            listed.insert(d.domain.uuid.as_str());
+            self.set(node, &d.domain, d.state, d.reason, now_ms, out);
             // A reboot the node counted but the master never got (lost in
             // an overflowing queue, or sent while the master was down).
             if let Some(n) = d.reboots {
@@ -365,7 +379,7 @@ impl StateTable {
         let gone: Vec<String> = self.nodes[node]
             .domains
             .keys()
-            .filter(|u| !listed.contains(*u))
+            .filter(|u| !listed.contains(u.as_str()))
             .cloned()
             .collect();
         for uuid in gone {
