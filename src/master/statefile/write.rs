@@ -80,20 +80,18 @@ pub fn render(v: &View) -> String {
             n.domains.len()
         );
     }
+    // The bulk of the file (one line a domain, 100 000 on a big cluster):
+    // written in place, without a string per value.
+    let domains: usize = v.table.nodes.values().map(|n| n.domains.len()).sum();
+    out.reserve(domains * 128);
     for (node, n) in &v.table.nodes {
+        let node = enc(node);
         for (uuid, d) in &n.domains {
-            let _ = writeln!(
-                out,
-                "domain {} {} {} {} {} {} {:016x} {}",
-                enc(node),
-                uuid,
-                d.state,
-                d.since_ms,
-                enc(&d.name),
-                enc(&d.reason),
-                d.reboots.instance,
-                d.reboots.count
-            );
+            let _ = write!(out, "domain {node} {uuid} {} {} ", d.state, d.since_ms);
+            escape(&d.name, &mut out);
+            out.push(' ');
+            escape(&d.reason, &mut out);
+            let _ = writeln!(out, " {:016x} {}", d.reboots.instance, d.reboots.count);
         }
     }
     for d in v.table.duplicates() {
