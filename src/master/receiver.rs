@@ -18,7 +18,7 @@ use super::replay::{Accepted, ReplayGuard};
 use super::state::StateTable;
 use super::update::Update;
 use crate::log_limited;
-use crate::protocol::{decode, MAX_PAYLOAD};
+use crate::protocol::{Key, MAX_PAYLOAD};
 use crate::ratelimit::RateLimit;
 use crate::service::{now_ms, Shutdown};
 
@@ -29,6 +29,14 @@ const MAX_FRAMES: usize = 2;
 pub const HANDSHAKE_MS: i32 = 5_000;
 /// Messages handled per wake-up before housekeeping gets a turn.
 const BURST: usize = 1000;
+/// Connections the kernel may hold for the master before it accepts them
+/// (libzmq's default is 100). After a master restart or a network flap
+/// every node reconnects at once: with 1,000 nodes, a queue of 100
+/// overflowed and the refused nodes retried a second later (measured:
+/// 785 overflows in one bench storm). The kernel caps this at
+/// `net.core.somaxconn` (128 on CentOS 6 and 7: raise it for big clusters,
+/// docs/vmwatch-master.8). The same as the units' open-file limit.
+pub const BACKLOG: i32 = 4096;
 
 /// Counters of what the receiver saw, by outcome.
 #[derive(Debug, Default, Clone)]
@@ -54,6 +62,9 @@ pub fn bind(ctx: &zmq::Context, endpoint: &str) -> Result<zmq::Socket, String> {
         .set_ipv6(endpoint.contains('['))
         .map_err(|e| zerr("configure", e))?;
     socket.set_linger(0).map_err(|e| zerr("configure", e))?;
+    socket
+        .set_backlog(BACKLOG)
+        .map_err(|e| zerr("configure", e))?;
     // A peer that connects and never completes the ZeroMQ handshake is
     // dropped after this long (libzmq's default is 30 s), which bounds what
     // half-open connections can hold; the process's file limit bounds how
@@ -67,17 +78,29 @@ pub fn bind(ctx: &zmq::Context, endpoint: &str) -> Result<zmq::Socket, String> {
     Ok(socket)
 }
 
-/// One received multipart message.
+/// One received multipart message, its frames as ZeroMQ delivered them
+/// (not copied).
 struct Received {
-    frames: Vec<Vec<u8>>,
+    frames: Vec<zmq::Message>,
     total_frames: usize,
-    peer: String,
+}
+
+impl Received {
+    /// The sender's address, looked up only for the log (rejections, new
+    /// instances): a metadata lookup and a string per message otherwise.
+    fn peer(&mut self) -> String {
+        self.frames
+            .first_mut()
+            .and_then(|m| m.gets("Peer-Address"))
+            .unwrap_or("unknown")
+            .to_string()
+    }
 }
 
 /// The receiver's state.
 pub struct Receiver {
     socket: zmq::Socket,
-    secret: Vec<u8>,
+    key: Key,
     guard: ReplayGuard,
     pub table: StateTable,
     queue: Arc<PanelQueue>,
@@ -97,7 +120,7 @@ impl Receiver {
     ) -> Receiver {
         Receiver {
             socket,
-            secret: secret.as_bytes().to_vec(),
+            key: Key::new(secret.as_bytes()),
             guard,
             table,
             queue,
@@ -113,10 +136,10 @@ impl Receiver {
 
     /// Reads one whole multipart message without blocking.
     fn recv(&self) -> Option<Received> {
-        let mut first = self.socket.recv_msg(zmq::DONTWAIT).ok()?;
-        let peer = first.gets("Peer-Address").unwrap_or("unknown").to_string();
+        let first = self.socket.recv_msg(zmq::DONTWAIT).ok()?;
         let mut more = first.get_more();
-        let mut frames = vec![first.to_vec()];
+        let mut frames = Vec::with_capacity(MAX_FRAMES);
+        frames.push(first);
         let mut total = 1;
         while more {
             let Ok(m) = self.socket.recv_msg(0) else {
@@ -125,13 +148,12 @@ impl Receiver {
             more = m.get_more();
             total += 1;
             if frames.len() < MAX_FRAMES {
-                frames.push(m.to_vec());
+                frames.push(m);
             }
         }
         Some(Received {
             frames,
             total_frames: total,
-            peer,
         })
     }
 
@@ -149,16 +171,16 @@ impl Receiver {
     }
 
     /// Handles one message; the state table changes only if it is accepted.
-    fn handle(&mut self, r: Received) {
+    fn handle(&mut self, mut r: Received) {
         // Only the first frames were kept; the count is checked on the real
         // number, so the log says how many frames the peer really sent.
         if r.total_frames != 2 {
             let e = crate::protocol::WireError::Frames(r.total_frames);
-            return self.reject(Rejection::from(&e), &r.peer, &e);
+            return self.reject(Rejection::from(&e), &r.peer(), &e);
         }
-        let msg = match decode(&self.secret, &r.frames) {
+        let msg = match self.key.decode(&r.frames) {
             Ok(m) => m,
-            Err(e) => return self.reject(Rejection::from(&e), &r.peer, &e),
+            Err(e) => return self.reject(Rejection::from(&e), &r.peer(), &e),
         };
         let now = now_ms();
         match self.guard.check(&msg.header, now) {
@@ -167,13 +189,13 @@ impl Receiver {
                     "node {} (instance {:016x}) connected from {}",
                     msg.header.node,
                     msg.header.instance,
-                    r.peer
+                    r.peer()
                 );
             }
             Ok(Accepted::Known) => {}
             Err(refusal) => {
                 let why = format!("node {}: {refusal}", msg.header.node);
-                return self.reject(Rejection::from(&refusal), &r.peer, &why);
+                return self.reject(Rejection::from(&refusal), &r.peer(), &why);
             }
         }
         self.counters.accepted += 1;
@@ -190,17 +212,20 @@ impl Receiver {
         self.emit(updates);
     }
 
-    /// Registers each change in the log and queues it for the panel.
+    /// Registers each change in the log and queues them for the panel.
     pub fn emit(&self, updates: Vec<Update>) {
-        for u in updates {
-            match &u {
+        if updates.is_empty() {
+            return;
+        }
+        for u in &updates {
+            match u {
                 Update::Node { up: false, .. } | Update::Duplicate { active: true, .. } => {
                     log::warn!("{}", u.log_line())
                 }
                 _ => log::info!("{}", u.log_line()),
             }
-            self.queue.push(u);
         }
+        self.queue.push_all(updates);
     }
 
     /// Runs until a stop is requested; the message in hand is finished
@@ -215,6 +240,8 @@ impl Receiver {
         while !shutdown.stopping() {
             let mut items = [self.socket.as_poll_item(zmq::POLLIN)];
             let _ = zmq::poll(&mut items, 250);
+            // A burst's log lines are written together (see logging::hold).
+            crate::logging::hold();
             for _ in 0..BURST {
                 let Some(r) = self.recv() else { break };
                 self.handle(r);
@@ -222,6 +249,7 @@ impl Receiver {
                     break;
                 }
             }
+            crate::logging::release();
             if last.elapsed() >= tick {
                 last = Instant::now();
                 let updates = self.table.tick(now_ms());
@@ -229,5 +257,17 @@ impl Receiver {
                 housekeeping(self);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_whole_cluster_reconnecting_at_once_fits_the_accept_queue() {
+        let ctx = zmq::Context::new();
+        let socket = bind(&ctx, "tcp://127.0.0.1:*").unwrap();
+        assert_eq!(socket.get_backlog().unwrap(), BACKLOG);
     }
 }

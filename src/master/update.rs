@@ -4,8 +4,6 @@
 //! per key), a line in the panel command's input (docs/panel-api.md), and a
 //! line for the master's log, which registers every change.
 
-use std::fmt::Write as _;
-
 use super::duplicates::DuplicateBy;
 use crate::kvline::{short, Fields, Line};
 use crate::protocol::{check_node_id, is_uuid};
@@ -247,10 +245,19 @@ impl Update {
         })
     }
 
-    /// How the change is registered in the master's log.
-    pub fn log_line(&self) -> String {
-        let mut s = String::new();
-        let _ = match self {
+    /// How the change is registered in the master's log (formatted where
+    /// it is written: no string of its own).
+    pub fn log_line(&self) -> LogLine<'_> {
+        LogLine(self)
+    }
+}
+
+/// An [`Update`] as the master's log says it.
+pub struct LogLine<'a>(&'a Update);
+
+impl std::fmt::Display for LogLine<'_> {
+    fn fmt(&self, s: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
             Update::Domain {
                 node,
                 uuid,
@@ -259,11 +266,14 @@ impl Update {
                 reason,
                 old,
                 ..
-            } => write!(
-                s,
-                "node {node}: domain {name} ({uuid}): {} -> {state} (reason: {reason})",
-                old.map_or_else(|| "new".to_string(), |o| o.to_string())
-            ),
+            } => {
+                write!(s, "node {node}: domain {name} ({uuid}): ")?;
+                match old {
+                    Some(o) => write!(s, "{o}")?,
+                    None => s.write_str("new")?,
+                }
+                write!(s, " -> {state} (reason: {reason})")
+            }
             Update::Reboot { node, uuid, name, .. } => {
                 write!(s, "node {node}: domain {name} ({uuid}) rebooted")
             }
@@ -292,8 +302,7 @@ impl Update {
                 active: true,
             } => write!(s, "duplicate {by} {key} on nodes {}", nodes.join(", ")),
             Update::Duplicate { by, key, .. } => write!(s, "duplicate {by} {key} resolved"),
-        };
-        s
+        }
     }
 }
 
