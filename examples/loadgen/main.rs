@@ -128,7 +128,15 @@ fn storm(a: &Args) {
     }
     let ts = now_ms();
     let msgs: Vec<Vec<[Vec<u8>; 2]>> = nodes.iter_mut().map(|n| n.snapshot(ts)).collect();
-    say("ready");
+    let all = msgs.iter().flatten();
+    let (count, bytes) = (
+        all.clone().count(),
+        all.map(|m| m[0].len() + m[1].len()).sum::<usize>(),
+    );
+    say(&format!(
+        "ready messages={count} bytes={}",
+        bytes / count.max(1)
+    ));
     wait_for("go");
     let t0 = now_ms();
     let fleet = fleet.unwrap_or_else(|| Fleet::connect(&a.endpoint, nodes.len()));
@@ -181,12 +189,11 @@ fn ingest(a: &Args) {
         per_node[i].push(node.marker(ts));
     }
     let total: usize = per_node.iter().map(Vec::len).sum();
-    eprintln!(
-        "loadgen: {total} messages ({} bytes on average) signed in {:.2} s",
+    say(&format!(
+        "ready messages={total} bytes={} signed_ms={}",
         bytes / count.max(1) as usize,
-        encode_start.elapsed().as_secs_f64()
-    );
-    say("ready");
+        encode_start.elapsed().as_millis()
+    ));
     wait_for("go");
     let t0 = now_ms();
     let cpu0 = own_cpu_ms();

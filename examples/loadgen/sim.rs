@@ -30,9 +30,21 @@ pub fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-/// The domain uuid of domain `j` of node `i`: unique across the cluster.
+/// The domain uuid of domain `j` of node `i`: random-looking, as libvirt's
+/// are (keys sharing a long prefix would make every lookup slower than a
+/// real cluster's), the same in every run, and unique in practice (120
+/// bits of a bijective mix).
 pub fn domain_uuid(i: u64, j: u64) -> String {
-    format!("{:08x}-0000-4000-8000-{j:012x}", i & 0xffff_ffff)
+    let a = mix((i << 20) ^ j);
+    let b = mix(a ^ 0x5bd1_e995);
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        0x8000 | (b >> 48 & 0x3fff),
+        b & 0xffff_ffff_ffff
+    )
 }
 
 impl SimNode {

@@ -10,12 +10,15 @@
 //! meaningless. Every loop is bounded in count and time; only loopback is
 //! used.
 
+mod cluster;
 mod common;
+mod ingest;
 mod master;
 mod node;
 mod panel;
 mod pipeline;
 mod stats;
+mod storm;
 
 use std::path::PathBuf;
 
@@ -48,6 +51,8 @@ const SECTIONS: &[(&str, Section)] = &[
     ("flood", master::flood),
     ("node", node::node_memory),
     ("stats", stats::stats_sampling),
+    ("storm", storm::storm),
+    ("ingest", ingest::ingest),
 ];
 
 fn main() {
