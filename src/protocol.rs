@@ -257,6 +257,17 @@ pub fn encode_stat(s: &StatSample, out: &mut String) {
         .end();
 }
 
+/// Lowercase hex digits' values; 0xff for every other byte.
+const HEX: [u8; 256] = {
+    let mut t = [0xff; 256];
+    let mut i = 0;
+    while i < 16 {
+        t[b"0123456789abcdef"[i] as usize] = i as u8;
+        i += 1;
+    }
+    t
+};
+
 /// The shared secret, keyed once: HMAC-SHA256's key schedule (two of the
 /// five SHA-256 blocks a short message costs) is computed when the key is
 /// made, not for every message signed or checked.
@@ -302,16 +313,15 @@ impl Key {
             return Err(WireError::BadMac);
         }
         let mut tag = [0u8; 32];
-        for (i, pair) in mac_hex.chunks(2).enumerate() {
-            let digit = |c: u8| match c {
-                b'0'..=b'9' => Some(c - b'0'),
-                b'a'..=b'f' => Some(c - b'a' + 10),
-                _ => None,
-            };
-            match (digit(pair[0]), digit(pair[1])) {
-                (Some(h), Some(l)) => tag[i] = h << 4 | l,
-                _ => return Err(WireError::BadMac),
-            }
+        // Any byte that is not a lowercase hex digit sets a high bit.
+        let mut bad = 0u8;
+        for (t, pair) in tag.iter_mut().zip(mac_hex.chunks_exact(2)) {
+            let (h, l) = (HEX[pair[0] as usize], HEX[pair[1] as usize]);
+            bad |= h | l;
+            *t = h << 4 | (l & 15);
+        }
+        if bad > 15 {
+            return Err(WireError::BadMac);
         }
         let mut mac = self.0.clone();
         mac.update(payload);

@@ -144,6 +144,10 @@ impl Duplicates {
     /// Compares the touched keys with what was reported; returns updates.
     pub fn changes(&mut self) -> Vec<Update> {
         let mut out = Vec::new();
+        if self.dirty_uuids.is_empty() && self.dirty_names.is_empty() {
+            // Draining an empty set still walks its whole table.
+            return out;
+        }
         let mut uuids: Vec<String> = self.dirty_uuids.drain().collect();
         uuids.sort();
         for uuid in uuids {

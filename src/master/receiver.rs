@@ -106,6 +106,8 @@ pub struct Receiver {
     queue: Arc<PanelQueue>,
     pub counters: Counters,
     limits: BTreeMap<Rejection, RateLimit>,
+    /// Updates of this burst, not yet queued for the panel.
+    held: Vec<Update>,
     /// Graphite export, when configured (see [`super::graphite`]).
     pub graphite: Option<super::graphite::Exporter>,
 }
@@ -126,6 +128,7 @@ impl Receiver {
             queue,
             counters: Counters::default(),
             limits: BTreeMap::new(),
+            held: Vec::new(),
             graphite: None,
         }
     }
@@ -212,11 +215,9 @@ impl Receiver {
         self.emit(updates);
     }
 
-    /// Registers each change in the log and queues them for the panel.
-    pub fn emit(&self, updates: Vec<Update>) {
-        if updates.is_empty() {
-            return;
-        }
+    /// Registers each change in the log and holds it for the panel until
+    /// [`deliver`](Self::deliver), at the end of the burst.
+    pub fn emit(&mut self, updates: Vec<Update>) {
         for u in &updates {
             match u {
                 Update::Node { up: false, .. } | Update::Duplicate { active: true, .. } => {
@@ -225,7 +226,15 @@ impl Receiver {
                 _ => log::info!("{}", u.log_line()),
             }
         }
-        self.queue.push_all(updates);
+        self.held.extend(updates);
+    }
+
+    /// Queues what [`emit`](Self::emit) held for the panel: one lock and at
+    /// most one wake-up for a burst of up to a thousand messages.
+    pub fn deliver(&mut self) {
+        if !self.held.is_empty() {
+            self.queue.push_all(self.held.drain(..));
+        }
     }
 
     /// Runs until a stop is requested; the message in hand is finished
@@ -249,11 +258,13 @@ impl Receiver {
                     break;
                 }
             }
+            self.deliver();
             crate::logging::release();
             if last.elapsed() >= tick {
                 last = Instant::now();
                 let updates = self.table.tick(now_ms());
                 self.emit(updates);
+                self.deliver();
                 housekeeping(self);
             }
         }

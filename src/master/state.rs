@@ -238,11 +238,16 @@ impl StateTable {
         out: &mut Vec<Update>,
     ) {
         let domains = &mut self.nodes.get_mut(node).expect("node exists").domains;
+        // Whether the duplicate index must hear of it: a new domain, a new
+        // name, or a change between active and inactive.
+        let mut indexed = true;
         let (reason, old) = match domains.get_mut(&id.uuid) {
             Some(o) if o.state == state && o.name == id.name => return,
             Some(o) => {
                 if o.name != id.name {
                     self.duplicates.set(node, &id.uuid, &o.name, None);
+                } else {
+                    indexed = o.state.is_active() != state.is_active();
                 }
                 let old = o.state;
                 let reason = reason.to_string();
@@ -267,7 +272,9 @@ impl StateTable {
                 (reason, None)
             }
         };
-        self.duplicates.set(node, &id.uuid, &id.name, Some(state));
+        if indexed {
+            self.duplicates.set(node, &id.uuid, &id.name, Some(state));
+        }
         if state != State::Running {
             self.activity.not_running(node, &id.uuid, out);
         }
