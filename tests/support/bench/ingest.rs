@@ -25,6 +25,9 @@ struct Measured {
     tx_cpu: f64,
     tx_wait: f64,
     tx_all: f64,
+    /// CPU µs a message: the receiving thread, the receiving process.
+    rx_us: f64,
+    rx_all_us: f64,
 }
 
 /// The load generator's options for one run.
@@ -70,11 +73,14 @@ impl Before {
         };
         let sending = tx.get(&tx_pid).cloned().unwrap_or_default();
         let children = children_ms(rx_pid) - self.rx_children;
+        let all = named(&rx, "").cpu_ms + children;
         Measured {
+            rx_us: thread.cpu_ms * 1000.0 / n.max(1) as f64,
+            rx_all_us: all * 1000.0 / n.max(1) as f64,
             rate: n as f64 * 1000.0 / wall,
             rx_cpu: thread.cpu_ms / wall,
             rx_wait: thread.wait_ms / wall,
-            rx_all: (named(&rx, "").cpu_ms + children) / wall,
+            rx_all: all / wall,
             tx_cpu: sending.cpu_ms / wall,
             tx_wait: sending.wait_ms / wall,
             tx_all: named(&tx, "").cpu_ms / wall,
@@ -211,9 +217,13 @@ pub fn ingest(run: &Run, out: &mut String) {
         let (m, r) = (pick(&mut master), pick(&mut raw));
         let ratio = m.rate / r.rate;
         out.push_str(&format!(
-            "| master ingest, {what}: {nodes} nodes, {total} messages of {bytes} bytes (median of {rounds} rounds) | master {:.0} msg/s, raw ZeroMQ pair {:.0} msg/s: {ratio:.2}× (target ≥ 250 000 msg/s and ≥ 0.60×). Master run: {}. Raw run: {} |\n",
+            "| master ingest, {what}: {nodes} nodes, {total} messages of {bytes} bytes (median of {rounds} rounds) | master {:.0} msg/s, raw ZeroMQ pair {:.0} msg/s: {ratio:.2}× (target ≥ 250 000 msg/s and ≥ 0.60×). CPU a message: master {:.2} µs (its receiver thread {:.2} µs), raw pulling process {:.2} µs ({:.1}× less). Master run: {}. Raw run: {} |\n",
             m.rate,
             r.rate,
+            m.rx_all_us,
+            m.rx_us,
+            r.rx_all_us,
+            m.rx_all_us / r.rx_all_us.max(0.001),
             verdict(&m, "the master's receiver thread"),
             verdict(&r, "the pulling thread"),
         ));
