@@ -10,8 +10,25 @@ use std::borrow::Cow;
 
 /// Bytes that appear in values unescaped; every other byte is `%XX`.
 fn is_plain(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-._~:/@+,".contains(&b)
+    PLAIN[b as usize]
 }
+
+/// [`is_plain`] as a table: every value of every record is checked with
+/// it, byte by byte.
+const PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.' | b'_' | b'~' | b':' | b'/' | b'@' | b'+' | b','
+            );
+        b += 1;
+    }
+    t
+};
 
 /// Percent-encodes a value (uppercase hex), so values never hold a space,
 /// `=` or a newline.

@@ -81,7 +81,9 @@ pub fn bind(ctx: &zmq::Context, endpoint: &str) -> Result<zmq::Socket, String> {
 /// One received multipart message, its frames as ZeroMQ delivered them
 /// (not copied).
 struct Received {
-    frames: Vec<zmq::Message>,
+    /// The first [`MAX_FRAMES`] frames; `kept` of them are real.
+    frames: [zmq::Message; MAX_FRAMES],
+    kept: usize,
     total_frames: usize,
 }
 
@@ -89,9 +91,8 @@ impl Received {
     /// The sender's address, looked up only for the log (rejections, new
     /// instances): a metadata lookup and a string per message otherwise.
     fn peer(&mut self) -> String {
-        self.frames
-            .first_mut()
-            .and_then(|m| m.gets("Peer-Address"))
+        self.frames[0]
+            .gets("Peer-Address")
             .unwrap_or("unknown")
             .to_string()
     }
@@ -141,23 +142,23 @@ impl Receiver {
     fn recv(&self) -> Option<Received> {
         let first = self.socket.recv_msg(zmq::DONTWAIT).ok()?;
         let mut more = first.get_more();
-        let mut frames = Vec::with_capacity(MAX_FRAMES);
-        frames.push(first);
-        let mut total = 1;
+        let mut r = Received {
+            frames: [first, zmq::Message::new()],
+            kept: 1,
+            total_frames: 1,
+        };
         while more {
             let Ok(m) = self.socket.recv_msg(0) else {
                 break;
             };
             more = m.get_more();
-            total += 1;
-            if frames.len() < MAX_FRAMES {
-                frames.push(m);
+            if r.kept < MAX_FRAMES {
+                r.frames[r.kept] = m;
+                r.kept += 1;
             }
+            r.total_frames += 1;
         }
-        Some(Received {
-            frames,
-            total_frames: total,
-        })
+        Some(r)
     }
 
     fn reject(&mut self, reason: Rejection, peer: &str, why: &dyn std::fmt::Display) {
@@ -181,7 +182,7 @@ impl Receiver {
             let e = crate::protocol::WireError::Frames(r.total_frames);
             return self.reject(Rejection::from(&e), &r.peer(), &e);
         }
-        let msg = match self.key.decode(&r.frames) {
+        let msg = match self.key.decode(&r.frames[..r.kept]) {
             Ok(m) => m,
             Err(e) => return self.reject(Rejection::from(&e), &r.peer(), &e),
         };

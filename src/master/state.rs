@@ -362,8 +362,21 @@ impl StateTable {
         out: &mut Vec<Update>,
     ) {
         let mut listed = std::collections::HashSet::with_capacity(domains.len());
-        for d in domains {
-            listed.insert(d.domain.uuid.as_str());
+        // What may be news: a domain the master does not have as listed, a
+        // reboot count, a uuid listed twice. A periodic snapshot of an
+        // unchanged node (the usual one) costs a lookup a domain.
+        let known = &self.nodes[node].domains;
+        let news: Vec<&DomainState> = domains
+            .iter()
+            .filter(|d| {
+                let first = listed.insert(d.domain.uuid.as_str());
+                let same = known
+                    .get(&d.domain.uuid)
+                    .is_some_and(|o| o.state == d.state && o.name == d.domain.name);
+                !first || !same || d.reboots.is_some()
+            })
+            .collect();
+        for d in news {
             self.set(node, &d.domain, d.state, d.reason, now_ms, out);
             // A reboot the node counted but the master never got (lost in
             // an overflowing queue, or sent while the master was down).
@@ -383,12 +396,17 @@ impl StateTable {
                 }
             }
         }
-        let gone: Vec<String> = self.nodes[node]
-            .domains
-            .keys()
-            .filter(|u| !listed.contains(u.as_str()))
-            .cloned()
-            .collect();
+        // Every listed domain is in the table now: any other is gone.
+        let domains_now = &self.nodes[node].domains;
+        let gone: Vec<String> = if domains_now.len() > listed.len() {
+            domains_now
+                .keys()
+                .filter(|u| !listed.contains(u.as_str()))
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
         for uuid in gone {
             self.remove(node, &uuid, "absent from snapshot", now_ms, out);
         }
@@ -619,6 +637,42 @@ mod tests {
         );
         let out = t.apply(&msg("1", snap(4, vec![])), 4);
         assert_eq!(states(&out), vec![(s("undefined"), Some(s("paused")))]);
+    }
+
+    #[test]
+    fn a_domain_listed_twice_in_one_snapshot_ends_as_listed_last() {
+        let mut t = StateTable::new(false, 90);
+        let snap = |id, domains| Body::Snapshot {
+            id,
+            part: 1,
+            parts: 1,
+            domains,
+        };
+        t.apply(&msg("1", snap(1, vec![ds(U1, "a", "running")])), 1);
+        // Unchanged first, changed second; then the other way round.
+        let out = t.apply(
+            &msg(
+                "1",
+                snap(2, vec![ds(U1, "a", "running"), ds(U1, "a", "paused")]),
+            ),
+            2,
+        );
+        assert_eq!(states(&out), vec![(s("paused"), Some(s("running")))]);
+        let out = t.apply(
+            &msg(
+                "1",
+                snap(3, vec![ds(U1, "a", "running"), ds(U1, "a", "paused")]),
+            ),
+            3,
+        );
+        assert_eq!(
+            states(&out),
+            vec![
+                (s("running"), Some(s("paused"))),
+                (s("paused"), Some(s("running")))
+            ]
+        );
+        assert_eq!(t.nodes["1"].domains[U1].state, State::Paused);
     }
 
     #[test]
