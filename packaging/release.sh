@@ -10,7 +10,10 @@
 # and libc++ and can target an old glibc's symbol versions (x86_64-unknown-linux-gnu.2.12),
 # which Debian's gcc cannot. Rust std needs getauxval (glibc 2.16): the glibc212 feature
 # compiles our shim, src/glibc_compat.rs. The release profile (Cargo.toml) gives opt-level
-# "s", LTO, panic=abort and strip; the build-id comes from the linker flag below.
+# "z", LTO, panic=abort and strip; the build-id and zig's small mode come from the linker
+# flags below, and the slim-cxxabi feature leaves out libc++abi's demangler
+# (src/cxx_demangle.rs). The master and check_vmwatch share their feature set, so the
+# library is built once for both.
 #
 # Everything lives under target/: the zig toolchain (a Python venv from PyPI), its cache
 # and the cargo target dir, so the development build in target/debug is never locked or
@@ -48,22 +51,25 @@ export PATH=$venv/bin:$PATH
 export CARGO_TARGET_DIR=$top/target/portable
 # zig's own cache (libc++, musl, glibc stubs: ~120 MB) stays inside target/ as well.
 export XDG_CACHE_HOME=$top/target/portable/xdg-cache
-# Changing these flags rebuilds everything, the vendored libzmq included.
-export RUSTFLAGS="-C link-arg=-Wl,--build-id=sha1"
+# Changing these flags rebuilds everything, the vendored libzmq included. `-Os` reaches zig
+# at link time: zig builds the libraries it links in (musl, libc++, libc++abi, libunwind,
+# compiler-rt) in its ReleaseSmall mode instead of ReleaseFast, about 64 KB less per binary
+# (docs/benchmarks.md, "Binary sizes").
+export RUSTFLAGS="-C link-arg=-Wl,--build-id=sha1 -C link-arg=-Os"
 
 start=$SECONDS
 log "vmwatch-master: x86_64-unknown-linux-musl, without the node feature (no libvirt)"
 cargo zigbuild --release --locked --target x86_64-unknown-linux-musl \
-    --no-default-features --bin vmwatch-master
+    --no-default-features --features slim-cxxabi --bin vmwatch-master
 log "check_vmwatch: x86_64-unknown-linux-musl, like the master (reads files only)"
 cargo zigbuild --release --locked --target x86_64-unknown-linux-musl \
-    --no-default-features --bin check_vmwatch
+    --no-default-features --features slim-cxxabi --bin check_vmwatch
 log "vmwatch-node: x86_64-unknown-linux-gnu.2.12 (glibc 2.12 symbol versions)"
 cargo zigbuild --release --locked --target x86_64-unknown-linux-gnu.2.12 \
-    --features glibc212 --bin vmwatch-node
+    --features glibc212,slim-cxxabi --bin vmwatch-node
 
 mkdir -p dist
 install -m 0755 "$CARGO_TARGET_DIR/x86_64-unknown-linux-musl/release/vmwatch-master" dist/vmwatch-master
 install -m 0755 "$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/release/vmwatch-node" dist/vmwatch-node
 install -m 0755 "$CARGO_TARGET_DIR/x86_64-unknown-linux-musl/release/check_vmwatch" dist/check_vmwatch
-log "done in $((SECONDS - start)) s: $(stat -c '%n %s bytes' dist/vmwatch-master dist/vmwatch-node | paste -sd, -)"
+log "done in $((SECONDS - start)) s: $(stat -c '%n %s bytes' dist/vmwatch-master dist/vmwatch-node dist/check_vmwatch | paste -sd, -)"
