@@ -15,10 +15,11 @@
 # tests/packaging/t-release.sh); what takes them and what each step below saves is in
 # docs/benchmarks.md, "Binary sizes":
 #   - std is built from source (cargo's build-std, see below) without its backtrace
-#     symbolizer: about 240 KB less per binary;
+#     symbolizer: 230-260 KB less per binary;
 #   - the slim-cxxabi feature leaves out libc++abi's C++ demangler (src/cxx_demangle.rs):
-#     about 140 KB;
-#   - zig builds the libraries it links in for size (-Os at link time): about 60 KB.
+#     140-170 KB less for the master and the node;
+#   - zig builds the libraries it links in for size (-Os at link time): 55-65 KB less for
+#     the master and the node.
 # The master and check_vmwatch share their feature set, so the library is built once for
 # both.
 #
@@ -65,17 +66,18 @@ export CARGO_TARGET_DIR=$top/target/portable
 export XDG_CACHE_HOME=$top/target/portable/xdg-cache
 # Changing these flags rebuilds everything, the vendored libzmq included. `-Os` reaches zig
 # at link time: zig builds the libraries it links in (musl, libc++, libc++abi, libunwind,
-# compiler-rt) in its ReleaseSmall mode instead of ReleaseFast, about 64 KB less per binary
-# (docs/benchmarks.md, "Binary sizes").
+# compiler-rt) in its ReleaseSmall mode instead of ReleaseFast (what it picks when the
+# link line has no -O).
 export RUSTFLAGS="-C link-arg=-Wl,--build-id=sha1 -C link-arg=-Os"
 # std from source, with the release profile (LTO, panic=abort) and without symbolizing
 # backtraces: the prebuilt std carries a DWARF symbolizer (gimli, addr2line, miniz_oxide,
-# about 180 KB of code) that only the default panic hook's RUST_BACKTRACE output uses, and
-# that finds no names in a stripped binary anyway. With backtrace-trace-only,
-# RUST_BACKTRACE=1 still prints the frames' addresses; panic messages are unchanged (the
-# daemons log theirs through their own hook). build-std is a cargo -Z option: on the
-# stable toolchain RUSTC_BOOTSTRAP=1 allows it, as `make fuzz` does for cargo-fuzz.
-# Without these two lines the build still works, about 240 KB larger per binary.
+# about 165 KB of code) that only the default panic hook's RUST_BACKTRACE output uses, and
+# that finds no names in a stripped binary anyway (it printed `<unknown>`). With
+# backtrace-trace-only, RUST_BACKTRACE=1 or full prints the frames' addresses; panic
+# messages are unchanged (the daemons log theirs through their own hook). build-std is a
+# cargo -Z option: on the stable toolchain RUSTC_BOOTSTRAP=1 allows it, as `make fuzz`
+# does for cargo-fuzz. Without these two lines the build still works, about 240 KB larger
+# per binary (and over the size limit).
 export RUSTC_BOOTSTRAP=1
 build_std=("-Zbuild-std=std,panic_abort" "-Zbuild-std-features=backtrace,backtrace-trace-only")
 

@@ -3,16 +3,18 @@
 //! The release binaries link zig's libc++abi statically (for the vendored libzmq). Its only
 //! use of the Itanium demangler is the default terminate handler, which demangles the type
 //! of an uncaught C++ exception for its "terminating due to uncaught exception of type ..."
-//! line before aborting. That one call pulls in the whole demangler: about 100 KB of code
-//! and 140 KB of each release binary with its unwind tables and tables (measured, see
-//! docs/benchmarks.md, "Binary sizes"). libzmq does not let exceptions escape, nothing else
-//! here demangles C++ names, and the binaries are stripped, so there is nothing to gain
-//! from it.
+//! line before aborting. That one call pulls in the whole demangler: about 100 KB of code,
+//! 140 KB of each release binary with its unwind and data tables (measured, see
+//! docs/benchmarks.md, "Binary sizes"). Nothing else here demangles C++ names, and an
+//! exception escaping libzmq (which allocates with `new (std::nothrow)` and catches
+//! `bad_alloc` itself) ends the process either way: the demangled name is all it buys.
 //!
-//! A definition in our own object file satisfies the reference before the linker looks in
-//! libc++abi.a, so its `cxa_demangle.o` is never pulled in. This one answers "not a valid
-//! name" (status -2, the documented failure every caller handles): the terminate handler
-//! then prints the mangled type name (`St9bad_alloc`) instead, and still aborts.
+//! libc++abi has a build option for just this, `LIBCXXABI_NON_DEMANGLING_TERMINATE`, but
+//! zig builds libc++abi itself, without it. So: a definition in our own object file
+//! satisfies the reference before the linker looks in libc++abi.a, and its
+//! `cxa_demangle.o` is never pulled in. This one answers "not a valid name" (status -2, the
+//! documented failure every caller handles): the terminate handler then prints the mangled
+//! type name (`St9bad_alloc`) with the exception's `what()` message, and still aborts.
 //!
 //! Only with the `slim-cxxabi` feature, which packaging/release.sh turns on; it is not
 //! exported, so shared libraries (libvirt's) keep their own.
