@@ -21,6 +21,8 @@ pub mod ratelimit;
 pub mod service;
 pub mod vocab;
 
+#[cfg(feature = "slim-cxxabi")]
+mod cxx_demangle;
 #[cfg(feature = "glibc212")]
 mod glibc_compat;
 #[cfg(feature = "node")]
