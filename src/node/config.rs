@@ -107,15 +107,13 @@ impl NodeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::load_text;
 
     #[test]
     fn panel_written_file_loads_with_defaults() {
-        let mut l = Loader::from_reader(
-            "n.conf",
-            "connect=tcp://192.0.2.1:1515\nsecret=ABCDEF0123456789\nnode_id=3\n".as_bytes(),
-        );
-        let c = NodeConfig::from_loader("n.conf".into(), &mut l);
-        assert!(l.finish().unwrap().is_empty());
+        let text = "connect=tcp://192.0.2.1:1515\nsecret=ABCDEF0123456789\nnode_id=3\n";
+        let (c, warnings) = load_text("n.conf", text, NodeConfig::from_loader);
+        assert!(warnings.unwrap().is_empty());
         assert_eq!(c.connect, "tcp://192.0.2.1:1515");
         assert_eq!(c.node_id, "3");
         assert_eq!(c.uri, "qemu:///system");
@@ -127,18 +125,9 @@ mod tests {
 
     #[test]
     fn missing_and_bad_values_are_all_reported() {
-        let mut l = Loader::from_reader(
-            "n.conf",
-            "connect=http://x\nnode_id=a b\nstats_interval=0\n".as_bytes(),
-        );
-        NodeConfig::from_loader("n.conf".into(), &mut l);
-        let errs: Vec<String> = l
-            .finish()
-            .unwrap_err()
-            .errors
-            .iter()
-            .map(|p| p.to_string())
-            .collect();
+        let text = "connect=http://x\nnode_id=a b\nstats_interval=0\n";
+        let (_, refused) = load_text("n.conf", text, NodeConfig::from_loader);
+        let errs = refused.unwrap_err().lines();
         assert_eq!(errs.len(), 4, "{errs:?}");
         assert!(errs[0].starts_with("n.conf: missing required `secret"));
         assert!(errs[1].starts_with("n.conf:1: `connect`"));
