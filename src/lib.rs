@@ -19,6 +19,8 @@ pub mod master;
 pub mod protocol;
 pub mod ratelimit;
 pub mod service;
+#[cfg(test)]
+mod testing;
 pub mod vocab;
 
 #[cfg(feature = "glibc212")]

@@ -249,7 +249,7 @@ fn write_memory(path: &str, now: (u64, u64, u64), prev: Option<(u64, u64, u64)>)
     let text = format!("{} {} {}\n", now.0, now.1, now.2);
     // A memory that cannot be written only makes the rate an average since
     // the master started; not worth failing the check for.
-    let _ = crate::master::statefile::write_atomic(std::path::Path::new(path), &text);
+    let _ = crate::atomic_file::write_atomic(std::path::Path::new(path), &text);
 }
 
 /// `--status` of either daemon: the plugin's verdict with the default

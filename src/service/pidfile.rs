@@ -56,8 +56,7 @@ mod tests {
 
     #[test]
     fn pidfile_is_exclusive_and_removed_on_drop() {
-        let dir = std::env::temp_dir().join(format!("vmwatch-pid-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::testing::ScratchDir::new("pidfile");
         let path = dir.join("x.pid");
         let first = PidFile::create(&path).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
@@ -66,6 +65,5 @@ mod tests {
         assert!(second.unwrap_err().contains("already running"));
         drop(first);
         assert!(!path.exists());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
