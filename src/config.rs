@@ -79,7 +79,7 @@ impl ConfigError {
 }
 
 /// Loads `text` as the file `name` with a key list (`build`, as
-/// [`load_with`] takes it): what it built, and what [`Loader::finish`] said.
+/// [`DaemonConfig::from_loader`]): what it built, and what [`Loader::finish`] said.
 #[cfg(test)]
 pub fn load_text<T>(
     name: &str,
@@ -354,27 +354,39 @@ impl Loader {
     }
 }
 
-/// Loads a daemon's file: `build` reads its keys from the loader; a short
-/// shared secret (as `secret` returns it) is warned about, not refused, since
-/// the panel chose it.
-pub fn load_with<T>(
-    path: &Path,
-    build: impl FnOnce(String, &mut Loader) -> T,
-    secret: impl Fn(&T) -> &str,
-) -> Result<(T, Vec<Problem>), ConfigError> {
-    let shown = path.display().to_string();
-    let mut l = Loader::open(path)?;
-    let cfg = build(shown.clone(), &mut l);
-    let mut warnings = l.finish()?;
-    let len = secret(&cfg).len();
-    if (1..16).contains(&len) {
-        warnings.push(problem(
-            &shown,
-            0,
-            format!("`secret` is only {len} characters long; a longer random secret is safer"),
-        ));
+/// A daemon's configuration: its keys, as its file holds them and as
+/// `-t` shows them.
+pub trait DaemonConfig: Sized {
+    /// Reads every key from `l`, recording problems in it; `path` names the
+    /// file.
+    fn from_loader(path: String, l: &mut Loader) -> Self;
+
+    /// The effective configuration as `NAME=VALUE` pairs, secret masked.
+    fn describe(&self) -> Vec<(String, String)>;
+
+    /// Where and how the daemon logs.
+    fn log(&self) -> &LogSettings;
+
+    /// Loads and checks the file; warnings are returned for logging. A
+    /// short shared secret (`secret=`) is warned about, not refused, since
+    /// the panel chose it.
+    fn load(path: &Path) -> Result<(Self, Vec<Problem>), ConfigError> {
+        let shown = path.display().to_string();
+        let mut l = Loader::open(path)?;
+        let cfg = Self::from_loader(shown.clone(), &mut l);
+        let secret = l.values.get("secret").map_or(0, |e| e.value.len());
+        let mut warnings = l.finish()?;
+        if (1..16).contains(&secret) {
+            warnings.push(problem(
+                &shown,
+                0,
+                format!(
+                    "`secret` is only {secret} characters long; a longer random secret is safer"
+                ),
+            ));
+        }
+        Ok((cfg, warnings))
     }
-    Ok((cfg, warnings))
 }
 
 /// Checks a ZeroMQ endpoint and adds the default port to a bare tcp host.

@@ -31,7 +31,7 @@ pub enum Mode {
 }
 
 impl Mode {
-    pub fn program(self) -> &'static str {
+    pub const fn program(self) -> &'static str {
         match self {
             Mode::Master => "vmwatch-master",
             Mode::Node => "vmwatch-node",
@@ -457,7 +457,7 @@ mod tests {
     /// taken from the effective configuration `-t` prints).
     #[test]
     fn every_configuration_key_is_in_vmwatch_conf_5() {
-        use crate::config::Loader;
+        use crate::config::{DaemonConfig, Loader};
         let page = include_str!("../../docs/vmwatch.conf.5");
         let mut keys: Vec<String> = Vec::new();
         let mut l = Loader::from_reader("m", "secret=ABCDEFGHIJKLMNOP\n".as_bytes());

@@ -3,11 +3,7 @@
 //! The panel writes `disabled`, `listen` and `secret`; the other keys are
 //! ours, with defaults for a production panel host.
 
-use std::path::Path;
-
-use crate::config::{
-    check_secret, load_with, mask_secret, yes_no, ConfigError, Loader, LogSettings, Problem,
-};
+use crate::config::{check_secret, mask_secret, yes_no, DaemonConfig, Loader, LogSettings};
 
 /// Effective master settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,14 +35,12 @@ pub struct MasterConfig {
     pub graphite: super::graphite::Settings,
 }
 
-impl MasterConfig {
-    /// Loads and checks the file; warnings are returned for logging.
-    pub fn load(path: &Path) -> Result<(MasterConfig, Vec<Problem>), ConfigError> {
-        load_with(path, MasterConfig::from_loader, |c| &c.secret)
+impl DaemonConfig for MasterConfig {
+    fn log(&self) -> &LogSettings {
+        &self.log
     }
 
-    /// Reads every key from `l`, recording problems in it.
-    pub fn from_loader(path: String, l: &mut Loader) -> MasterConfig {
+    fn from_loader(path: String, l: &mut Loader) -> MasterConfig {
         let disabled = l.boolean("disabled", false);
         let panel = l.string("panel_command", Some("/usr/local/mgr5/sbin/vmwatch-panel"));
         MasterConfig {
@@ -73,8 +67,7 @@ impl MasterConfig {
         }
     }
 
-    /// The effective configuration as `NAME=VALUE` pairs, secret masked.
-    pub fn describe(&self) -> Vec<(String, String)> {
+    fn describe(&self) -> Vec<(String, String)> {
         let mut out = vec![
             ("disabled".to_string(), yes_no(self.disabled)),
             ("listen".to_string(), self.listen.clone()),

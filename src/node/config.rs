@@ -3,11 +3,7 @@
 //! The panel writes `connect`, `secret` and `node_id`; everything else is ours
 //! and has a default that suits a production node.
 
-use std::path::Path;
-
-use crate::config::{
-    check_secret, load_with, mask_secret, yes_no, ConfigError, Loader, LogSettings, Problem,
-};
+use crate::config::{check_secret, mask_secret, yes_no, DaemonConfig, Loader, LogSettings};
 use crate::protocol::check_node_id;
 
 /// Effective node settings.
@@ -43,14 +39,12 @@ pub struct NodeConfig {
     pub status_interval: u64,
 }
 
-impl NodeConfig {
-    /// Loads and checks the file; warnings are returned for logging.
-    pub fn load(path: &Path) -> Result<(NodeConfig, Vec<Problem>), ConfigError> {
-        load_with(path, NodeConfig::from_loader, |c| &c.secret)
+impl DaemonConfig for NodeConfig {
+    fn log(&self) -> &LogSettings {
+        &self.log
     }
 
-    /// Reads every key from `l`, recording problems in it.
-    pub fn from_loader(path: String, l: &mut Loader) -> NodeConfig {
+    fn from_loader(path: String, l: &mut Loader) -> NodeConfig {
         NodeConfig {
             path,
             connect: l.endpoint("connect", None),
@@ -77,8 +71,7 @@ impl NodeConfig {
         }
     }
 
-    /// The effective configuration as `NAME=VALUE` pairs, secret masked.
-    pub fn describe(&self) -> Vec<(String, String)> {
+    fn describe(&self) -> Vec<(String, String)> {
         let mut out = vec![
             ("connect".to_string(), self.connect.clone()),
             ("secret".to_string(), mask_secret(&self.secret)),

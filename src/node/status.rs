@@ -186,27 +186,6 @@ pub fn write_final(path: &str, info: &Info, why: &str) {
     }
 }
 
-/// `vmwatch-node --status`: the check's verdict and the facts, for a person.
-pub fn status(args: &crate::cli::Args) -> u8 {
-    use crate::cli::exit;
-    let cfg = match super::config::NodeConfig::load(&args.config) {
-        Ok((c, _)) => c,
-        Err(e) => {
-            eprintln!("vmwatch-node: {e}");
-            return exit::CONFIG;
-        }
-    };
-    let pidfile = args.pidfile.to_string_lossy();
-    let (_, text) = crate::check::status_summary(
-        crate::check::Mode::Node,
-        &cfg.status_file,
-        &pidfile,
-        now_ms(),
-    );
-    print!("{text}");
-    exit::OK
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
