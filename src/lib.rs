@@ -22,6 +22,7 @@ pub mod service;
 #[cfg(test)]
 mod testing;
 pub mod vocab;
+pub mod zmq_socket;
 
 #[cfg(feature = "glibc212")]
 mod glibc_compat;
