@@ -306,13 +306,17 @@ mod tests {
 
     #[test]
     fn escaping_keeps_words_and_hex_escapes_everything_else() {
-        assert_eq!(escape("vm1234"), "vm1234");
-        assert_eq!(escape("web-01_a"), "web-01_a");
-        assert_eq!(escape("a.b c/d"), "a~2Eb~20c~2Fd");
-        assert_eq!(escape("x*?[]{};,"), "x~2A~3F~5B~5D~7B~7D~3B~2C");
-        assert_eq!(escape("~"), "~7E");
-        assert_eq!(escape("ü"), "~C3~BC");
-        assert_eq!(escape(""), "~");
+        for (name, component) in [
+            ("vm1234", "vm1234"),
+            ("web-01_a", "web-01_a"),
+            ("a.b c/d", "a~2Eb~20c~2Fd"),
+            ("x*?[]{};,", "x~2A~3F~5B~5D~7B~7D~3B~2C"),
+            ("~", "~7E"),
+            ("ü", "~C3~BC"),
+            ("", "~"),
+        ] {
+            assert_eq!(escape(name), component);
+        }
         // Long names stay unique and within the limit.
         let a = escape(&"é".repeat(100));
         let b = escape(&format!("{}x", "é".repeat(99)));
