@@ -83,13 +83,12 @@ mod tests {
 
     #[test]
     fn a_write_replaces_the_file_world_readable_whatever_the_umask() {
-        let dir = crate::testing::ScratchDir::new("atomic-file");
-        let p = dir.join("state");
+        let p = crate::testing::ScratchFile::new("atomic-file", "state");
         write_atomic(&p, "a\n").unwrap();
         write_atomic(&p, "b\n").unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "b\n");
         assert_eq!(
-            std::fs::read_dir(dir.path()).unwrap().count(),
+            std::fs::read_dir(p.dir()).unwrap().count(),
             1,
             "no temporary left"
         );

@@ -458,8 +458,7 @@ mod tests {
 
     #[test]
     fn this_process_runs_and_a_gone_pid_does_not() {
-        let dir = crate::testing::ScratchDir::new("facts");
-        let p = dir.join("pid");
+        let p = crate::testing::ScratchFile::new("facts", "pid");
         let me = std::env::current_exe().unwrap();
         let name = me.file_name().unwrap().to_str().unwrap().to_string();
         std::fs::write(&p, format!("{}\n", std::process::id())).unwrap();

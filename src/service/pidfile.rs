@@ -56,8 +56,7 @@ mod tests {
 
     #[test]
     fn pidfile_is_exclusive_and_removed_on_drop() {
-        let dir = crate::testing::ScratchDir::new("pidfile");
-        let path = dir.join("x.pid");
+        let path = crate::testing::ScratchFile::new("pidfile", "x.pid");
         let first = PidFile::create(&path).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.trim(), std::process::id().to_string());
