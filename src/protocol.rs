@@ -249,8 +249,9 @@ pub fn encode_domain_state(d: &DomainState, out: &mut String) {
 
 /// One stats record line.
 pub fn encode_stat(s: &StatSample, out: &mut String) {
+    let whole = if s.whole { "yes" } else { "no" };
     record(out, &s.domain)
-        .field("whole", if s.whole { "yes" } else { "no" })
+        .field("whole", whole)
         .field("txpkts", s.tx_pkts)
         .field("wrreqs", s.wr_reqs)
         .end();
