@@ -8,7 +8,8 @@
 //! words, free text percent-encoded as on the wire, so any tool can read it
 //! with `split`.
 //!
-//! One file a concept: [`write`] (render, atomic write, the saver),
+//! One file a concept: [`write`] (render and the saver; the disk is
+//! [`crate::atomic_file`]'s),
 //! [`read`] (the parser), [`restore`] (into a starting master) and
 //! [`report`] (for a person).
 
