@@ -9,9 +9,8 @@
 //! with `split`.
 //!
 //! One file a concept: [`write`] (render and the saver; the disk is
-//! [`crate::atomic_file`]'s),
-//! [`read`] (the parser), [`restore`] (into a starting master) and
-//! [`report`] (for a person).
+//! [`crate::atomic_file`]'s), [`read`] (the parser), [`restore`] (into a
+//! starting master) and [`report`] (for a person).
 
 mod read;
 mod report;
