@@ -153,7 +153,7 @@ fn newer(word: &str, what: &str, known: usize) -> Option<u32> {
     n.parse::<u32>().ok().filter(|&n| n as usize >= known)
 }
 
-/// Gives an enumeration of libvirt's its words, from one table: `BY_CODE`
+/// Gives one of libvirt's enumerations its words, from one table: `BY_CODE`
 /// (the values libvirt names, in the order of their words in `$words`,
 /// which is libvirt's order of codes), `from_code`, `code`, `parse` and
 /// `Display`. A code this build does not name is `Newer(N)`, spelled
