@@ -42,6 +42,7 @@ demo: setup
 bench: setup
 	$(CARGO) build --release --bins --example loadgen
 	$(CARGO) bench --bench vmwatch
+	@echo; bash tests/support/binary-sizes.sh || echo "(the shipped binaries are made by make release: cold ~10 min, not part of make bench)"
 
 # The bench's smoke run (part of `make test`): every section, small counts,
 # debug binaries; proves the bench works, its figures mean nothing.

@@ -51,6 +51,13 @@ pub fn escape(value: &str, out: &mut String) {
     }
 }
 
+/// [`escape`]d into a new string.
+pub fn escaped(value: &str) -> String {
+    let mut out = String::new();
+    escape(value, &mut out);
+    out
+}
+
 /// Decodes a percent-encoded value; rejects any byte that should have been
 /// escaped and any `%` not followed by two uppercase hex digits.
 pub fn unescape(value: &str) -> Result<String, String> {

@@ -223,11 +223,17 @@ fn encode_records(body: &Body, out: &mut String) {
     }
 }
 
+/// Starts a record line: every record begins with the domain it is about,
+/// as [`Fields::domain`] reads it back.
+fn record<'a>(out: &'a mut String, domain: &DomainId) -> Line<'a> {
+    Line::new(out)
+        .field("uuid", &domain.uuid)
+        .field("name", &domain.name)
+}
+
 /// One event record line.
 pub fn encode_event(e: &Event, out: &mut String) {
-    Line::new(out)
-        .field("uuid", &e.domain.uuid)
-        .field("name", &e.domain.name)
+    record(out, &e.domain)
         .field("event", e.event)
         .field("detail", e.detail)
         .field("time", e.time_ms)
@@ -237,9 +243,7 @@ pub fn encode_event(e: &Event, out: &mut String) {
 
 /// One snapshot record line.
 pub fn encode_domain_state(d: &DomainState, out: &mut String) {
-    Line::new(out)
-        .field("uuid", &d.domain.uuid)
-        .field("name", &d.domain.name)
+    record(out, &d.domain)
         .field("state", d.state)
         .field("reason", d.reason)
         .opt("reboots", d.reboots)
@@ -248,10 +252,9 @@ pub fn encode_domain_state(d: &DomainState, out: &mut String) {
 
 /// One stats record line.
 pub fn encode_stat(s: &StatSample, out: &mut String) {
-    Line::new(out)
-        .field("uuid", &s.domain.uuid)
-        .field("name", &s.domain.name)
-        .field("whole", if s.whole { "yes" } else { "no" })
+    let whole = if s.whole { "yes" } else { "no" };
+    record(out, &s.domain)
+        .field("whole", whole)
         .field("txpkts", s.tx_pkts)
         .field("wrreqs", s.wr_reqs)
         .end();
@@ -626,12 +629,22 @@ mod tests {
                 Err(WireError::BadMac)
             );
         }
-        let v2 = b"vmwatch/2 heartbeat node=1\n".to_vec();
-        let mac = sign(b"k", &v2).into_bytes();
-        assert!(matches!(
-            decode(b"k", &[v2, mac]),
-            Err(WireError::Version(_))
-        ));
+        let v2 = signed("vmwatch/2 heartbeat node=1\n");
+        assert!(matches!(decode(b"k", &v2), Err(WireError::Version(_))));
+    }
+
+    /// Both frames of `payload`, signed with the secret `k`.
+    fn signed(payload: &str) -> Vec<Vec<u8>> {
+        let mac = sign(b"k", payload.as_bytes());
+        vec![payload.as_bytes().to_vec(), mac.into_bytes()]
+    }
+
+    /// `payload`, authenticated, is refused as malformed (not a panic).
+    fn assert_malformed(payload: &str) {
+        match decode(b"k", &signed(payload)) {
+            Err(WireError::Malformed(_)) => {}
+            other => panic!("{payload:?} gave {other:?}"),
+        }
     }
 
     #[test]
@@ -652,22 +665,11 @@ mod tests {
             "vmwatch/1 stats node=1 inst=0123456789abcdef seq=1 ts=1 interval=+5\n".to_string(),
         ];
         for case in &cases {
-            let frames = vec![
-                case.as_bytes().to_vec(),
-                sign(b"k", case.as_bytes()).into_bytes(),
-            ];
-            match decode(b"k", &frames) {
-                Err(WireError::Malformed(_)) => {}
-                other => panic!("{case:?} gave {other:?}"),
-            }
+            assert_malformed(case);
         }
         // Newer codes stay parseable; unknown keys are ignored.
         let ok = format!("{head}{u} event=event-12 detail=detail-3 time=1 colour=blue\n");
-        let frames = vec![
-            ok.as_bytes().to_vec(),
-            sign(b"k", ok.as_bytes()).into_bytes(),
-        ];
-        assert!(decode(b"k", &frames).is_ok());
+        assert!(decode(b"k", &signed(&ok)).is_ok());
     }
 
     #[test]
@@ -686,14 +688,7 @@ mod tests {
             "vmwatch/1 event node=1 inst=0123456789abcdef seq=1 ts=1\nuuid=4b3b2f6e-1c9a-4f8e-9d6a-2a7c1e5b9f00 name=a%2 event=b detail=c time=1\n",
         ];
         for case in cases {
-            let frames = vec![
-                case.as_bytes().to_vec(),
-                sign(b"k", case.as_bytes()).into_bytes(),
-            ];
-            match decode(b"k", &frames) {
-                Err(WireError::Malformed(_)) => {}
-                other => panic!("{case:?} gave {other:?}"),
-            }
+            assert_malformed(case);
         }
     }
 

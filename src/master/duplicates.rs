@@ -212,6 +212,17 @@ impl Duplicates {
 mod tests {
     use super::*;
 
+    /// The change that reports `key` as a duplicate on nodes 1 and 2
+    /// (`active`), or clears that report.
+    fn on_nodes_1_and_2(by: DuplicateBy, key: &str, active: bool) -> Vec<Update> {
+        vec![Update::Duplicate {
+            by,
+            key: key.into(),
+            nodes: vec!["1".into(), "2".into()],
+            active,
+        }]
+    }
+
     #[test]
     fn same_uuid_active_on_two_nodes_is_reported_then_cleared() {
         let mut d = Duplicates::default();
@@ -223,26 +234,10 @@ mod tests {
             "defined but not running elsewhere is fine"
         );
         d.set("2", "u", "vm", Some(State::Running));
-        assert_eq!(
-            d.changes(),
-            vec![Update::Duplicate {
-                by: DuplicateBy::Uuid,
-                key: "u".into(),
-                nodes: vec!["1".into(), "2".into()],
-                active: true
-            }]
-        );
+        assert_eq!(d.changes(), on_nodes_1_and_2(DuplicateBy::Uuid, "u", true));
         assert!(d.changes().is_empty(), "reported once");
         d.set("1", "u", "vm", None);
-        assert_eq!(
-            d.changes(),
-            vec![Update::Duplicate {
-                by: DuplicateBy::Uuid,
-                key: "u".into(),
-                nodes: vec!["1".into(), "2".into()],
-                active: false
-            }]
-        );
+        assert_eq!(d.changes(), on_nodes_1_and_2(DuplicateBy::Uuid, "u", false));
         assert!(d.current().is_empty());
     }
 
@@ -252,15 +247,7 @@ mod tests {
         d.set("1", "u1", "web", Some(State::Running));
         d.set("2", "u2", "web", Some(State::Shutoff));
         let ch = d.changes();
-        assert_eq!(
-            ch,
-            vec![Update::Duplicate {
-                by: DuplicateBy::Name,
-                key: "web".into(),
-                nodes: vec!["1".into(), "2".into()],
-                active: true
-            }]
-        );
+        assert_eq!(ch, on_nodes_1_and_2(DuplicateBy::Name, "web", true));
         d.set("2", "u2", "web", None);
         assert!(matches!(
             &d.changes()[..],

@@ -21,6 +21,7 @@ use crate::log_limited;
 use crate::protocol::{Key, MAX_PAYLOAD};
 use crate::ratelimit::RateLimit;
 use crate::service::{now_ms, Shutdown};
+use crate::zmq_socket;
 
 /// Frames kept from one multipart message; a message with more is rejected
 /// whatever its content, but still read to its end (only counted).
@@ -49,29 +50,19 @@ pub struct Counters {
 /// Binds the PULL socket. ZeroMQ's own size cap keeps a hostile peer from
 /// making us buffer more than a few times the protocol limit.
 pub fn bind(ctx: &zmq::Context, endpoint: &str) -> Result<zmq::Socket, String> {
-    let zerr =
-        |what: &str, e: zmq::Error| format!("cannot {what} the ZeroMQ socket on {endpoint}: {e}");
-    let socket = ctx.socket(zmq::PULL).map_err(|e| zerr("create", e))?;
-    socket
-        .set_maxmsgsize(4 * MAX_PAYLOAD as i64)
-        .map_err(|e| zerr("configure", e))?;
-    socket
-        .set_rcvhwm(10_000)
-        .map_err(|e| zerr("configure", e))?;
-    socket
-        .set_ipv6(endpoint.contains('['))
-        .map_err(|e| zerr("configure", e))?;
-    socket.set_linger(0).map_err(|e| zerr("configure", e))?;
-    socket
-        .set_backlog(BACKLOG)
-        .map_err(|e| zerr("configure", e))?;
-    // A peer that connects and never completes the ZeroMQ handshake is
-    // dropped after this long (libzmq's default is 30 s), which bounds what
-    // half-open connections can hold; the process's file limit bounds how
-    // many there can be at once (docs/protocol.md, "Transport").
-    socket
-        .set_handshake_ivl(HANDSHAKE_MS)
-        .map_err(|e| zerr("configure", e))?;
+    let place = format!("on {endpoint}");
+    let socket = zmq_socket::open(ctx, zmq::PULL, endpoint, &place, |s| {
+        s.set_maxmsgsize(4 * MAX_PAYLOAD as i64)?;
+        s.set_rcvhwm(10_000)?;
+        s.set_linger(0)?;
+        s.set_backlog(BACKLOG)?;
+        // A peer that connects and never completes the ZeroMQ handshake is
+        // dropped after this long (libzmq's default is 30 s), which bounds
+        // what half-open connections can hold; the process's file limit
+        // bounds how many there can be at once (docs/protocol.md,
+        // "Transport").
+        s.set_handshake_ivl(HANDSHAKE_MS)
+    })?;
     socket.bind(endpoint).map_err(|e| {
         format!("cannot listen on {endpoint}: {e} (is another master running, or is `listen` an address of this host?)")
     })?;

@@ -477,6 +477,11 @@ mod tests {
         }
     }
 
+    /// A message from `node` with one event.
+    fn one_event(node: &str, e: Event) -> Message {
+        msg(node, Body::Events(vec![e]))
+    }
+
     fn ev(uuid: &str, name: &str, event: &str, detail: &str) -> Event {
         Event {
             domain: DomainId {
@@ -522,22 +527,23 @@ mod tests {
     #[test]
     fn a_full_lifecycle_reaches_the_panel_in_order() {
         let mut t = StateTable::new(false, 90);
-        let lifecycle = vec![
-            ev(U1, "t1", "defined", "added"),
+        let lifecycle = [
+            ("defined", "added"),
             // libvirt's start: Resumed/Unpaused, then Started/Booted.
-            ev(U1, "t1", "resumed", "unpaused"),
-            ev(U1, "t1", "started", "booted"),
-            ev(U1, "t1", "suspended", "paused"),
-            ev(U1, "t1", "resumed", "unpaused"),
-            ev(U1, "t1", "reboot", "-"),
-            ev(U1, "t1", "shutdown", "finished"),
-            ev(U1, "t1", "stopped", "shutdown"),
-            ev(U1, "t1", "resumed", "unpaused"),
-            ev(U1, "t1", "started", "booted"),
-            ev(U1, "t1", "stopped", "destroyed"),
-            ev(U1, "t1", "undefined", "removed"),
-        ];
-        let out = t.apply(&msg("3", Body::Events(lifecycle)), 100);
+            ("resumed", "unpaused"),
+            ("started", "booted"),
+            ("suspended", "paused"),
+            ("resumed", "unpaused"),
+            ("reboot", "-"),
+            ("shutdown", "finished"),
+            ("stopped", "shutdown"),
+            ("resumed", "unpaused"),
+            ("started", "booted"),
+            ("stopped", "destroyed"),
+            ("undefined", "removed"),
+        ]
+        .map(|(event, detail)| ev(U1, "t1", event, detail));
+        let out = t.apply(&msg("3", Body::Events(lifecycle.into())), 100);
         assert_eq!(
             out[0],
             Update::Node {
@@ -583,19 +589,10 @@ mod tests {
     #[test]
     fn repeated_news_is_not_news() {
         let mut t = StateTable::new(false, 90);
-        t.apply(
-            &msg("1", Body::Events(vec![ev(U1, "a", "started", "booted")])),
-            1,
-        );
-        let again = t.apply(
-            &msg("1", Body::Events(vec![ev(U1, "a", "resumed", "unpaused")])),
-            2,
-        );
+        t.apply(&one_event("1", ev(U1, "a", "started", "booted")), 1);
+        let again = t.apply(&one_event("1", ev(U1, "a", "resumed", "unpaused")), 2);
         assert!(again.is_empty(), "{again:?}");
-        let redefined = t.apply(
-            &msg("1", Body::Events(vec![ev(U1, "a", "defined", "updated")])),
-            3,
-        );
+        let redefined = t.apply(&one_event("1", ev(U1, "a", "defined", "updated")), 3);
         assert!(
             redefined.is_empty(),
             "redefining a running domain keeps it running"
@@ -678,10 +675,7 @@ mod tests {
     #[test]
     fn multi_part_snapshots_apply_only_when_complete_and_in_sequence() {
         let mut t = StateTable::new(false, 90);
-        t.apply(
-            &msg("1", Body::Events(vec![ev(U2, "b", "started", "booted")])),
-            1,
-        );
+        t.apply(&one_event("1", ev(U2, "b", "started", "booted")), 1);
         let part = |id, part, domains| Body::Snapshot {
             id,
             part,
@@ -726,14 +720,8 @@ mod tests {
     #[test]
     fn duplicates_follow_the_table() {
         let mut t = StateTable::new(false, 90);
-        t.apply(
-            &msg("1", Body::Events(vec![ev(U1, "a", "started", "booted")])),
-            1,
-        );
-        let out = t.apply(
-            &msg("2", Body::Events(vec![ev(U1, "a", "started", "booted")])),
-            2,
-        );
+        t.apply(&one_event("1", ev(U1, "a", "started", "booted")), 1);
+        let out = t.apply(&one_event("2", ev(U1, "a", "started", "booted")), 2);
         assert!(out.iter().any(|u| matches!(
             u,
             Update::Duplicate {
@@ -742,10 +730,7 @@ mod tests {
                 ..
             }
         )));
-        let out = t.apply(
-            &msg("2", Body::Events(vec![ev(U1, "a", "stopped", "destroyed")])),
-            3,
-        );
+        let out = t.apply(&one_event("2", ev(U1, "a", "stopped", "destroyed")), 3);
         assert!(out.iter().any(|u| matches!(
             u,
             Update::Duplicate {
@@ -771,25 +756,16 @@ mod tests {
             }],
         };
         let mut off = StateTable::new(false, 90);
-        off.apply(
-            &msg("1", Body::Events(vec![ev(U1, "a", "started", "booted")])),
-            1,
-        );
+        off.apply(&one_event("1", ev(U1, "a", "started", "booted")), 1);
         assert!(off.apply(&msg("1", stats(0, 0)), 2).is_empty());
 
         let mut t = StateTable::new(true, 90);
-        t.apply(
-            &msg("1", Body::Events(vec![ev(U1, "a", "defined", "added")])),
-            1,
-        );
+        t.apply(&one_event("1", ev(U1, "a", "defined", "added")), 1);
         assert!(
             t.apply(&msg("1", stats(0, 0)), 2).is_empty(),
             "not running: no warning"
         );
-        t.apply(
-            &msg("1", Body::Events(vec![ev(U1, "a", "started", "booted")])),
-            3,
-        );
+        t.apply(&one_event("1", ev(U1, "a", "started", "booted")), 3);
         let out = t.apply(&msg("1", stats(0, 0)), 4);
         assert!(matches!(&out[..], [Update::Idle { idle: true, .. }]));
         let out = t.apply(&msg("1", stats(3, 4)), 5);

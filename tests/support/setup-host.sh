@@ -22,9 +22,11 @@ done
 for p in ${SETUP_EXTRA_PKGS:-}; do want "$p"; done
 
 # A killed daemon may linger as a zombie when nothing reaps it (no init here).
+# Only root's count: another user's session daemon (the bench runs one as
+# vmwbench) is not the system libvirtd the tests connect to.
 running() {
     local p
-    for p in $(pgrep -x "$1" 2>/dev/null); do
+    for p in $(pgrep -u root -x "$1" 2>/dev/null); do
         grep -q '^State:[[:space:]]*Z' "/proc/$p/status" 2>/dev/null || return 0
     done
     return 1

@@ -5,11 +5,12 @@
 
 use std::time::Instant;
 
+use vmwatch::atomic_file::write_atomic;
 use vmwatch::master::panel::PanelCounters;
 use vmwatch::master::receiver::Counters;
 use vmwatch::master::replay::ReplayGuard;
 use vmwatch::master::state::StateTable;
-use vmwatch::master::statefile::{self, render, write_atomic, View};
+use vmwatch::master::statefile::{self, render, View};
 
 use crate::cluster::{
     children_ms, field, lg_args, mib, named, since, threads, wait_for, Loadgen, LogClock, LogTail,
