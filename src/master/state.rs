@@ -495,6 +495,16 @@ mod tests {
         }
     }
 
+    /// A snapshot in one part.
+    fn snap(id: u64, domains: Vec<DomainState>) -> Body {
+        Body::Snapshot {
+            id,
+            part: 1,
+            parts: 1,
+            domains,
+        }
+    }
+
     fn ds(uuid: &str, name: &str, state: &str) -> DomainState {
         DomainState {
             domain: DomainId {
@@ -602,12 +612,6 @@ mod tests {
     #[test]
     fn snapshots_add_change_and_remove_and_only_report_differences() {
         let mut t = StateTable::new(false, 90);
-        let snap = |id, domains| Body::Snapshot {
-            id,
-            part: 1,
-            parts: 1,
-            domains,
-        };
         let out = t.apply(
             &msg(
                 "1",
@@ -639,12 +643,6 @@ mod tests {
     #[test]
     fn a_domain_listed_twice_in_one_snapshot_ends_as_listed_last() {
         let mut t = StateTable::new(false, 90);
-        let snap = |id, domains| Body::Snapshot {
-            id,
-            part: 1,
-            parts: 1,
-            domains,
-        };
         t.apply(&msg("1", snap(1, vec![ds(U1, "a", "running")])), 1);
         // Unchanged first, changed second; then the other way round.
         let out = t.apply(
