@@ -40,12 +40,14 @@ demo: setup
 	bash tests/support/demo.sh
 
 bench: setup
-	$(CARGO) build --release --bins
+	$(CARGO) build --release --bins --example loadgen
 	$(CARGO) bench --bench vmwatch
+	@echo; bash tests/support/binary-sizes.sh || echo "(the shipped binaries are made by make release: cold ~10 min, not part of make bench)"
 
 # The bench's smoke run (part of `make test`): every section, small counts,
 # debug binaries; proves the bench works, its figures mean nothing.
 bench-quick:
+	$(CARGO) build --bins --example loadgen
 	VMWATCH_BENCH_QUICK=1 $(CARGO) test --bench vmwatch
 
 # Fuzzing on the stable toolchain: cargo-fuzz needs nightly flags, which

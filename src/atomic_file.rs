@@ -1,10 +1,15 @@
-//! Files that readers never see half-written: the master's state file and
-//! the node's status file are written to a temporary file in the same
-//! directory, flushed to disk, then renamed over the old one.
+//! The files a daemon keeps for its readers, the master's state file and
+//! the node's status file: the head both start with, and how they reach the
+//! disk, written to a temporary file in the same directory, flushed, then
+//! renamed over the old one, so that no reader ever sees half a file.
 
+use std::fmt::Write as _;
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::time::Duration;
+
+use crate::ratelimit::RateLimit;
 
 /// Writes `text` to `path` atomically, mode 0644 whatever the umask (so
 /// check_vmwatch can read it as another user). A crash or a reader never
@@ -22,4 +27,72 @@ pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// The lines both files start with, which check_vmwatch reads the same way
+/// in both: a comment (`title`: the file and its format's document) with
+/// the writer's pid, then the format `version`, when the file was `written`
+/// and when the daemon `started` (ms since the Unix epoch).
+pub fn head(out: &mut String, title: &str, version: u32, written: u64, started: u64) {
+    let pid = std::process::id();
+    let _ = write!(
+        out,
+        "# {title}; pid {pid}\nversion {version}\nwritten {written}\nstarted {started}\n"
+    );
+}
+
+/// A file written again and again while a daemon runs. A failure is
+/// logged at most once per 10 minutes, naming the file and what to check.
+pub struct Rewritten {
+    what: &'static str,
+    path: String,
+    check: &'static str,
+    limit: RateLimit,
+}
+
+impl Rewritten {
+    /// The `what` (`state file`) at `path`; `check` says what to look at
+    /// when it cannot be written.
+    pub fn new(what: &'static str, path: &str, check: &'static str) -> Rewritten {
+        Rewritten {
+            what,
+            path: path.to_string(),
+            check,
+            limit: RateLimit::new(1, Duration::from_secs(600)),
+        }
+    }
+
+    /// Replaces the file with `text`.
+    pub fn write(&mut self, text: &str) {
+        if let Err(e) = write_atomic(Path::new(&self.path), text) {
+            crate::log_limited!(
+                self.limit,
+                log::Level::Error,
+                "cannot write {} {}: {e} ({})",
+                self.what,
+                self.path,
+                self.check
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_replaces_the_file_world_readable_whatever_the_umask() {
+        let p = crate::testing::ScratchFile::new("atomic-file", "state");
+        write_atomic(&p, "a\n").unwrap();
+        write_atomic(&p, "b\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "b\n");
+        assert_eq!(
+            std::fs::read_dir(p.dir()).unwrap().count(),
+            1,
+            "no temporary left"
+        );
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644);
+    }
 }

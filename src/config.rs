@@ -70,6 +70,27 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+#[cfg(test)]
+impl ConfigError {
+    /// The errors as `PATH:LINE: what`, in order.
+    pub fn lines(&self) -> Vec<String> {
+        self.errors.iter().map(|p| p.to_string()).collect()
+    }
+}
+
+/// Loads `text` as the file `name` with a key list (`build`, as
+/// [`DaemonConfig::from_loader`]): what it built, and what [`Loader::finish`] said.
+#[cfg(test)]
+pub fn load_text<T>(
+    name: &str,
+    text: &str,
+    build: impl FnOnce(String, &mut Loader) -> T,
+) -> (T, Result<Vec<Problem>, ConfigError>) {
+    let mut l = Loader::from_reader(name, text.as_bytes());
+    let built = build(name.to_string(), &mut l);
+    (built, l.finish())
+}
+
 /// Splits a file into entries. Syntax errors (a line without `=`, an empty
 /// name) are returned as problems; values are not interpreted here.
 pub fn parse_entries<R: BufRead>(path: &str, reader: R) -> (Vec<Entry>, Vec<Problem>) {
@@ -333,27 +354,39 @@ impl Loader {
     }
 }
 
-/// Loads a daemon's file: `build` reads its keys from the loader; a short
-/// shared secret (as `secret` returns it) is warned about, not refused, since
-/// the panel chose it.
-pub fn load_with<T>(
-    path: &Path,
-    build: impl FnOnce(String, &mut Loader) -> T,
-    secret: impl Fn(&T) -> &str,
-) -> Result<(T, Vec<Problem>), ConfigError> {
-    let shown = path.display().to_string();
-    let mut l = Loader::open(path)?;
-    let cfg = build(shown.clone(), &mut l);
-    let mut warnings = l.finish()?;
-    let len = secret(&cfg).len();
-    if (1..16).contains(&len) {
-        warnings.push(problem(
-            &shown,
-            0,
-            format!("`secret` is only {len} characters long; a longer random secret is safer"),
-        ));
+/// A daemon's configuration: its keys, as its file holds them and as
+/// `-t` shows them.
+pub trait DaemonConfig: Sized {
+    /// Reads every key from `l`, recording problems in it; `path` names the
+    /// file.
+    fn from_loader(path: String, l: &mut Loader) -> Self;
+
+    /// The effective configuration as `NAME=VALUE` pairs, secret masked.
+    fn describe(&self) -> Vec<(String, String)>;
+
+    /// Where and how the daemon logs.
+    fn log(&self) -> &LogSettings;
+
+    /// Loads and checks the file; warnings are returned for logging. A
+    /// short shared secret (`secret=`) is warned about, not refused, since
+    /// the panel chose it.
+    fn load(path: &Path) -> Result<(Self, Vec<Problem>), ConfigError> {
+        let shown = path.display().to_string();
+        let mut l = Loader::open(path)?;
+        let cfg = Self::from_loader(shown.clone(), &mut l);
+        let secret = l.values.get("secret").map_or(0, |e| e.value.len());
+        let mut warnings = l.finish()?;
+        if (1..16).contains(&secret) {
+            warnings.push(problem(
+                &shown,
+                0,
+                format!(
+                    "`secret` is only {secret} characters long; a longer random secret is safer"
+                ),
+            ));
+        }
+        Ok((cfg, warnings))
     }
-    Ok((cfg, warnings))
 }
 
 /// Checks a ZeroMQ endpoint and adds the default port to a bare tcp host.
@@ -370,6 +403,24 @@ pub fn normalize_endpoint(value: &str) -> Result<String, String> {
             shorten(value)
         ));
     };
+    let (host, port) = split_host_port(rest, DEFAULT_PORT, |host| {
+        if host.is_empty() || host == "[]" {
+            Err("missing host or IP address".into())
+        } else {
+            Ok(())
+        }
+    })?;
+    Ok(format!("tcp://{host}:{port}"))
+}
+
+/// The `HOST[:PORT]` or `[IPv6][:PORT]` of a `tcp://` address (what
+/// follows the scheme): the host as written, brackets kept, after `check`
+/// has accepted it, and the port, `default_port` if none is given.
+pub fn split_host_port(
+    rest: &str,
+    default_port: u16,
+    check: impl Fn(&str) -> Result<(), String>,
+) -> Result<(String, u16), String> {
     let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
         let Some((addr, tail)) = v6.split_once(']') else {
             return Err("IPv6 address lacks the closing `]`".into());
@@ -385,17 +436,15 @@ pub fn normalize_endpoint(value: &str) -> Result<String, String> {
             None => (rest.to_string(), None),
         }
     };
-    if host.is_empty() || host == "[]" {
-        return Err("missing host or IP address".into());
-    }
+    check(&host)?;
     let port = match port {
-        None => DEFAULT_PORT,
+        None => default_port,
         Some(p) => match p.parse::<u16>() {
             Ok(n) if n > 0 => n,
             _ => return Err(format!("port `{p}` is not between 1 and 65535")),
         },
     };
-    Ok(format!("tcp://{host}:{port}"))
+    Ok((host, port))
 }
 
 /// Log verbosity: `error`, `warn`, `info` or `debug`.
@@ -491,10 +540,8 @@ mod tests {
         l.number("port", 1, 1, 65535);
         l.boolean("disabled", false);
         l.string("node_id", None);
-        let err = l.finish().unwrap_err();
-        let text: Vec<String> = err.errors.iter().map(|p| p.to_string()).collect();
         assert_eq!(
-            text,
+            l.finish().unwrap_err().lines(),
             vec![
                 "t.conf: missing required `node_id=...`",
                 "t.conf:1: expected NAME=VALUE, found `listen`",
@@ -521,24 +568,31 @@ mod tests {
 
     #[test]
     fn endpoints_get_the_default_port_and_are_checked() {
+        let given = [
+            "tcp://1.2.3.4",
+            "tcp://[::1]:7",
+            "tcp://[::1]",
+            "ipc:///run/x",
+        ];
+        let normalized = given.map(|e| normalize_endpoint(e).unwrap());
         assert_eq!(
-            normalize_endpoint("tcp://1.2.3.4").unwrap(),
-            "tcp://1.2.3.4:1515"
+            normalized,
+            [
+                "tcp://1.2.3.4:1515",
+                "tcp://[::1]:7",
+                "tcp://[::1]:1515",
+                "ipc:///run/x"
+            ]
         );
-        assert_eq!(
-            normalize_endpoint("tcp://[::1]:7").unwrap(),
-            "tcp://[::1]:7"
-        );
-        assert_eq!(
-            normalize_endpoint("tcp://[::1]").unwrap(),
-            "tcp://[::1]:1515"
-        );
-        assert_eq!(normalize_endpoint("ipc:///run/x").unwrap(), "ipc:///run/x");
-        assert!(normalize_endpoint("udp://1.2.3.4:5").is_err());
-        assert!(normalize_endpoint("tcp://1.2.3.4:0").is_err());
-        assert!(normalize_endpoint("tcp://1.2.3.4:99999").is_err());
-        assert!(normalize_endpoint("tcp://:5").is_err());
-        assert!(normalize_endpoint("tcp://[::1").is_err());
+        for bad in [
+            "udp://1.2.3.4:5",
+            "tcp://1.2.3.4:0",
+            "tcp://1.2.3.4:99999",
+            "tcp://:5",
+            "tcp://[::1",
+        ] {
+            assert!(normalize_endpoint(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -6,10 +6,29 @@
 //! state file's `pending` lines all use it, so a value is escaped and
 //! checked the same way wherever it travels.
 
+use std::borrow::Cow;
+
 /// Bytes that appear in values unescaped; every other byte is `%XX`.
 fn is_plain(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-._~:/@+,".contains(&b)
+    PLAIN[b as usize]
 }
+
+/// [`is_plain`] as a table: every value of every record is checked with
+/// it, byte by byte.
+const PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.' | b'_' | b'~' | b':' | b'/' | b'@' | b'+' | b','
+            );
+        b += 1;
+    }
+    t
+};
 
 /// Percent-encodes a value (uppercase hex), so values never hold a space,
 /// `=` or a newline.
@@ -30,6 +49,13 @@ pub fn escape(value: &str, out: &mut String) {
             out.push(char::from(b"0123456789ABCDEF"[(b & 15) as usize]));
         }
     }
+}
+
+/// [`escape`]d into a new string.
+pub fn escaped(value: &str) -> String {
+    let mut out = String::new();
+    escape(value, &mut out);
+    out
 }
 
 /// Decodes a percent-encoded value; rejects any byte that should have been
@@ -67,6 +93,15 @@ pub fn unescape(value: &str) -> Result<String, String> {
         }
     }
     String::from_utf8(out).map_err(|_| format!("`{}` is not UTF-8", short(value)))
+}
+
+/// [`unescape`] without copying a value that holds no escape (most do).
+fn unescape_borrowed(value: &str) -> Result<Cow<'_, str>, String> {
+    if value.bytes().all(is_plain) {
+        Ok(Cow::Borrowed(value))
+    } else {
+        unescape(value).map(Cow::Owned)
+    }
 }
 
 pub fn short(s: &str) -> String {
@@ -122,12 +157,13 @@ impl<'a> Line<'a> {
     }
 }
 
-/// Fields of one line, in order, with duplicate keys rejected.
-pub struct Fields(Vec<(String, String)>);
+/// Fields of one line, in order, with duplicate keys rejected; values
+/// borrow from the line unless they held an escape.
+pub struct Fields<'a>(Vec<(&'a str, Cow<'a, str>)>);
 
-impl Fields {
-    pub fn parse(line: &str) -> Result<Fields, String> {
-        let mut fields: Vec<(String, String)> = Vec::new();
+impl<'a> Fields<'a> {
+    pub fn parse(line: &'a str) -> Result<Fields<'a>, String> {
+        let mut fields: Vec<(&str, Cow<str>)> = Vec::with_capacity(8);
         for tok in line.split(' ') {
             let (k, v) = tok
                 .split_once('=')
@@ -142,10 +178,10 @@ impl Fields {
             if v.is_empty() {
                 return Err(format!("`{k}` has an empty value"));
             }
-            if fields.iter().any(|(kk, _)| kk == k) {
+            if fields.iter().any(|(kk, _)| *kk == k) {
                 return Err(format!("`{k}` appears twice"));
             }
-            fields.push((k.to_string(), unescape(v)?));
+            fields.push((k, unescape_borrowed(v)?));
         }
         Ok(Fields(fields))
     }
@@ -154,8 +190,8 @@ impl Fields {
     pub fn get(&self, key: &str) -> Result<&str, String> {
         self.0
             .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_ref())
             .ok_or_else(|| format!("missing `{key}`"))
     }
 
@@ -172,7 +208,7 @@ impl Fields {
 
     /// An optional number: absent is `None`, present must be valid.
     pub fn opt_num(&self, key: &str) -> Result<Option<u64>, String> {
-        match self.0.iter().any(|(k, _)| k == key) {
+        match self.0.iter().any(|(k, _)| *k == key) {
             true => self.num(key).map(Some),
             false => Ok(None),
         }

@@ -19,8 +19,13 @@ pub mod master;
 pub mod protocol;
 pub mod ratelimit;
 pub mod service;
+#[cfg(test)]
+mod testing;
 pub mod vocab;
+pub mod zmq_socket;
 
+#[cfg(feature = "slim-cxxabi")]
+mod cxx_demangle;
 #[cfg(feature = "glibc212")]
 mod glibc_compat;
 #[cfg(feature = "node")]

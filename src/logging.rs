@@ -8,6 +8,7 @@
 //! away. If syslog is unavailable the daemon says so once and carries on: a
 //! missing syslogd must never stop monitoring.
 
+use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -29,6 +30,45 @@ struct Logger {
 }
 
 static LOGGER: OnceLock<Logger> = OnceLock::new();
+
+/// A thread's log lines held back for one write (see [`hold`]).
+#[derive(Default)]
+struct Held {
+    on: bool,
+    text: String,
+}
+
+thread_local! {
+    static HELD: RefCell<Held> = RefCell::new(Held::default());
+    /// The last timestamp written by this thread, and its millisecond.
+    static STAMP: RefCell<(u128, String)> = const { RefCell::new((u128::MAX, String::new())) };
+}
+
+/// Most bytes of held lines before they are written anyway.
+const HELD_MAX: usize = 64 * 1024;
+
+/// From now until [`release`], this thread's lines reach the log file (and
+/// stderr) in one write instead of one each: the master's receiver holds
+/// the lines of a burst of messages (up to a thousand changes), so a resync
+/// storm costs a write per burst, not per domain. Each line keeps the time
+/// it was logged; syslog still gets every line at once; at most
+/// 64 KiB are held; a panic writes what was held before its own line.
+pub fn hold() {
+    let _ = HELD.try_with(|h| h.borrow_mut().on = true);
+}
+
+/// Writes what this thread held since [`hold`] and stops holding.
+pub fn release() {
+    let _ = HELD.try_with(|h| {
+        let mut h = h.borrow_mut();
+        h.on = false;
+        if let Some(l) = LOGGER.get() {
+            l.write_out(&h.text);
+        }
+        // Cleared, not freed: the next burst reuses the buffer.
+        h.text.clear();
+    });
+}
 
 /// Why logging could not start.
 #[derive(Debug)]
@@ -188,6 +228,13 @@ fn emergency(msg: &str) {
         timestamp(),
         std::thread::current().name().unwrap_or("?")
     );
+    // What this thread held back (see `hold`) comes first, in order.
+    let held = HELD
+        .try_with(|h| h.try_borrow_mut().map(|mut h| std::mem::take(&mut h.text)))
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let line = held + &line;
     let Some(l) = LOGGER.get() else {
         let _ = std::io::stderr().write_all(line.as_bytes());
         return;
@@ -210,9 +257,32 @@ fn emergency(msg: &str) {
 
 /// Local time as `YYYY-MM-DD HH:MM:SS.mmm`.
 pub fn timestamp() -> String {
+    timestamp_at(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default(),
+    )
+}
+
+/// [`timestamp`] into `out`, formatted once a millisecond per thread.
+fn stamp(out: &mut String) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
+    let ms = now.as_millis();
+    let cached = STAMP.try_with(|c| {
+        let mut c = c.borrow_mut();
+        if c.0 != ms {
+            *c = (ms, timestamp_at(now));
+        }
+        out.push_str(&c.1);
+    });
+    if cached.is_err() {
+        out.push_str(&timestamp_at(now));
+    }
+}
+
+fn timestamp_at(now: std::time::Duration) -> String {
     let secs = now.as_secs() as libc::time_t;
     // SAFETY: `tm` is plain data that localtime_r fully initialises on
     // success; both pointers are valid for the duration of the call.
@@ -234,6 +304,21 @@ pub fn timestamp() -> String {
     )
 }
 
+impl Logger {
+    /// Writes whole lines to the file and, in the foreground, stderr.
+    fn write_out(&self, text: &str) {
+        if text.is_empty() {
+            return;
+        }
+        if let Some(f) = self.file.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            let _ = f.write_all(text.as_bytes());
+        }
+        if self.stderr {
+            let _ = std::io::stderr().write_all(text.as_bytes());
+        }
+    }
+}
+
 impl log::Log for Logger {
     fn enabled(&self, metadata: &log::Metadata) -> bool {
         metadata.level() <= self.level
@@ -243,25 +328,42 @@ impl log::Log for Logger {
         if !self.enabled(record.metadata()) {
             return;
         }
+        let thread = std::thread::current();
+        let mut line = String::with_capacity(192);
+        stamp(&mut line);
+        let _ = write!(
+            line,
+            " {:<5} [{}] ",
+            record.level(),
+            thread.name().unwrap_or("?")
+        );
+        let at = line.len();
+        let _ = write!(line, "{}", record.args());
         // Names, reasons and errors come from the network, libvirt and
         // files: no byte of them may start a line or move a terminal.
-        let msg = escape_control(&record.args().to_string());
-        let thread = std::thread::current();
-        let mut line = String::with_capacity(msg.len() + 48);
-        let _ = writeln!(
-            line,
-            "{} {:<5} [{}] {}",
-            timestamp(),
-            record.level(),
-            thread.name().unwrap_or("?"),
-            msg
-        );
-        if let Some(f) = self.file.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
-            let _ = f.write_all(line.as_bytes());
+        if line[at..].chars().any(is_unsafe) {
+            let safe = escape_control(&line[at..]);
+            line.truncate(at);
+            line.push_str(&safe);
         }
-        if self.stderr {
-            let _ = std::io::stderr().write_all(line.as_bytes());
+        line.push('\n');
+        // Held lines (see `hold`) wait for `release`, or for enough of them.
+        let held = HELD.try_with(|h| {
+            let mut h = h.borrow_mut();
+            if !h.on {
+                return false;
+            }
+            h.text.push_str(&line);
+            if h.text.len() >= HELD_MAX {
+                self.write_out(&h.text);
+                h.text.clear();
+            }
+            true
+        });
+        if held != Ok(true) {
+            self.write_out(&line);
         }
+        let msg = &line[at..line.len() - 1];
         if let Some(s) = self
             .syslog
             .lock()
@@ -278,6 +380,11 @@ impl log::Log for Logger {
     }
 
     fn flush(&self) {
+        let _ = HELD.try_with(|h| {
+            let mut h = h.borrow_mut();
+            self.write_out(&h.text);
+            h.text.clear();
+        });
         if let Some(f) = self.file.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
             let _ = f.flush();
         }
@@ -288,11 +395,47 @@ impl log::Log for Logger {
 mod tests {
     use super::*;
 
+    /// The one test of this binary that installs the global logger.
+    #[test]
+    fn held_lines_are_written_on_release_in_order_each_with_its_time() {
+        let dir = std::env::temp_dir().join(format!("vmwatch-log-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("held.log");
+        let settings = LogSettings {
+            file: file.display().to_string(),
+            level: log::LevelFilter::Info,
+            syslog: false,
+            syslog_socket: String::new(),
+        };
+        init("vmwatch-test", &settings, false).unwrap();
+        let text = || std::fs::read_to_string(&file).unwrap_or_default();
+        log::info!("before hold");
+        assert!(text().contains("before hold"), "not held: written at once");
+        hold();
+        log::info!("held one");
+        log::warn!("held two\nforged");
+        assert!(!text().contains("held one"), "held until release");
+        release();
+        let t = text();
+        let one = t.find("INFO  [").and(t.find("held one")).unwrap();
+        let two = t.find("held two\\x0aforged").unwrap();
+        assert!(one < two, "in order, still escaped: {t}");
+        assert_eq!(t.lines().count(), 3, "{t}");
+        assert!(t.lines().all(|l| l.len() > 24 && l.as_bytes()[4] == b'-'));
+        log::info!("after release");
+        assert!(text().contains("after release"), "holding ended");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn control_characters_cannot_forge_a_line() {
-        assert_eq!(escape_control("plain vm-1 é"), "plain vm-1 é");
-        assert_eq!(escape_control("a\nb\rc\u{1b}[2J"), "a\\x0ab\\x0dc\\x1b[2J");
-        assert_eq!(escape_control("x\u{2028}y\u{202e}"), "x\\u{2028}y\\u{202e}");
+        for (text, logged) in [
+            ("plain vm-1 é", "plain vm-1 é"),
+            ("a\nb\rc\u{1b}[2J", "a\\x0ab\\x0dc\\x1b[2J"),
+            ("x\u{2028}y\u{202e}", "x\\u{2028}y\\u{202e}"),
+        ] {
+            assert_eq!(escape_control(text), logged);
+        }
         assert!(!escape_control("\u{85}\u{7f}\t").chars().any(is_unsafe));
     }
 }

@@ -17,9 +17,12 @@ use hmac::{Hmac, Mac};
 use crate::vocab::{Detail, EventKind, Reason, State};
 use sha2::Sha256;
 use std::fmt;
+use std::ops::Deref;
 
 /// Protocol version carried in every header (`vmwatch/1`).
 pub const VERSION: u32 = 1;
+/// The first word of every payload, `vmwatch/VERSION`.
+const VERSION_WORD: &str = "vmwatch/1";
 /// Largest payload frame a node sends and a master accepts, in bytes.
 pub const MAX_PAYLOAD: usize = 64 * 1024;
 /// Length of the MAC frame: hex of a 32-byte HMAC-SHA256.
@@ -175,7 +178,7 @@ pub fn encode_payload(msg: &Message) -> String {
     let h = &msg.header;
     let mut out = String::with_capacity(256);
     let mut head = Line::new(&mut out)
-        .word(&format!("vmwatch/{VERSION}"))
+        .word(VERSION_WORD)
         .word(msg.body.kind())
         .field("node", &h.node)
         .field("inst", format!("{:016x}", h.instance))
@@ -220,11 +223,17 @@ fn encode_records(body: &Body, out: &mut String) {
     }
 }
 
+/// Starts a record line: every record begins with the domain it is about,
+/// as [`Fields::domain`] reads it back.
+fn record<'a>(out: &'a mut String, domain: &DomainId) -> Line<'a> {
+    Line::new(out)
+        .field("uuid", &domain.uuid)
+        .field("name", &domain.name)
+}
+
 /// One event record line.
 pub fn encode_event(e: &Event, out: &mut String) {
-    Line::new(out)
-        .field("uuid", &e.domain.uuid)
-        .field("name", &e.domain.name)
+    record(out, &e.domain)
         .field("event", e.event)
         .field("detail", e.detail)
         .field("time", e.time_ms)
@@ -234,9 +243,7 @@ pub fn encode_event(e: &Event, out: &mut String) {
 
 /// One snapshot record line.
 pub fn encode_domain_state(d: &DomainState, out: &mut String) {
-    Line::new(out)
-        .field("uuid", &d.domain.uuid)
-        .field("name", &d.domain.name)
+    record(out, &d.domain)
         .field("state", d.state)
         .field("reason", d.reason)
         .opt("reboots", d.reboots)
@@ -245,25 +252,89 @@ pub fn encode_domain_state(d: &DomainState, out: &mut String) {
 
 /// One stats record line.
 pub fn encode_stat(s: &StatSample, out: &mut String) {
-    Line::new(out)
-        .field("uuid", &s.domain.uuid)
-        .field("name", &s.domain.name)
-        .field("whole", if s.whole { "yes" } else { "no" })
+    let whole = if s.whole { "yes" } else { "no" };
+    record(out, &s.domain)
+        .field("whole", whole)
         .field("txpkts", s.tx_pkts)
         .field("wrreqs", s.wr_reqs)
         .end();
 }
 
+/// Lowercase hex digits' values; 0xff for every other byte.
+const HEX: [u8; 256] = {
+    let mut t = [0xff; 256];
+    let mut i = 0;
+    while i < 16 {
+        t[b"0123456789abcdef"[i] as usize] = i as u8;
+        i += 1;
+    }
+    t
+};
+
+/// The shared secret, keyed once: HMAC-SHA256's key schedule (two of the
+/// five SHA-256 blocks a short message costs) is computed when the key is
+/// made, not for every message signed or checked.
+#[derive(Clone)]
+pub struct Key(HmacSha256);
+
+impl Key {
+    pub fn new(secret: &[u8]) -> Key {
+        Key(HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length"))
+    }
+
+    /// The MAC frame for a payload: lowercase hex HMAC-SHA256.
+    pub fn sign(&self, payload: &[u8]) -> String {
+        let mut mac = self.0.clone();
+        mac.update(payload);
+        let tag = mac.finalize().into_bytes();
+        let mut hex = String::with_capacity(MAC_HEX_LEN);
+        for b in tag {
+            hex.push(char::from(b"0123456789abcdef"[(b >> 4) as usize]));
+            hex.push(char::from(b"0123456789abcdef"[(b & 15) as usize]));
+        }
+        hex
+    }
+
+    /// Checks frames, size and MAC (in constant time) without reading a
+    /// byte of the payload, then the version, then parses. Only `frames`,
+    /// `oversized` and `bad_mac` can be provoked without the secret.
+    pub fn decode<F: Deref<Target = [u8]>>(&self, frames: &[F]) -> Result<Message, WireError> {
+        if frames.len() != 2 {
+            return Err(WireError::Frames(frames.len()));
+        }
+        let (payload, mac_hex) = (&*frames[0], &*frames[1]);
+        if payload.len() > MAX_PAYLOAD {
+            return Err(WireError::TooLarge(payload.len()));
+        }
+        self.verify(payload, mac_hex)?;
+        check_version(payload)?;
+        parse_payload(payload)
+    }
+
+    fn verify(&self, payload: &[u8], mac_hex: &[u8]) -> Result<(), WireError> {
+        if mac_hex.len() != MAC_HEX_LEN {
+            return Err(WireError::BadMac);
+        }
+        let mut tag = [0u8; 32];
+        // Any byte that is not a lowercase hex digit sets a high bit.
+        let mut bad = 0u8;
+        for (t, pair) in tag.iter_mut().zip(mac_hex.chunks_exact(2)) {
+            let (h, l) = (HEX[pair[0] as usize], HEX[pair[1] as usize]);
+            bad |= h | l;
+            *t = h << 4 | (l & 15);
+        }
+        if bad > 15 {
+            return Err(WireError::BadMac);
+        }
+        let mut mac = self.0.clone();
+        mac.update(payload);
+        mac.verify_slice(&tag).map_err(|_| WireError::BadMac)
+    }
+}
+
 /// The MAC frame for a payload: lowercase hex HMAC-SHA256.
 pub fn sign(secret: &[u8], payload: &[u8]) -> String {
-    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
-    mac.update(payload);
-    let tag = mac.finalize().into_bytes();
-    let mut hex = String::with_capacity(MAC_HEX_LEN);
-    for b in tag {
-        hex.push_str(&format!("{b:02x}"));
-    }
-    hex
+    Key::new(secret).sign(payload)
 }
 
 /// Both frames of a message, ready to send.
@@ -273,20 +344,9 @@ pub fn encode(secret: &[u8], msg: &Message) -> [Vec<u8>; 2] {
     [payload.into_bytes(), mac.into_bytes()]
 }
 
-/// Checks frames, size and MAC (in constant time) without reading a byte of
-/// the payload, then the version, then parses. Only `frames`, `oversized`
-/// and `bad_mac` can be provoked without the secret.
-pub fn decode(secret: &[u8], frames: &[Vec<u8>]) -> Result<Message, WireError> {
-    if frames.len() != 2 {
-        return Err(WireError::Frames(frames.len()));
-    }
-    let (payload, mac_hex) = (&frames[0], &frames[1]);
-    if payload.len() > MAX_PAYLOAD {
-        return Err(WireError::TooLarge(payload.len()));
-    }
-    verify(secret, payload, mac_hex)?;
-    check_version(payload)?;
-    parse_payload(payload)
+/// [`Key::decode`] with a key made for this one message.
+pub fn decode<F: Deref<Target = [u8]>>(secret: &[u8], frames: &[F]) -> Result<Message, WireError> {
+    Key::new(secret).decode(frames)
 }
 
 fn check_version(payload: &[u8]) -> Result<(), WireError> {
@@ -295,8 +355,7 @@ fn check_version(payload: &[u8]) -> Result<(), WireError> {
         .position(|&b| b == b' ' || b == b'\n')
         .unwrap_or(payload.len());
     let word = &payload[..word_end.min(32)];
-    let expected = format!("vmwatch/{VERSION}");
-    if word == expected.as_bytes() {
+    if word == VERSION_WORD.as_bytes() {
         Ok(())
     } else if word.starts_with(b"vmwatch/") {
         Err(WireError::Version(
@@ -307,27 +366,6 @@ fn check_version(payload: &[u8]) -> Result<(), WireError> {
             "payload does not start with `vmwatch/`".into(),
         ))
     }
-}
-
-fn verify(secret: &[u8], payload: &[u8], mac_hex: &[u8]) -> Result<(), WireError> {
-    if mac_hex.len() != MAC_HEX_LEN {
-        return Err(WireError::BadMac);
-    }
-    let mut tag = [0u8; 32];
-    for (i, pair) in mac_hex.chunks(2).enumerate() {
-        let digit = |c: u8| match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            _ => None,
-        };
-        match (digit(pair[0]), digit(pair[1])) {
-            (Some(h), Some(l)) => tag[i] = h << 4 | l,
-            _ => return Err(WireError::BadMac),
-        }
-    }
-    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
-    mac.update(payload);
-    mac.verify_slice(&tag).map_err(|_| WireError::BadMac)
 }
 
 /// A lowercase 8-4-4-4-12 hex UUID, as virDomainGetUUIDString writes it.
@@ -503,6 +541,11 @@ mod tests {
     }
 
     #[test]
+    fn the_version_word_names_this_version() {
+        assert_eq!(VERSION_WORD, format!("vmwatch/{VERSION}"));
+    }
+
+    #[test]
     fn every_type_roundtrips() {
         roundtrip(Body::Heartbeat);
         roundtrip(Body::Events(vec![Event {
@@ -586,12 +629,22 @@ mod tests {
                 Err(WireError::BadMac)
             );
         }
-        let v2 = b"vmwatch/2 heartbeat node=1\n".to_vec();
-        let mac = sign(b"k", &v2).into_bytes();
-        assert!(matches!(
-            decode(b"k", &[v2, mac]),
-            Err(WireError::Version(_))
-        ));
+        let v2 = signed("vmwatch/2 heartbeat node=1\n");
+        assert!(matches!(decode(b"k", &v2), Err(WireError::Version(_))));
+    }
+
+    /// Both frames of `payload`, signed with the secret `k`.
+    fn signed(payload: &str) -> Vec<Vec<u8>> {
+        let mac = sign(b"k", payload.as_bytes());
+        vec![payload.as_bytes().to_vec(), mac.into_bytes()]
+    }
+
+    /// `payload`, authenticated, is refused as malformed (not a panic).
+    fn assert_malformed(payload: &str) {
+        match decode(b"k", &signed(payload)) {
+            Err(WireError::Malformed(_)) => {}
+            other => panic!("{payload:?} gave {other:?}"),
+        }
     }
 
     #[test]
@@ -612,22 +665,11 @@ mod tests {
             "vmwatch/1 stats node=1 inst=0123456789abcdef seq=1 ts=1 interval=+5\n".to_string(),
         ];
         for case in &cases {
-            let frames = vec![
-                case.as_bytes().to_vec(),
-                sign(b"k", case.as_bytes()).into_bytes(),
-            ];
-            match decode(b"k", &frames) {
-                Err(WireError::Malformed(_)) => {}
-                other => panic!("{case:?} gave {other:?}"),
-            }
+            assert_malformed(case);
         }
         // Newer codes stay parseable; unknown keys are ignored.
         let ok = format!("{head}{u} event=event-12 detail=detail-3 time=1 colour=blue\n");
-        let frames = vec![
-            ok.as_bytes().to_vec(),
-            sign(b"k", ok.as_bytes()).into_bytes(),
-        ];
-        assert!(decode(b"k", &frames).is_ok());
+        assert!(decode(b"k", &signed(&ok)).is_ok());
     }
 
     #[test]
@@ -646,14 +688,7 @@ mod tests {
             "vmwatch/1 event node=1 inst=0123456789abcdef seq=1 ts=1\nuuid=4b3b2f6e-1c9a-4f8e-9d6a-2a7c1e5b9f00 name=a%2 event=b detail=c time=1\n",
         ];
         for case in cases {
-            let frames = vec![
-                case.as_bytes().to_vec(),
-                sign(b"k", case.as_bytes()).into_bytes(),
-            ];
-            match decode(b"k", &frames) {
-                Err(WireError::Malformed(_)) => {}
-                other => panic!("{case:?} gave {other:?}"),
-            }
+            assert_malformed(case);
         }
     }
 

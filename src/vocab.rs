@@ -9,7 +9,7 @@
 //! build is carried as `WHAT-N` (e.g. `detail-9`), never for a code the
 //! tables name, so every value has exactly one spelling.
 //!
-//! Why one file of about 430 lines: most of it is libvirt's name tables,
+//! Why one file of about 450 lines: most of it is libvirt's name tables,
 //! which are only right as a whole, next to the types that parse them.
 
 /// virDomainState, indexed by its code.
@@ -40,6 +40,21 @@ pub const EVENTS: [&str; 9] = [
 
 /// The event word of a guest reboot.
 pub const REBOOT: &str = "reboot";
+
+/// The reasons for `shutoff` (virDomainShutoffReason). A `stopped`
+/// event's details (virDomainEventStoppedDetailType) are the same words,
+/// one code lower: libvirt has no `unknown` or `daemon` detail.
+const SHUTOFF: &[&str] = &[
+    "unknown",
+    "shutdown",
+    "destroyed",
+    "crashed",
+    "migrated",
+    "saved",
+    "failed",
+    "from_snapshot",
+    "daemon",
+];
 
 /// The reasons libvirt gives for a state (virDomain*Reason), by state code.
 pub fn reasons(state: usize) -> &'static [&'static str] {
@@ -76,17 +91,7 @@ pub fn reasons(state: usize) -> &'static [&'static str] {
             "api_error",
         ],
         4 => &["unknown", "user"],
-        5 => &[
-            "unknown",
-            "shutdown",
-            "destroyed",
-            "crashed",
-            "migrated",
-            "saved",
-            "failed",
-            "from_snapshot",
-            "daemon",
-        ],
+        5 => SHUTOFF,
         6 => &["unknown", "panicked"],
         _ => &["unknown"],
     }
@@ -123,15 +128,7 @@ pub fn details(event: usize) -> &'static [&'static str] {
             "postcopy",
             "postcopy_failed",
         ],
-        5 => &[
-            "shutdown",
-            "destroyed",
-            "crashed",
-            "migrated",
-            "saved",
-            "failed",
-            "from_snapshot",
-        ],
+        5 => &SHUTOFF[1..8],
         6 => &["finished", "guest", "host"],
         7 => &["memory", "disk"],
         8 => &["panicked", "crashloaded"],
@@ -145,6 +142,72 @@ pub fn is_decimal(s: &str) -> bool {
         && s.len() <= 20
         && s.bytes().all(|b| b.is_ascii_digit())
         && (s == "0" || !s.starts_with('0'))
+}
+
+/// `WHAT-N` with N at least `known` (a code this build does not name).
+fn newer(word: &str, what: &str, known: usize) -> Option<u32> {
+    let n = word.strip_prefix(what)?.strip_prefix('-')?;
+    if !is_decimal(n) {
+        return None;
+    }
+    n.parse::<u32>().ok().filter(|&n| n as usize >= known)
+}
+
+/// Gives one of libvirt's enumerations its words, from one table: `BY_CODE`
+/// (the values libvirt names, in the order of their words in `$words`,
+/// which is libvirt's order of codes), `from_code`, `code`, `parse` and
+/// `Display`. A code this build does not name is `Newer(N)`, spelled
+/// `$what-N`, never for a code the table names; `extra` lists the values
+/// outside libvirt's codes, with their words.
+macro_rules! libvirt_words {
+    ($t:ident, $what:literal, $words:ident, [$($v:ident),+], extra: [$($x:ident = $xw:ident),*]) => {
+        impl $t {
+            /// The values libvirt names, indexed by their code.
+            pub const BY_CODE: [$t; $words.len()] = [$($t::$v),+];
+            /// The values outside libvirt's codes, with their words.
+            const EXTRA: &'static [($t, &'static str)] = &[$(($t::$x, $xw)),*];
+
+            /// libvirt's code as a value (libvirt's codes are never
+            /// negative; one that is is carried as its unsigned value).
+            pub fn from_code(code: i32) -> $t {
+                usize::try_from(code)
+                    .ok()
+                    .and_then(|i| Self::BY_CODE.get(i).copied())
+                    .unwrap_or($t::Newer(code as u32))
+            }
+
+            /// The code of a value libvirt names.
+            pub fn code(self) -> Option<usize> {
+                Self::BY_CODE.iter().position(|v| *v == self)
+            }
+
+            /// A wire word as a value; `None` outside the vocabulary.
+            pub fn parse(word: &str) -> Option<$t> {
+                let named = Self::EXTRA
+                    .iter()
+                    .map(|(v, w)| (*v, *w))
+                    .chain(Self::BY_CODE.into_iter().zip($words))
+                    .find(|(_, w)| *w == word);
+                match named {
+                    Some((v, _)) => Some(v),
+                    None => newer(word, $what, $words.len()).map($t::Newer),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                if let $t::Newer(n) = self {
+                    return write!(f, "{}-{n}", $what);
+                }
+                let word = match self.code() {
+                    Some(i) => $words[i],
+                    None => Self::EXTRA.iter().find(|(v, _)| v == self).map_or("-", |(_, w)| w),
+                };
+                f.write_str(word)
+            }
+        }
+    };
 }
 
 /// A domain state (virDomainState): the only values a snapshot or the
@@ -163,34 +226,15 @@ pub enum State {
     Newer(u32),
 }
 
+libvirt_words!(
+    State,
+    "state",
+    STATES,
+    [NoState, Running, Blocked, Paused, Shutdown, Shutoff, Crashed, PmSuspended],
+    extra: []
+);
+
 impl State {
-    /// The known states, indexed by their code.
-    pub const ALL: [State; 8] = [
-        State::NoState,
-        State::Running,
-        State::Blocked,
-        State::Paused,
-        State::Shutdown,
-        State::Shutoff,
-        State::Crashed,
-        State::PmSuspended,
-    ];
-
-    /// libvirt's code as a state.
-    pub fn from_code(code: i32) -> State {
-        by_code(&State::ALL, code, State::Newer)
-    }
-
-    /// The code of a known state.
-    pub fn code(self) -> Option<usize> {
-        State::ALL.iter().position(|s| *s == self)
-    }
-
-    /// A wire word as a state; `None` outside the vocabulary.
-    pub fn parse(word: &str) -> Option<State> {
-        by_word(&STATES, &State::ALL, word, "state", State::Newer)
-    }
-
     /// Whether the domain uses a node's resources in this state (what makes
     /// the same UUID on two nodes a duplicate).
     pub fn is_active(self) -> bool {
@@ -199,56 +243,6 @@ impl State {
             State::Running | State::Blocked | State::Paused | State::Shutdown | State::PmSuspended
         )
     }
-}
-
-impl std::fmt::Display for State {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.code() {
-            Some(i) => f.write_str(STATES[i]),
-            None => write!(f, "state-{}", newer_code(self)),
-        }
-    }
-}
-
-fn newer_code(s: &State) -> u32 {
-    match s {
-        State::Newer(n) => *n,
-        _ => 0,
-    }
-}
-
-/// The entry of `table` for libvirt's `code`, or `newer(code)` for a code
-/// this build does not name (libvirt's codes are never negative; one that is
-/// is carried as its unsigned value).
-fn by_code<T: Copy>(table: &[T], code: i32, newer: impl FnOnce(u32) -> T) -> T {
-    usize::try_from(code)
-        .ok()
-        .and_then(|i| table.get(i).copied())
-        .unwrap_or_else(|| newer(code as u32))
-}
-
-/// The entry of `all` whose name in `names` is `word`, or `WHAT-N` for a
-/// code this build does not name; `None` outside the vocabulary.
-fn by_word<T: Copy>(
-    names: &[&str],
-    all: &[T],
-    word: &str,
-    what: &str,
-    newer_one: impl FnOnce(u32) -> T,
-) -> Option<T> {
-    match names.iter().position(|n| *n == word) {
-        Some(i) => all.get(i).copied(),
-        None => newer(word, what, names.len()).map(newer_one),
-    }
-}
-
-/// `WHAT-N` with N at least `known` (a code this build does not name).
-fn newer(word: &str, what: &str, known: usize) -> Option<u32> {
-    let n = word.strip_prefix(what)?.strip_prefix('-')?;
-    if !is_decimal(n) {
-        return None;
-    }
-    n.parse::<u32>().ok().filter(|&n| n as usize >= known)
 }
 
 /// A lifecycle event (virDomainEventType), a reboot, or `event-N`.
@@ -267,44 +261,15 @@ pub enum EventKind {
     Newer(u32),
 }
 
+libvirt_words!(
+    EventKind,
+    "event",
+    EVENTS,
+    [Defined, Undefined, Started, Suspended, Resumed, Stopped, Shutdown, PmSuspended, Crashed],
+    extra: [Reboot = REBOOT]
+);
+
 impl EventKind {
-    /// The lifecycle events, indexed by their code.
-    pub const LIFECYCLE: [EventKind; 9] = [
-        EventKind::Defined,
-        EventKind::Undefined,
-        EventKind::Started,
-        EventKind::Suspended,
-        EventKind::Resumed,
-        EventKind::Stopped,
-        EventKind::Shutdown,
-        EventKind::PmSuspended,
-        EventKind::Crashed,
-    ];
-
-    /// libvirt's lifecycle event code as an event.
-    pub fn from_code(code: i32) -> EventKind {
-        by_code(&EventKind::LIFECYCLE, code, EventKind::Newer)
-    }
-
-    /// The code of a known lifecycle event.
-    pub fn code(self) -> Option<usize> {
-        EventKind::LIFECYCLE.iter().position(|e| *e == self)
-    }
-
-    /// A wire word as an event; `None` outside the vocabulary.
-    pub fn parse(word: &str) -> Option<EventKind> {
-        if word == REBOOT {
-            return Some(EventKind::Reboot);
-        }
-        by_word(
-            &EVENTS,
-            &EventKind::LIFECYCLE,
-            word,
-            "event",
-            EventKind::Newer,
-        )
-    }
-
     /// The state a lifecycle event leaves a domain in; `None` for events
     /// that do not set one by themselves.
     pub fn state_after(self) -> Option<State> {
@@ -320,15 +285,9 @@ impl EventKind {
     }
 }
 
-impl std::fmt::Display for EventKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            EventKind::Reboot => f.write_str(REBOOT),
-            EventKind::Newer(n) => write!(f, "event-{n}"),
-            known => f.write_str(EVENTS[known.code().unwrap_or(0)]),
-        }
-    }
-}
+/// The words libvirt has for one event's details or one state's reasons,
+/// by the event's or state's code ([`details`], [`reasons`]).
+type Tables = fn(usize) -> &'static [&'static str];
 
 /// What libvirt says about an event (its detail) or a state (its reason):
 /// a word of the table for that event or state, a newer code, or nothing.
@@ -341,42 +300,41 @@ pub enum Word {
 }
 
 impl Word {
-    fn from_table(names: &'static [&'static str], code: i32) -> Word {
+    /// libvirt's `code` in the table of `owner` (an event or a state code).
+    fn from_code(tables: Tables, owner: i32, code: i32) -> Word {
+        let names = usize::try_from(owner).map_or(&[][..], tables);
         usize::try_from(code)
             .ok()
             .and_then(|i| names.get(i).copied())
             .map_or(Word::Newer(code as u32), Word::Named)
     }
 
-    /// `word` as a member of `names`, or `WHAT-N`; for an unknown owner any
-    /// word of any table (`all`) is accepted too.
+    /// `word` as a member of the table of `owner`, or `WHAT-N`; for an
+    /// owner this build does not know (`None`), a word of any of the tables
+    /// of the `owners` it knows.
     fn parse(
         word: &str,
         what: &str,
-        names: &[&'static str],
-        all: &[&'static [&'static str]],
+        tables: Tables,
+        owner: Option<usize>,
+        owners: usize,
     ) -> Option<Word> {
-        if let Some(n) = word.strip_prefix(what).and_then(|r| r.strip_prefix('-')) {
-            // Never a code the table names: one spelling per value.
-            return is_decimal(n)
-                .then(|| n.parse::<u32>().ok())
-                .flatten()
-                .filter(|&n| n as usize >= names.len())
-                .map(Word::Newer);
-        }
-        names
-            .iter()
-            .chain(all.iter().flat_map(|t| t.iter()))
-            .find(|w| **w == word)
-            .map(|w| Word::Named(w))
+        // Never a code the table names: one spelling per value.
+        let known = owner.map_or(0, |o| tables(o).len());
+        let searched = owner.map_or(0..owners, |o| o..o + 1);
+        newer(word, what, known).map(Word::Newer).or_else(|| {
+            searched
+                .flat_map(tables)
+                .find(|w| **w == word)
+                .map(|w| Word::Named(w))
+        })
     }
-}
 
-impl std::fmt::Display for Word {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    /// Writes the word; a newer code as `WHAT-N`.
+    fn write(self, what: &str, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Word::Named(w) => f.write_str(w),
-            Word::Newer(n) => write!(f, "{n}"),
+            Word::Newer(n) => write!(f, "{what}-{n}"),
             Word::Nothing => f.write_str("-"),
         }
     }
@@ -392,8 +350,7 @@ impl Detail {
 
     /// libvirt's codes as a detail.
     pub fn from_code(event: i32, detail: i32) -> Detail {
-        let names = usize::try_from(event).map_or(&[][..], details);
-        Detail(Word::from_table(names, detail))
+        Detail(Word::from_code(details, event, detail))
     }
 
     /// A wire word as a detail of `event`; `None` outside the vocabulary.
@@ -401,24 +358,14 @@ impl Detail {
         match event {
             EventKind::Reboot => (word == "-").then_some(Detail::NONE),
             EventKind::Newer(_) if word == "-" => Some(Detail::NONE),
-            EventKind::Newer(_) => {
-                let all: Vec<&'static [&'static str]> = (0..EVENTS.len()).map(details).collect();
-                Word::parse(word, "detail", &[], &all).map(Detail)
-            }
-            known => {
-                let names = details(known.code().unwrap_or(usize::MAX));
-                Word::parse(word, "detail", names, &[]).map(Detail)
-            }
+            known => Word::parse(word, "detail", details, known.code(), EVENTS.len()).map(Detail),
         }
     }
 }
 
 impl std::fmt::Display for Detail {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            Word::Newer(n) => write!(f, "detail-{n}"),
-            w => w.fmt(f),
-        }
+        self.0.write("detail", f)
     }
 }
 
@@ -429,28 +376,18 @@ pub struct Reason(Word);
 impl Reason {
     /// libvirt's codes as a reason.
     pub fn from_code(state: i32, reason: i32) -> Reason {
-        let names = usize::try_from(state).map_or(&[][..], reasons);
-        Reason(Word::from_table(names, reason))
+        Reason(Word::from_code(reasons, state, reason))
     }
 
     /// A wire word as a reason for `state`; `None` outside the vocabulary.
     pub fn parse(state: State, word: &str) -> Option<Reason> {
-        match state.code() {
-            Some(code) => Word::parse(word, "reason", reasons(code), &[]).map(Reason),
-            None => {
-                let all: Vec<&'static [&'static str]> = (0..STATES.len()).map(reasons).collect();
-                Word::parse(word, "reason", &[], &all).map(Reason)
-            }
-        }
+        Word::parse(word, "reason", reasons, state.code(), STATES.len()).map(Reason)
     }
 }
 
 impl std::fmt::Display for Reason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            Word::Newer(n) => write!(f, "reason-{n}"),
-            w => w.fmt(f),
-        }
+        self.0.write("reason", f)
     }
 }
 

@@ -15,6 +15,7 @@
 
 use std::sync::OnceLock;
 
+use vmwatch::config::DaemonConfig;
 use vmwatch::master::panel::PanelCounters;
 use vmwatch::master::receiver::Counters;
 use vmwatch::master::replay::ReplayGuard;

@@ -142,23 +142,24 @@ pub fn read_file(path: &str, writer: &str, facts: &mut Facts) -> Option<String> 
     }
 }
 
+/// The lines of a daemon's file, each as its space-separated words.
+fn word_lines(text: &str) -> impl Iterator<Item = Vec<&str>> {
+    text.lines().map(|line| line.split(' ').collect())
+}
+
 /// The common head of both files: version, written, end, damaged markers.
 fn check_frame(text: &str, path: &str, facts: &mut Facts) -> Option<u64> {
     let mut version = None;
     let mut written = None;
     let mut end = false;
-    for line in text.lines() {
-        let w: Vec<&str> = line.split(' ').collect();
+    for w in word_lines(text) {
         match w.as_slice() {
             ["version", v] => version = v.parse::<u32>().ok(),
             ["written", t] => written = t.parse::<u64>().ok(),
             ["end"] => end = true,
-            ["damaged", ..] => facts.problems.push((
+            ["damaged", why @ ..] => facts.problems.push((
                 Level::Critical,
-                format!(
-                    "{path} is marked damaged: {}",
-                    dec(&line["damaged ".len()..])
-                ),
+                format!("{path} is marked damaged: {}", dec(&why.join(" "))),
             )),
             _ => {}
         }
@@ -207,8 +208,7 @@ pub fn master_facts(
     let (mut up, mut down, mut dups, mut idle, mut pending) = (0u64, 0u64, 0u64, 0u64, 0u64);
     let mut oldest_pending: Option<u64> = None;
     let mut listen = String::new();
-    for line in text.lines() {
-        let w: Vec<&str> = line.split(' ').collect();
+    for w in word_lines(text) {
         match w.as_slice() {
             ["started", t] => started = t.parse().unwrap_or(0),
             ["listen", l] => listen = dec(l),
@@ -310,8 +310,7 @@ pub fn node_facts(text: &str, path: &str, now_ms: u64) -> Facts {
     let mut libvirt = None;
     let mut master = None;
     let mut stopped = None;
-    for line in text.lines() {
-        let w: Vec<&str> = line.split(' ').collect();
+    for w in word_lines(text) {
         match w.as_slice() {
             ["started", t] => started = t.parse().unwrap_or(0),
             ["node_id", v] => node_id = dec(v),
@@ -330,31 +329,24 @@ pub fn node_facts(text: &str, path: &str, now_ms: u64) -> Facts {
         f.details
             .push(format!("node stopped {} s ago: {why}", secs(*t, now_ms)));
     } else {
-        match libvirt {
-            Some((true, _)) => {}
-            Some((false, since)) => f.problems.push((
-                Level::Critical,
-                format!(
-                    "not connected to libvirt at {uri} for {} s",
-                    secs(since, now_ms)
-                ),
-            )),
-            None => f
-                .problems
-                .push((Level::Unknown, format!("{path} has no libvirt line"))),
-        }
-        match master {
-            Some((true, _)) => {}
-            Some((false, since)) => f.problems.push((
-                Level::Critical,
-                format!(
-                    "not connected to the master at {connect} for {} s",
-                    secs(since, now_ms)
-                ),
-            )),
-            None => f
-                .problems
-                .push((Level::Unknown, format!("{path} has no master line"))),
+        // The node's two connections: the status file's line, whom it
+        // connects to, and where.
+        let links = [
+            ("libvirt", libvirt, "libvirt", &uri),
+            ("master", master, "the master", &connect),
+        ];
+        for (line, link, peer, at) in links {
+            match link {
+                Some((true, _)) => {}
+                Some((false, since)) => {
+                    let s = secs(since, now_ms);
+                    let why = format!("not connected to {peer} at {at} for {s} s");
+                    f.problems.push((Level::Critical, why));
+                }
+                None => f
+                    .problems
+                    .push((Level::Unknown, format!("{path} has no {line} line"))),
+            }
         }
     }
     // Never sent yet: count from the start, so a node that never gets a
@@ -466,9 +458,7 @@ mod tests {
 
     #[test]
     fn this_process_runs_and_a_gone_pid_does_not() {
-        let dir = std::env::temp_dir().join(format!("vmwatch-facts-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("pid");
+        let p = crate::testing::ScratchFile::new("facts", "pid");
         let me = std::env::current_exe().unwrap();
         let name = me.file_name().unwrap().to_str().unwrap().to_string();
         std::fs::write(&p, format!("{}\n", std::process::id())).unwrap();
@@ -484,6 +474,5 @@ mod tests {
         assert!(daemon_running(&name, ps)
             .unwrap_err()
             .contains("no pidfile"));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -31,7 +31,7 @@ pub enum Mode {
 }
 
 impl Mode {
-    pub fn program(self) -> &'static str {
+    pub const fn program(self) -> &'static str {
         match self {
             Mode::Master => "vmwatch-master",
             Mode::Node => "vmwatch-node",
@@ -249,7 +249,7 @@ fn write_memory(path: &str, now: (u64, u64, u64), prev: Option<(u64, u64, u64)>)
     let text = format!("{} {} {}\n", now.0, now.1, now.2);
     // A memory that cannot be written only makes the rate an average since
     // the master started; not worth failing the check for.
-    let _ = crate::master::statefile::write_atomic(std::path::Path::new(path), &text);
+    let _ = crate::atomic_file::write_atomic(std::path::Path::new(path), &text);
 }
 
 /// `--status` of either daemon: the plugin's verdict with the default
@@ -457,7 +457,7 @@ mod tests {
     /// taken from the effective configuration `-t` prints).
     #[test]
     fn every_configuration_key_is_in_vmwatch_conf_5() {
-        use crate::config::Loader;
+        use crate::config::{DaemonConfig, Loader};
         let page = include_str!("../../docs/vmwatch.conf.5");
         let mut keys: Vec<String> = Vec::new();
         let mut l = Loader::from_reader("m", "secret=ABCDEFGHIJKLMNOP\n".as_bytes());

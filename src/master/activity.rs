@@ -58,6 +58,11 @@ impl Activity {
 
     /// The domain stopped running or is gone: clear its warning.
     pub fn not_running(&mut self, node: &str, uuid: &str, out: &mut Vec<Update>) {
+        if self.idle.is_empty() {
+            // The usual case (and always without check_activity): no key
+            // to build for a lookup.
+            return;
+        }
         if let Some((name, _, _)) = self.idle.remove(&(node.to_string(), uuid.to_string())) {
             out.push(Update::Idle {
                 node: node.to_string(),

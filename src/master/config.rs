@@ -3,11 +3,7 @@
 //! The panel writes `disabled`, `listen` and `secret`; the other keys are
 //! ours, with defaults for a production panel host.
 
-use std::path::Path;
-
-use crate::config::{
-    check_secret, load_with, mask_secret, yes_no, ConfigError, Loader, LogSettings, Problem,
-};
+use crate::config::{check_secret, mask_secret, yes_no, DaemonConfig, Loader, LogSettings};
 
 /// Effective master settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,14 +35,12 @@ pub struct MasterConfig {
     pub graphite: super::graphite::Settings,
 }
 
-impl MasterConfig {
-    /// Loads and checks the file; warnings are returned for logging.
-    pub fn load(path: &Path) -> Result<(MasterConfig, Vec<Problem>), ConfigError> {
-        load_with(path, MasterConfig::from_loader, |c| &c.secret)
+impl DaemonConfig for MasterConfig {
+    fn log(&self) -> &LogSettings {
+        &self.log
     }
 
-    /// Reads every key from `l`, recording problems in it.
-    pub fn from_loader(path: String, l: &mut Loader) -> MasterConfig {
+    fn from_loader(path: String, l: &mut Loader) -> MasterConfig {
         let disabled = l.boolean("disabled", false);
         let panel = l.string("panel_command", Some("/usr/local/mgr5/sbin/vmwatch-panel"));
         MasterConfig {
@@ -73,8 +67,7 @@ impl MasterConfig {
         }
     }
 
-    /// The effective configuration as `NAME=VALUE` pairs, secret masked.
-    pub fn describe(&self) -> Vec<(String, String)> {
+    fn describe(&self) -> Vec<(String, String)> {
         let mut out = vec![
             ("disabled".to_string(), yes_no(self.disabled)),
             ("listen".to_string(), self.listen.clone()),
@@ -107,15 +100,26 @@ impl MasterConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::load_text;
+
+    #[test]
+    fn the_packaged_disabled_file_loads_without_a_secret() {
+        let text = include_str!("../../packaging/conf/vmwatch-master.conf");
+        let (c, warnings) = load_text("vmwatch-master.conf", text, MasterConfig::from_loader);
+        assert!(warnings.unwrap().is_empty());
+        assert!(c.disabled);
+        // Enabled, the same file is refused for its missing secret.
+        let enabled = text.replace("disabled=yes", "disabled=no");
+        let (_, refused) = load_text("m.conf", &enabled, MasterConfig::from_loader);
+        let errs = refused.unwrap_err().lines();
+        assert_eq!(errs[0], "m.conf: missing required `secret=...`");
+    }
 
     #[test]
     fn panel_written_file_loads_with_defaults() {
-        let mut l = Loader::from_reader(
-            "m.conf",
-            "disabled=no\nlisten=tcp://10.1.1.1:1515\nsecret=ABCDEF0123456789\n".as_bytes(),
-        );
-        let c = MasterConfig::from_loader("m.conf".into(), &mut l);
-        assert!(l.finish().unwrap().is_empty());
+        let text = "disabled=no\nlisten=tcp://10.1.1.1:1515\nsecret=ABCDEF0123456789\n";
+        let (c, warnings) = load_text("m.conf", text, MasterConfig::from_loader);
+        assert!(warnings.unwrap().is_empty());
         assert!(!c.disabled);
         assert_eq!(c.listen, "tcp://10.1.1.1:1515");
         assert_eq!(c.panel_command, vec!["/usr/local/mgr5/sbin/vmwatch-panel"]);
@@ -123,27 +127,13 @@ mod tests {
     }
 
     #[test]
-    fn the_packaged_disabled_file_loads_without_a_secret() {
-        let text = include_str!("../../packaging/conf/vmwatch-master.conf");
-        let mut l = Loader::from_reader("vmwatch-master.conf", text.as_bytes());
-        let c = MasterConfig::from_loader("vmwatch-master.conf".into(), &mut l);
-        assert!(l.finish().unwrap().is_empty());
-        assert!(c.disabled);
-        // Enabled, the same file is refused for its missing secret.
-        let enabled = text.replace("disabled=yes", "disabled=no");
-        let mut l = Loader::from_reader("m.conf", enabled.as_bytes());
-        MasterConfig::from_loader("m.conf".into(), &mut l);
-        let errs = l.finish().unwrap_err().errors;
-        assert_eq!(errs[0].to_string(), "m.conf: missing required `secret=...`");
-    }
-
-    #[test]
     fn empty_secret_is_refused_and_listen_defaults_to_port_1515() {
-        let mut l = Loader::from_reader("m.conf", "listen=tcp://127.0.0.1\nsecret=\n".as_bytes());
-        let c = MasterConfig::from_loader("m.conf".into(), &mut l);
+        let text = "listen=tcp://127.0.0.1\nsecret=\n";
+        let (c, refused) = load_text("m.conf", text, MasterConfig::from_loader);
         assert_eq!(c.listen, "tcp://127.0.0.1:1515");
-        let errs = l.finish().unwrap_err().errors;
-        assert_eq!(errs.len(), 1);
-        assert_eq!(errs[0].to_string(), "m.conf:2: `secret` has an empty value");
+        assert_eq!(
+            refused.unwrap_err().lines(),
+            ["m.conf:2: `secret` has an empty value"]
+        );
     }
 }

@@ -6,7 +6,7 @@
 //! cluster per domain. After each message the keys it touched are checked
 //! and only changed verdicts become updates.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use super::update::Update;
 use crate::vocab::State;
@@ -52,14 +52,36 @@ pub struct Duplicate {
     pub nodes: Vec<String>,
 }
 
+/// The nodes that have a domain: sorted, nearly always just one (a
+/// vector, not a tree: a tree's node costs hundreds of bytes per domain).
+type Nodes = Vec<String>;
+
+/// Adds or removes `node`; true if that changed the set.
+fn change(nodes: &mut Nodes, node: &str, present: bool) -> bool {
+    match (nodes.binary_search_by(|n| n.as_str().cmp(node)), present) {
+        (Err(at), true) => {
+            nodes.insert(at, node.to_string());
+            true
+        }
+        (Ok(at), false) => {
+            nodes.remove(at);
+            true
+        }
+        _ => false,
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Duplicates {
     /// uuid -> nodes where it is active.
-    active: HashMap<String, BTreeSet<String>>,
-    /// name -> uuid -> nodes defining it.
-    names: HashMap<String, BTreeMap<String, BTreeSet<String>>>,
+    active: HashMap<String, Nodes>,
+    /// name -> (uuid, nodes defining it), by uuid.
+    names: HashMap<String, Vec<(String, Nodes)>>,
     /// What the panel was last told is duplicated: (by, key) -> nodes.
     reported: HashMap<(DuplicateBy, String), Vec<String>>,
+    /// Keys whose verdict may have changed: only those that had or have
+    /// two or more entries (a verdict needs two), so the domains of a
+    /// healthy cluster are never checked.
     dirty_uuids: HashSet<String>,
     dirty_names: HashSet<String>,
 }
@@ -69,47 +91,67 @@ impl Duplicates {
     /// longer has it (`state` = None).
     pub fn set(&mut self, node: &str, uuid: &str, name: &str, state: Option<State>) {
         let active = state.is_some_and(State::is_active);
-        let set = self.active.entry(uuid.to_string()).or_default();
-        let changed = if active {
-            set.insert(node.to_string())
-        } else {
-            set.remove(node)
-        };
-        if set.is_empty() {
-            self.active.remove(uuid);
+        match self.active.get_mut(uuid) {
+            Some(nodes) => {
+                let before = nodes.len();
+                if change(nodes, node, active) && before.max(nodes.len()) >= 2 {
+                    self.dirty_uuids.insert(uuid.to_string());
+                }
+                if nodes.is_empty() {
+                    self.active.remove(uuid);
+                }
+            }
+            None if active => {
+                self.active.insert(uuid.to_string(), vec![node.to_string()]);
+            }
+            None => {}
         }
-        if changed {
-            self.dirty_uuids.insert(uuid.to_string());
-        }
-        let by_uuid = self.names.entry(name.to_string()).or_default();
-        let nodes = by_uuid.entry(uuid.to_string()).or_default();
-        let changed = if state.is_some() {
-            nodes.insert(node.to_string())
-        } else {
-            nodes.remove(node)
-        };
-        if nodes.is_empty() {
-            by_uuid.remove(uuid);
-        }
-        if by_uuid.is_empty() {
-            self.names.remove(name);
-        }
-        if changed {
-            self.dirty_names.insert(name.to_string());
+        let defined = state.is_some();
+        match self.names.get_mut(name) {
+            Some(by_uuid) => {
+                let before = by_uuid.len();
+                let changed = match by_uuid.binary_search_by(|(u, _)| u.as_str().cmp(uuid)) {
+                    Ok(at) => {
+                        let changed = change(&mut by_uuid[at].1, node, defined);
+                        if by_uuid[at].1.is_empty() {
+                            by_uuid.remove(at);
+                        }
+                        changed
+                    }
+                    Err(at) if defined => {
+                        by_uuid.insert(at, (uuid.to_string(), vec![node.to_string()]));
+                        true
+                    }
+                    Err(_) => false,
+                };
+                if changed && before.max(by_uuid.len()) >= 2 {
+                    self.dirty_names.insert(name.to_string());
+                }
+                if by_uuid.is_empty() {
+                    self.names.remove(name);
+                }
+            }
+            None if defined => {
+                self.names.insert(
+                    name.to_string(),
+                    vec![(uuid.to_string(), vec![node.to_string()])],
+                );
+            }
+            None => {}
         }
     }
 
     /// Compares the touched keys with what was reported; returns updates.
     pub fn changes(&mut self) -> Vec<Update> {
         let mut out = Vec::new();
+        if self.dirty_uuids.is_empty() && self.dirty_names.is_empty() {
+            // Draining an empty set still walks its whole table.
+            return out;
+        }
         let mut uuids: Vec<String> = self.dirty_uuids.drain().collect();
         uuids.sort();
         for uuid in uuids {
-            let nodes: Vec<String> = self
-                .active
-                .get(&uuid)
-                .map(|s| s.iter().cloned().collect())
-                .unwrap_or_default();
+            let nodes: Vec<String> = self.active.get(&uuid).cloned().unwrap_or_default();
             self.verdict(DuplicateBy::Uuid, uuid, nodes, &mut out);
         }
         let mut names: Vec<String> = self.dirty_names.drain().collect();
@@ -117,8 +159,9 @@ impl Duplicates {
         for name in names {
             let nodes: Vec<String> = match self.names.get(&name) {
                 Some(by_uuid) if by_uuid.len() >= 2 => {
-                    let all: BTreeSet<String> = by_uuid.values().flatten().cloned().collect();
-                    all.into_iter().collect()
+                    let all: BTreeSet<&String> =
+                        by_uuid.iter().flat_map(|(_, nodes)| nodes).collect();
+                    all.into_iter().cloned().collect()
                 }
                 _ => Vec::new(),
             };
@@ -169,6 +212,17 @@ impl Duplicates {
 mod tests {
     use super::*;
 
+    /// The change that reports `key` as a duplicate on nodes 1 and 2
+    /// (`active`), or clears that report.
+    fn on_nodes_1_and_2(by: DuplicateBy, key: &str, active: bool) -> Vec<Update> {
+        vec![Update::Duplicate {
+            by,
+            key: key.into(),
+            nodes: vec!["1".into(), "2".into()],
+            active,
+        }]
+    }
+
     #[test]
     fn same_uuid_active_on_two_nodes_is_reported_then_cleared() {
         let mut d = Duplicates::default();
@@ -180,26 +234,10 @@ mod tests {
             "defined but not running elsewhere is fine"
         );
         d.set("2", "u", "vm", Some(State::Running));
-        assert_eq!(
-            d.changes(),
-            vec![Update::Duplicate {
-                by: DuplicateBy::Uuid,
-                key: "u".into(),
-                nodes: vec!["1".into(), "2".into()],
-                active: true
-            }]
-        );
+        assert_eq!(d.changes(), on_nodes_1_and_2(DuplicateBy::Uuid, "u", true));
         assert!(d.changes().is_empty(), "reported once");
         d.set("1", "u", "vm", None);
-        assert_eq!(
-            d.changes(),
-            vec![Update::Duplicate {
-                by: DuplicateBy::Uuid,
-                key: "u".into(),
-                nodes: vec!["1".into(), "2".into()],
-                active: false
-            }]
-        );
+        assert_eq!(d.changes(), on_nodes_1_and_2(DuplicateBy::Uuid, "u", false));
         assert!(d.current().is_empty());
     }
 
@@ -209,15 +247,7 @@ mod tests {
         d.set("1", "u1", "web", Some(State::Running));
         d.set("2", "u2", "web", Some(State::Shutoff));
         let ch = d.changes();
-        assert_eq!(
-            ch,
-            vec![Update::Duplicate {
-                by: DuplicateBy::Name,
-                key: "web".into(),
-                nodes: vec!["1".into(), "2".into()],
-                active: true
-            }]
-        );
+        assert_eq!(ch, on_nodes_1_and_2(DuplicateBy::Name, "web", true));
         d.set("2", "u2", "web", None);
         assert!(matches!(
             &d.changes()[..],

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use super::state::StateTable;
-use crate::config::Loader;
+use crate::config::{split_host_port, Loader};
 use crate::protocol::{Body, Message, StatSample};
 
 /// Carbon's plaintext port, used when `graphite` names none.
@@ -80,30 +80,13 @@ pub fn parse_target(value: &str) -> Result<String, String> {
             "`{value}` is not tcp://HOST:PORT (for example tcp://192.0.2.20:{DEFAULT_PORT})"
         ));
     };
-    let (host, port) = match rest.strip_prefix('[') {
-        Some(v6) => match v6.split_once(']') {
-            Some((a, "")) => (format!("[{a}]"), None),
-            Some((a, t)) => (
-                format!("[{a}]"),
-                Some(t.strip_prefix(':').ok_or("expected `:PORT` after `]`")?),
-            ),
-            None => return Err("IPv6 address lacks the closing `]`".into()),
-        },
-        None => match rest.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), Some(p)),
-            None => (rest.to_string(), None),
-        },
-    };
-    if host.is_empty() || host == "[]" || host.contains(['/', ' ']) {
-        return Err(format!("`{value}`: missing or invalid host"));
-    }
-    let port = match port {
-        None => DEFAULT_PORT,
-        Some(p) => match p.parse::<u16>() {
-            Ok(n) if n > 0 => n,
-            _ => return Err(format!("port `{p}` is not between 1 and 65535")),
-        },
-    };
+    let (host, port) = split_host_port(rest, DEFAULT_PORT, |host| {
+        if host.is_empty() || host == "[]" || host.contains(['/', ' ']) {
+            Err(format!("`{value}`: missing or invalid host"))
+        } else {
+            Ok(())
+        }
+    })?;
     Ok(format!("{host}:{port}"))
 }
 
@@ -318,17 +301,22 @@ pub fn start(settings: &Settings) -> Option<(Exporter, JoinHandle<()>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::load_text;
     use crate::protocol::DomainId;
 
     #[test]
     fn escaping_keeps_words_and_hex_escapes_everything_else() {
-        assert_eq!(escape("vm1234"), "vm1234");
-        assert_eq!(escape("web-01_a"), "web-01_a");
-        assert_eq!(escape("a.b c/d"), "a~2Eb~20c~2Fd");
-        assert_eq!(escape("x*?[]{};,"), "x~2A~3F~5B~5D~7B~7D~3B~2C");
-        assert_eq!(escape("~"), "~7E");
-        assert_eq!(escape("ü"), "~C3~BC");
-        assert_eq!(escape(""), "~");
+        for (name, component) in [
+            ("vm1234", "vm1234"),
+            ("web-01_a", "web-01_a"),
+            ("a.b c/d", "a~2Eb~20c~2Fd"),
+            ("x*?[]{};,", "x~2A~3F~5B~5D~7B~7D~3B~2C"),
+            ("~", "~7E"),
+            ("ü", "~C3~BC"),
+            ("", "~"),
+        ] {
+            assert_eq!(escape(name), component);
+        }
         // Long names stay unique and within the limit.
         let a = escape(&"é".repeat(100));
         let b = escape(&format!("{}x", "é".repeat(99)));
@@ -342,15 +330,12 @@ mod tests {
 
     #[test]
     fn targets_and_prefixes_are_checked() {
-        assert_eq!(parse_target("tcp://carbon").unwrap(), "carbon:2003");
-        assert_eq!(
-            parse_target("tcp://10.0.0.5:2013").unwrap(),
-            "10.0.0.5:2013"
-        );
-        assert_eq!(parse_target("tcp://[::1]:2003").unwrap(), "[::1]:2003");
-        assert!(parse_target("udp://x:1").is_err());
-        assert!(parse_target("tcp://x:0").is_err());
-        assert!(parse_target("tcp://:2003").is_err());
+        let targets = ["tcp://carbon", "tcp://10.0.0.5:2013", "tcp://[::1]:2003"];
+        let parsed = targets.map(|t| parse_target(t).unwrap());
+        assert_eq!(parsed, ["carbon:2003", "10.0.0.5:2013", "[::1]:2003"]);
+        for bad in ["udp://x:1", "tcp://x:0", "tcp://:2003"] {
+            assert!(parse_target(bad).is_err(), "{bad}");
+        }
         assert!(check_prefix("servers.panel-1.vmwatch").is_ok());
         assert!(check_prefix("a..b").is_err());
         assert!(check_prefix("a b").is_err());
@@ -358,32 +343,24 @@ mod tests {
 
     #[test]
     fn config_keys_default_off_and_report_file_line_errors() {
-        let mut l = Loader::from_reader("m.conf", "".as_bytes());
-        let s = Settings::load(&mut l);
-        assert!(l.finish().unwrap().is_empty());
+        let load = |text| load_text("m.conf", text, |_, l| Settings::load(l));
+        let (s, warnings) = load("");
+        assert!(warnings.unwrap().is_empty());
         assert_eq!(s.target, None);
         assert_eq!(
             (s.prefix.as_str(), s.interval, s.buffer),
             ("vmwatch", 60, 100_000)
         );
 
-        let text = "graphite=tcp://127.0.0.1\ngraphite_prefix=x.y\ngraphite_interval=5\n";
-        let mut l = Loader::from_reader("m.conf", text.as_bytes());
-        let s = Settings::load(&mut l);
-        assert!(l.finish().unwrap().is_empty());
+        let (s, warnings) =
+            load("graphite=tcp://127.0.0.1\ngraphite_prefix=x.y\ngraphite_interval=5\n");
+        assert!(warnings.unwrap().is_empty());
         assert_eq!(s.target.as_deref(), Some("127.0.0.1:2003"));
         assert_eq!(s.interval, 5);
 
-        let bad = "graphite=127.0.0.1:2003\ngraphite_prefix=a..b\ngraphite_buffer=5\n";
-        let mut l = Loader::from_reader("m.conf", bad.as_bytes());
-        Settings::load(&mut l);
-        let errs: Vec<String> = l
-            .finish()
-            .unwrap_err()
-            .errors
-            .iter()
-            .map(|e| e.to_string())
-            .collect();
+        let (_, refused) =
+            load("graphite=127.0.0.1:2003\ngraphite_prefix=a..b\ngraphite_buffer=5\n");
+        let errs = refused.unwrap_err().lines();
         assert_eq!(errs.len(), 3, "{errs:?}");
         assert!(errs[0].starts_with("m.conf:1: `graphite`: `127.0.0.1:2003` is not tcp://"));
         assert!(errs[1].starts_with("m.conf:2: `graphite_prefix`"));

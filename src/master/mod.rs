@@ -35,178 +35,14 @@ use statefile::StateSaver;
 
 use crate::service::{join_until, now_ms, spawn, supervise, Readiness, Shutdown, STOP_BUDGET};
 
-/// Runs the master until a signal; `Err` says why it could not run.
-pub fn run(
-    cfg: &MasterConfig,
-    shutdown: Arc<Shutdown>,
-    readiness: &mut Readiness,
-) -> Result<(), String> {
-    let started_ms = now_ms();
-    let ctx = zmq::Context::new();
-    let socket = receiver::bind(&ctx, &cfg.listen)?;
-    let queue = Arc::new(PanelQueue::new());
-    let panel_counters = Arc::new(PanelCounters::default());
-    let mut guard = ReplayGuard::new(cfg.max_clock_skew);
-    let mut table = StateTable::new(cfg.check_activity, cfg.node_timeout);
-    for u in statefile::restore_file(&cfg.state_file, &mut table, &mut guard, now_ms()) {
-        queue.push(u);
-    }
-    let mut receiver = receiver::Receiver::new(socket, &cfg.secret, guard, table, queue.clone());
-    let (exporter, graphite_thread) = graphite::start(&cfg.graphite).unzip();
-    receiver.graphite = exporter;
-    log::info!(
-        "listening on {}; panel command: {}",
-        cfg.listen,
-        cfg.panel_command.join(" ")
-    );
-
-    let (panel_done, panel_finished) = std::sync::mpsc::channel::<()>();
-    let panel = {
-        let cmd = PanelCommand {
-            argv: cfg.panel_command.clone(),
-            timeout: Duration::from_secs(cfg.panel_timeout),
-        };
-        let (queue, counters, shutdown, batch) = (
-            queue.clone(),
-            panel_counters.clone(),
-            shutdown.clone(),
-            cfg.panel_batch,
-        );
-        spawn("panel", move || {
-            panel::run(queue, cmd, batch, counters, shutdown);
-            let _ = panel_done.send(());
-        })
-    };
-    let mut saver = StateSaver::new(
-        queue.clone(),
-        panel_counters.clone(),
-        &cfg.state_file,
-        &cfg.listen,
-        started_ms,
-    );
-    // A fresh file at once: a damaged one was set aside, and what was
-    // restored must survive a kill before the first periodic save.
-    saver.save(&receiver);
-    let receiving = {
-        let shutdown = shutdown.clone();
-        let every = Duration::from_secs(cfg.state_interval);
-        spawn("receiver", move || {
-            let mut last_save = Instant::now();
-            receiver.run(&shutdown, Duration::from_secs(1), |r| {
-                if last_save.elapsed() >= every {
-                    last_save = Instant::now();
-                    saver.save(r);
-                }
-                if let Some(g) = r.graphite.as_mut() {
-                    g.tick(&r.table, now_ms());
-                }
-            });
-            let c = &receiver.counters;
-            log::info!(
-                "receiver stopped: {} messages accepted, rejected: {:?}",
-                c.accepted,
-                c.rejected
-            );
-            (receiver, saver)
-        })
-    };
-    readiness.ready();
-    supervise(&shutdown);
-    let deadline = shutdown
-        .deadline(STOP_BUDGET)
-        .unwrap_or_else(|| Instant::now() + STOP_BUDGET);
-    let (receiver, mut saver) = join_until(receiving, deadline)
-        .ok_or_else(|| "the receiver thread did not stop".to_string())?;
-    // Saved first: whatever happens to the last panel call, the file lists
-    // every update the panel has not taken (a call in flight included).
-    saver.save(&receiver);
-    let panel_deadline = shutdown
-        .deadline(panel::LAST_CALL + Duration::from_millis(500))
-        .unwrap_or(deadline);
-    let waited =
-        panel_finished.recv_timeout(panel_deadline.saturating_duration_since(Instant::now()));
-    if waited.is_ok() {
-        let _ = panel.join();
-    } else {
-        log::warn!("the panel thread did not finish its last call in time");
-    }
-    saver.save(&receiver);
-    log::info!(
-        "state saved to {} ({} updates kept for the panel)",
-        cfg.state_file,
-        queue.pending().len()
-    );
-    // Dropping the receiver closes the graphite channel: that thread makes
-    // one last, time-bounded delivery attempt and ends.
-    drop(receiver);
-    if let Some(t) = graphite_thread {
-        let _ = join_until(t, deadline);
-    }
-    Ok(())
-}
-
-/// `vmwatch-master --status`: prints the state file for a person.
-pub fn status(args: &crate::cli::Args) -> u8 {
-    use crate::cli::exit;
-    let cfg = match MasterConfig::load(&args.config) {
-        Ok((c, _)) => c,
-        Err(e) => {
-            eprintln!("vmwatch-master: {e}");
-            return exit::CONFIG;
-        }
-    };
-    // The check_vmwatch verdict first (src/check), then the whole view.
-    let pidfile = args.pidfile.to_string_lossy();
-    let (_, summary) = crate::check::status_summary(
-        crate::check::Mode::Master,
-        &cfg.state_file,
-        &pidfile,
-        now_ms(),
-    );
-    println!("{summary}");
-    match std::fs::read(&cfg.state_file) {
-        Ok(bytes) => {
-            let f = statefile::parse(&cfg.state_file, &bytes);
-            print!("{}", statefile::report(&f, now_ms()));
-            if f.damaged() {
-                exit::RUNTIME
-            } else {
-                exit::OK
-            }
-        }
-        Err(e) => {
-            eprintln!(
-                "vmwatch-master: cannot read state file {}: {e} (is vmwatch-master running? it writes the file every {} s)",
-                cfg.state_file, cfg.state_interval
-            );
-            exit::RUNTIME
-        }
-    }
-}
-
-/// The master daemon, as [`crate::service::main`] runs it: a type of its own, holding
-/// its configuration.
-pub struct Master(pub MasterConfig);
+/// The master daemon, as [`crate::service::main`] runs it.
+pub struct Master;
 
 impl crate::service::Daemon for Master {
-    const PROGRAM: &'static str = "vmwatch-master";
+    const MODE: crate::check::Mode = crate::check::Mode::Master;
+    type Config = MasterConfig;
 
-    fn load(
-        path: &std::path::Path,
-    ) -> Result<(Self, Vec<crate::config::Problem>), crate::config::ConfigError> {
-        MasterConfig::load(path).map(|(cfg, warnings)| (Master(cfg), warnings))
-    }
-
-    fn describe(&self) -> Vec<(String, String)> {
-        self.0.describe()
-    }
-
-    fn log_settings(&self) -> &crate::config::LogSettings {
-        &self.0.log
-    }
-
-    fn disabled(&self) -> Option<String> {
-        let cfg = &self.0;
+    fn disabled(cfg: &MasterConfig) -> Option<String> {
         cfg.disabled.then(|| {
             format!(
                 "disabled=yes in {}: monitoring is not enabled by the panel yet",
@@ -215,7 +51,142 @@ impl crate::service::Daemon for Master {
         })
     }
 
-    fn run(&self, shutdown: Arc<Shutdown>, readiness: &mut Readiness) -> Result<(), String> {
-        run(&self.0, shutdown, readiness)
+    /// Runs the master until a signal; `Err` says why it could not run.
+    fn run(
+        cfg: &MasterConfig,
+        shutdown: Arc<Shutdown>,
+        readiness: &mut Readiness,
+    ) -> Result<(), String> {
+        let started_ms = now_ms();
+        let ctx = zmq::Context::new();
+        let socket = receiver::bind(&ctx, &cfg.listen)?;
+        let queue = Arc::new(PanelQueue::new());
+        let panel_counters = Arc::new(PanelCounters::default());
+        let mut guard = ReplayGuard::new(cfg.max_clock_skew);
+        let mut table = StateTable::new(cfg.check_activity, cfg.node_timeout);
+        for u in statefile::restore_file(&cfg.state_file, &mut table, &mut guard, now_ms()) {
+            queue.push(u);
+        }
+        let mut receiver =
+            receiver::Receiver::new(socket, &cfg.secret, guard, table, queue.clone());
+        let (exporter, graphite_thread) = graphite::start(&cfg.graphite).unzip();
+        receiver.graphite = exporter;
+        log::info!(
+            "listening on {}; panel command: {}",
+            cfg.listen,
+            cfg.panel_command.join(" ")
+        );
+
+        let (panel_done, panel_finished) = std::sync::mpsc::channel::<()>();
+        let panel = {
+            let cmd = PanelCommand {
+                argv: cfg.panel_command.clone(),
+                timeout: Duration::from_secs(cfg.panel_timeout),
+            };
+            let (queue, counters, shutdown, batch) = (
+                queue.clone(),
+                panel_counters.clone(),
+                shutdown.clone(),
+                cfg.panel_batch,
+            );
+            spawn("panel", move || {
+                panel::run(queue, cmd, batch, counters, shutdown);
+                let _ = panel_done.send(());
+            })
+        };
+        let mut saver = StateSaver::new(
+            queue.clone(),
+            panel_counters.clone(),
+            &cfg.state_file,
+            &cfg.listen,
+            started_ms,
+        );
+        // A fresh file at once: a damaged one was set aside, and what was
+        // restored must survive a kill before the first periodic save.
+        saver.save(&receiver);
+        let receiving = {
+            let shutdown = shutdown.clone();
+            let every = Duration::from_secs(cfg.state_interval);
+            spawn("receiver", move || {
+                let mut last_save = Instant::now();
+                receiver.run(&shutdown, Duration::from_secs(1), |r| {
+                    if last_save.elapsed() >= every {
+                        last_save = Instant::now();
+                        saver.save(r);
+                    }
+                    if let Some(g) = r.graphite.as_mut() {
+                        g.tick(&r.table, now_ms());
+                    }
+                });
+                let c = &receiver.counters;
+                log::info!(
+                    "receiver stopped: {} messages accepted, rejected: {:?}",
+                    c.accepted,
+                    c.rejected
+                );
+                (receiver, saver)
+            })
+        };
+        readiness.ready();
+        supervise(&shutdown);
+        let deadline = shutdown
+            .deadline(STOP_BUDGET)
+            .unwrap_or_else(|| Instant::now() + STOP_BUDGET);
+        let (receiver, mut saver) = join_until(receiving, deadline)
+            .ok_or_else(|| "the receiver thread did not stop".to_string())?;
+        // Saved first: whatever happens to the last panel call, the file lists
+        // every update the panel has not taken (a call in flight included).
+        saver.save(&receiver);
+        let panel_deadline = shutdown
+            .deadline(panel::LAST_CALL + Duration::from_millis(500))
+            .unwrap_or(deadline);
+        let waited =
+            panel_finished.recv_timeout(panel_deadline.saturating_duration_since(Instant::now()));
+        if waited.is_ok() {
+            let _ = panel.join();
+        } else {
+            log::warn!("the panel thread did not finish its last call in time");
+        }
+        saver.save(&receiver);
+        log::info!(
+            "state saved to {} ({} updates kept for the panel)",
+            cfg.state_file,
+            queue.pending().len()
+        );
+        // Dropping the receiver closes the graphite channel: that thread makes
+        // one last, time-bounded delivery attempt and ends.
+        drop(receiver);
+        if let Some(t) = graphite_thread {
+            let _ = join_until(t, deadline);
+        }
+        Ok(())
+    }
+
+    fn status_file(cfg: &MasterConfig) -> &str {
+        &cfg.state_file
+    }
+
+    /// After a blank line, the whole state file for a person.
+    fn status_details(cfg: &MasterConfig) -> u8 {
+        use crate::cli::exit;
+        println!();
+        match std::fs::read(&cfg.state_file) {
+            Ok(bytes) => {
+                let f = statefile::parse(&cfg.state_file, &bytes);
+                print!("{}", statefile::report(&f, now_ms()));
+                if f.damaged() {
+                    exit::RUNTIME
+                } else {
+                    exit::OK
+                }
+            }
+            Err(e) => {
+                eprintln!(
+                    "vmwatch-master: cannot read state file {}: {e} (is vmwatch-master running? it writes the file every {} s)",
+                    cfg.state_file, cfg.state_interval
+                );
+                exit::RUNTIME
+            }
+        }
     }
 }

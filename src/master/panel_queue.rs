@@ -12,7 +12,7 @@
 //! have taken.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use super::update::{Key, Update};
@@ -21,8 +21,9 @@ use super::update::{Key, Update};
 struct Pending {
     order: VecDeque<Key>,
     items: HashMap<Key, Update>,
-    /// The batch of the call running now, in order.
-    inflight: Vec<Update>,
+    /// The batch of the call running now, in order (shared with the panel
+    /// thread, so taking a batch copies nothing under the lock).
+    inflight: Arc<Vec<Update>>,
 }
 
 /// Shared by the receiver (producer) and the panel thread (consumer).
@@ -43,18 +44,31 @@ impl PanelQueue {
 
     /// Adds an update, replacing a pending one with the same key.
     pub fn push(&self, u: Update) {
+        self.push_all([u]);
+    }
+
+    /// Adds updates in order, each replacing a pending one with the same
+    /// key: one lock for them all, and a wake-up only for a panel thread
+    /// that found the queue empty (it waits for nothing else).
+    pub fn push_all(&self, updates: impl IntoIterator<Item = Update>) {
         let mut p = self.lock();
-        let key = u.key();
-        if p.items.insert(key.clone(), u).is_none() {
-            p.order.push_back(key);
+        let was_empty = p.order.is_empty();
+        for u in updates {
+            let key = u.key();
+            if p.items.insert(key.clone(), u).is_none() {
+                p.order.push_back(key);
+            }
         }
+        let wake = was_empty && !p.order.is_empty();
         drop(p);
-        self.ready.notify_one();
+        if wake {
+            self.ready.notify_one();
+        }
     }
 
     /// Takes up to `max` updates, oldest first, waiting up to `wait` for the
     /// first one. They stay in flight until [`settle`](Self::settle).
-    pub fn take(&self, max: usize, wait: Duration) -> Vec<Update> {
+    pub fn take(&self, max: usize, wait: Duration) -> Arc<Vec<Update>> {
         let mut p = self.lock();
         if p.order.is_empty() {
             p = self
@@ -69,8 +83,8 @@ impl PanelQueue {
             let key = p.order.pop_front().expect("counted");
             out.push(p.items.remove(&key).expect("order and items agree"));
         }
-        p.inflight = out.clone();
-        out
+        p.inflight = Arc::new(out);
+        p.inflight.clone()
     }
 
     /// Ends the call of the batch in flight: its first `delivered` updates
@@ -78,12 +92,12 @@ impl PanelQueue {
     /// updated since, which keep their newer update.
     pub fn settle(&self, delivered: usize) {
         let mut p = self.lock();
-        let mut batch = std::mem::take(&mut p.inflight);
-        let rest = batch.split_off(delivered.min(batch.len()));
-        for u in rest.into_iter().rev() {
+        let batch = std::mem::take(&mut p.inflight);
+        let rest = &batch[delivered.min(batch.len())..];
+        for u in rest.iter().rev() {
             let key = u.key();
             if !p.items.contains_key(&key) {
-                p.items.insert(key.clone(), u);
+                p.items.insert(key.clone(), u.clone());
                 p.order.push_front(key);
             }
         }
@@ -94,7 +108,7 @@ impl PanelQueue {
     /// order coalesces to the newest update per key).
     pub fn pending(&self) -> Vec<Update> {
         let p = self.lock();
-        let mut all = p.inflight.clone();
+        let mut all = (*p.inflight).clone();
         all.extend(p.order.iter().map(|k| p.items[k].clone()));
         all
     }
@@ -153,7 +167,7 @@ mod tests {
         q.push(dom("a", "running"));
         q.push(dom("b", "running"));
         let batch = q.take(10, Duration::ZERO);
-        assert_eq!(q.pending(), batch, "a batch in flight is still pending");
+        assert_eq!(q.pending(), *batch, "a batch in flight is still pending");
         q.push(dom("c", "running"));
         q.push(dom("a", "shutoff"));
         q.settle(0);

@@ -18,9 +18,10 @@ use super::replay::{Accepted, ReplayGuard};
 use super::state::StateTable;
 use super::update::Update;
 use crate::log_limited;
-use crate::protocol::{decode, MAX_PAYLOAD};
+use crate::protocol::{Key, MAX_PAYLOAD};
 use crate::ratelimit::RateLimit;
 use crate::service::{now_ms, Shutdown};
+use crate::zmq_socket;
 
 /// Frames kept from one multipart message; a message with more is rejected
 /// whatever its content, but still read to its end (only counted).
@@ -29,6 +30,14 @@ const MAX_FRAMES: usize = 2;
 pub const HANDSHAKE_MS: i32 = 5_000;
 /// Messages handled per wake-up before housekeeping gets a turn.
 const BURST: usize = 1000;
+/// Connections the kernel may hold for the master before it accepts them
+/// (libzmq's default is 100). After a master restart or a network flap
+/// every node reconnects at once: with 1,000 nodes, a queue of 100
+/// overflowed and the refused nodes retried a second later (measured:
+/// 785 overflows in one bench storm). The kernel caps this at
+/// `net.core.somaxconn` (128 on CentOS 6 and 7: raise it for big clusters,
+/// docs/vmwatch-master.8). The same as the units' open-file limit.
+pub const BACKLOG: i32 = 4096;
 
 /// Counters of what the receiver saw, by outcome.
 #[derive(Debug, Default, Clone)]
@@ -41,48 +50,56 @@ pub struct Counters {
 /// Binds the PULL socket. ZeroMQ's own size cap keeps a hostile peer from
 /// making us buffer more than a few times the protocol limit.
 pub fn bind(ctx: &zmq::Context, endpoint: &str) -> Result<zmq::Socket, String> {
-    let zerr =
-        |what: &str, e: zmq::Error| format!("cannot {what} the ZeroMQ socket on {endpoint}: {e}");
-    let socket = ctx.socket(zmq::PULL).map_err(|e| zerr("create", e))?;
-    socket
-        .set_maxmsgsize(4 * MAX_PAYLOAD as i64)
-        .map_err(|e| zerr("configure", e))?;
-    socket
-        .set_rcvhwm(10_000)
-        .map_err(|e| zerr("configure", e))?;
-    socket
-        .set_ipv6(endpoint.contains('['))
-        .map_err(|e| zerr("configure", e))?;
-    socket.set_linger(0).map_err(|e| zerr("configure", e))?;
-    // A peer that connects and never completes the ZeroMQ handshake is
-    // dropped after this long (libzmq's default is 30 s), which bounds what
-    // half-open connections can hold; the process's file limit bounds how
-    // many there can be at once (docs/protocol.md, "Transport").
-    socket
-        .set_handshake_ivl(HANDSHAKE_MS)
-        .map_err(|e| zerr("configure", e))?;
+    let place = format!("on {endpoint}");
+    let socket = zmq_socket::open(ctx, zmq::PULL, endpoint, &place, |s| {
+        s.set_maxmsgsize(4 * MAX_PAYLOAD as i64)?;
+        s.set_rcvhwm(10_000)?;
+        s.set_linger(0)?;
+        s.set_backlog(BACKLOG)?;
+        // A peer that connects and never completes the ZeroMQ handshake is
+        // dropped after this long (libzmq's default is 30 s), which bounds
+        // what half-open connections can hold; the process's file limit
+        // bounds how many there can be at once (docs/protocol.md,
+        // "Transport").
+        s.set_handshake_ivl(HANDSHAKE_MS)
+    })?;
     socket.bind(endpoint).map_err(|e| {
         format!("cannot listen on {endpoint}: {e} (is another master running, or is `listen` an address of this host?)")
     })?;
     Ok(socket)
 }
 
-/// One received multipart message.
+/// One received multipart message, its frames as ZeroMQ delivered them
+/// (not copied).
 struct Received {
-    frames: Vec<Vec<u8>>,
+    /// The first [`MAX_FRAMES`] frames; `kept` of them are real.
+    frames: [zmq::Message; MAX_FRAMES],
+    kept: usize,
     total_frames: usize,
-    peer: String,
+}
+
+impl Received {
+    /// The sender's address, looked up only for the log (rejections, new
+    /// instances): a metadata lookup and a string per message otherwise.
+    fn peer(&mut self) -> String {
+        self.frames[0]
+            .gets("Peer-Address")
+            .unwrap_or("unknown")
+            .to_string()
+    }
 }
 
 /// The receiver's state.
 pub struct Receiver {
     socket: zmq::Socket,
-    secret: Vec<u8>,
+    key: Key,
     guard: ReplayGuard,
     pub table: StateTable,
     queue: Arc<PanelQueue>,
     pub counters: Counters,
     limits: BTreeMap<Rejection, RateLimit>,
+    /// Updates of this burst, not yet queued for the panel.
+    held: Vec<Update>,
     /// Graphite export, when configured (see [`super::graphite`]).
     pub graphite: Option<super::graphite::Exporter>,
 }
@@ -97,12 +114,13 @@ impl Receiver {
     ) -> Receiver {
         Receiver {
             socket,
-            secret: secret.as_bytes().to_vec(),
+            key: Key::new(secret.as_bytes()),
             guard,
             table,
             queue,
             counters: Counters::default(),
             limits: BTreeMap::new(),
+            held: Vec::new(),
             graphite: None,
         }
     }
@@ -113,26 +131,25 @@ impl Receiver {
 
     /// Reads one whole multipart message without blocking.
     fn recv(&self) -> Option<Received> {
-        let mut first = self.socket.recv_msg(zmq::DONTWAIT).ok()?;
-        let peer = first.gets("Peer-Address").unwrap_or("unknown").to_string();
+        let first = self.socket.recv_msg(zmq::DONTWAIT).ok()?;
         let mut more = first.get_more();
-        let mut frames = vec![first.to_vec()];
-        let mut total = 1;
+        let mut r = Received {
+            frames: [first, zmq::Message::new()],
+            kept: 1,
+            total_frames: 1,
+        };
         while more {
             let Ok(m) = self.socket.recv_msg(0) else {
                 break;
             };
             more = m.get_more();
-            total += 1;
-            if frames.len() < MAX_FRAMES {
-                frames.push(m.to_vec());
+            if r.kept < MAX_FRAMES {
+                r.frames[r.kept] = m;
+                r.kept += 1;
             }
+            r.total_frames += 1;
         }
-        Some(Received {
-            frames,
-            total_frames: total,
-            peer,
-        })
+        Some(r)
     }
 
     fn reject(&mut self, reason: Rejection, peer: &str, why: &dyn std::fmt::Display) {
@@ -149,16 +166,16 @@ impl Receiver {
     }
 
     /// Handles one message; the state table changes only if it is accepted.
-    fn handle(&mut self, r: Received) {
+    fn handle(&mut self, mut r: Received) {
         // Only the first frames were kept; the count is checked on the real
         // number, so the log says how many frames the peer really sent.
         if r.total_frames != 2 {
             let e = crate::protocol::WireError::Frames(r.total_frames);
-            return self.reject(Rejection::from(&e), &r.peer, &e);
+            return self.reject(Rejection::from(&e), &r.peer(), &e);
         }
-        let msg = match decode(&self.secret, &r.frames) {
+        let msg = match self.key.decode(&r.frames[..r.kept]) {
             Ok(m) => m,
-            Err(e) => return self.reject(Rejection::from(&e), &r.peer, &e),
+            Err(e) => return self.reject(Rejection::from(&e), &r.peer(), &e),
         };
         let now = now_ms();
         match self.guard.check(&msg.header, now) {
@@ -167,13 +184,13 @@ impl Receiver {
                     "node {} (instance {:016x}) connected from {}",
                     msg.header.node,
                     msg.header.instance,
-                    r.peer
+                    r.peer()
                 );
             }
             Ok(Accepted::Known) => {}
             Err(refusal) => {
                 let why = format!("node {}: {refusal}", msg.header.node);
-                return self.reject(Rejection::from(&refusal), &r.peer, &why);
+                return self.reject(Rejection::from(&refusal), &r.peer(), &why);
             }
         }
         self.counters.accepted += 1;
@@ -190,16 +207,25 @@ impl Receiver {
         self.emit(updates);
     }
 
-    /// Registers each change in the log and queues it for the panel.
-    pub fn emit(&self, updates: Vec<Update>) {
-        for u in updates {
-            match &u {
+    /// Registers each change in the log and holds it for the panel until
+    /// [`deliver`](Self::deliver), at the end of the burst.
+    pub fn emit(&mut self, updates: Vec<Update>) {
+        for u in &updates {
+            match u {
                 Update::Node { up: false, .. } | Update::Duplicate { active: true, .. } => {
                     log::warn!("{}", u.log_line())
                 }
                 _ => log::info!("{}", u.log_line()),
             }
-            self.queue.push(u);
+        }
+        self.held.extend(updates);
+    }
+
+    /// Queues what [`emit`](Self::emit) held for the panel: one lock and at
+    /// most one wake-up for a burst of up to a thousand messages.
+    pub fn deliver(&mut self) {
+        if !self.held.is_empty() {
+            self.queue.push_all(self.held.drain(..));
         }
     }
 
@@ -215,6 +241,8 @@ impl Receiver {
         while !shutdown.stopping() {
             let mut items = [self.socket.as_poll_item(zmq::POLLIN)];
             let _ = zmq::poll(&mut items, 250);
+            // A burst's log lines are written together (see logging::hold).
+            crate::logging::hold();
             for _ in 0..BURST {
                 let Some(r) = self.recv() else { break };
                 self.handle(r);
@@ -222,12 +250,27 @@ impl Receiver {
                     break;
                 }
             }
+            self.deliver();
+            crate::logging::release();
             if last.elapsed() >= tick {
                 last = Instant::now();
                 let updates = self.table.tick(now_ms());
                 self.emit(updates);
+                self.deliver();
                 housekeeping(self);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_whole_cluster_reconnecting_at_once_fits_the_accept_queue() {
+        let ctx = zmq::Context::new();
+        let socket = bind(&ctx, "tcp://127.0.0.1:*").unwrap();
+        assert_eq!(socket.get_backlog().unwrap(), BACKLOG);
     }
 }

@@ -90,7 +90,10 @@ impl ReplayGuard {
             return Err(Refusal::Stale { skew_ms: skew });
         }
         let horizon = now_ms.saturating_sub(2 * self.skew_ms);
-        let seen = self.nodes.entry(h.node.clone()).or_default();
+        if !self.nodes.contains_key(&h.node) {
+            self.nodes.insert(h.node.clone(), Vec::new());
+        }
+        let seen = self.nodes.get_mut(&h.node).expect("just made sure");
         seen.retain(|s| s.last_ts >= horizon);
         if let Some(s) = seen.iter_mut().find(|s| s.instance == h.instance) {
             if h.seq <= s.last_seq {

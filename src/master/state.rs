@@ -82,7 +82,10 @@ impl StateTable {
     pub fn apply(&mut self, msg: &Message, now_ms: u64) -> Vec<Update> {
         let node = msg.header.node.as_str();
         let mut out = Vec::new();
-        let rec = self.nodes.entry(node.to_string()).or_default();
+        if !self.nodes.contains_key(node) {
+            self.nodes.insert(node.to_string(), NodeRecord::default());
+        }
+        let rec = self.nodes.get_mut(node).expect("just made sure");
         rec.last_seen_ms = now_ms;
         if !rec.up {
             rec.up = true;
@@ -104,10 +107,15 @@ impl StateTable {
                 parts,
                 domains,
             } => {
-                if let Some(all) =
+                if (*part, *parts) == (1, 1) {
+                    // Whole in one message (up to some 600 domains): used
+                    // as it is, as assembling it would leave it.
+                    rec.assembly = None;
+                    self.snapshot(node, msg.header.instance, domains, now_ms, &mut out);
+                } else if let Some(all) =
                     self.assemble(node, msg.header.instance, *id, *part, *parts, domains)
                 {
-                    self.snapshot(node, msg.header.instance, all, now_ms, &mut out);
+                    self.snapshot(node, msg.header.instance, &all, now_ms, &mut out);
                 }
             }
             Body::Stats { samples, .. } => {
@@ -194,7 +202,7 @@ impl StateTable {
                     Some(d) => (d.state, d.reason.clone()),
                     None => (State::Shutoff, ev.detail.to_string()),
                 };
-                self.set(node, &ev.domain, state, &reason, ev.time_ms, out);
+                self.set(node, &ev.domain, state, reason, ev.time_ms, out);
             }
             // QEMU starts a domain paused and then lets it run, so libvirt
             // announces every start as Resumed/Unpaused followed by
@@ -209,10 +217,7 @@ impl StateTable {
                     Some(State::Shutoff | State::Shutdown | State::Crashed)
                 ) => {}
             other => match other.state_after() {
-                Some(state) => {
-                    let reason = ev.detail.to_string();
-                    self.set(node, &ev.domain, state, &reason, ev.time_ms, out)
-                }
+                Some(state) => self.set(node, &ev.domain, state, ev.detail, ev.time_ms, out),
                 None => log::warn!(
                     "node {node}: domain {}: unknown event `{other}` ignored",
                     ev.domain.name
@@ -221,38 +226,55 @@ impl StateTable {
         }
     }
 
-    /// Sets a domain's state; an update only if state or name changed.
+    /// Sets a domain's state; an update only if state or name changed (an
+    /// unchanged domain costs a lookup: nothing is copied or formatted).
     fn set(
         &mut self,
         node: &str,
         id: &DomainId,
         state: State,
-        reason: &str,
+        reason: impl std::fmt::Display,
         since_ms: u64,
         out: &mut Vec<Update>,
     ) {
         let domains = &mut self.nodes.get_mut(node).expect("node exists").domains;
-        let old = domains.get(&id.uuid).cloned();
-        let reboots = old.as_ref().map(|o| o.reboots).unwrap_or_default();
-        if let Some(o) = &old {
-            if o.state == state && o.name == id.name {
-                return;
+        // Whether the duplicate index must hear of it: a new domain, a new
+        // name, or a change between active and inactive.
+        let mut indexed = true;
+        let (reason, old) = match domains.get_mut(&id.uuid) {
+            Some(o) if o.state == state && o.name == id.name => return,
+            Some(o) => {
+                if o.name != id.name {
+                    self.duplicates.set(node, &id.uuid, &o.name, None);
+                } else {
+                    indexed = o.state.is_active() != state.is_active();
+                }
+                let old = o.state;
+                let reason = reason.to_string();
+                o.name.clone_from(&id.name);
+                o.state = state;
+                o.reason.clone_from(&reason);
+                o.since_ms = since_ms;
+                (reason, Some(old))
             }
-            if o.name != id.name {
-                self.duplicates.set(node, &id.uuid, &o.name, None);
+            None => {
+                let reason = reason.to_string();
+                domains.insert(
+                    id.uuid.clone(),
+                    DomainRecord {
+                        name: id.name.clone(),
+                        state,
+                        reason: reason.clone(),
+                        since_ms,
+                        reboots: RebootCount::default(),
+                    },
+                );
+                (reason, None)
             }
+        };
+        if indexed {
+            self.duplicates.set(node, &id.uuid, &id.name, Some(state));
         }
-        domains.insert(
-            id.uuid.clone(),
-            DomainRecord {
-                name: id.name.clone(),
-                state,
-                reason: reason.to_string(),
-                since_ms,
-                reboots,
-            },
-        );
-        self.duplicates.set(node, &id.uuid, &id.name, Some(state));
         if state != State::Running {
             self.activity.not_running(node, &id.uuid, out);
         }
@@ -261,8 +283,8 @@ impl StateTable {
             uuid: id.uuid.clone(),
             name: id.name.clone(),
             state: PanelState::Is(state),
-            reason: reason.to_string(),
-            old: old.map(|o| o.state),
+            reason,
+            old,
             since_ms,
         });
     }
@@ -335,15 +357,27 @@ impl StateTable {
         &mut self,
         node: &str,
         instance: u64,
-        domains: Vec<DomainState>,
+        domains: &[DomainState],
         now_ms: u64,
         out: &mut Vec<Update>,
     ) {
-        let mut listed = std::collections::HashSet::new();
-        for d in &domains {
-            listed.insert(d.domain.uuid.clone());
-            let reason = d.reason.to_string();
-            self.set(node, &d.domain, d.state, &reason, now_ms, out);
+        let mut listed = std::collections::HashSet::with_capacity(domains.len());
+        // What may be news: a domain the master does not have as listed, a
+        // reboot count, a uuid listed twice. A periodic snapshot of an
+        // unchanged node (the usual one) costs a lookup a domain.
+        let known = &self.nodes[node].domains;
+        let news: Vec<&DomainState> = domains
+            .iter()
+            .filter(|d| {
+                let first = listed.insert(d.domain.uuid.as_str());
+                let same = known
+                    .get(&d.domain.uuid)
+                    .is_some_and(|o| o.state == d.state && o.name == d.domain.name);
+                !first || !same || d.reboots.is_some()
+            })
+            .collect();
+        for d in news {
+            self.set(node, &d.domain, d.state, d.reason, now_ms, out);
             // A reboot the node counted but the master never got (lost in
             // an overflowing queue, or sent while the master was down).
             if let Some(n) = d.reboots {
@@ -362,12 +396,17 @@ impl StateTable {
                 }
             }
         }
-        let gone: Vec<String> = self.nodes[node]
-            .domains
-            .keys()
-            .filter(|u| !listed.contains(*u))
-            .cloned()
-            .collect();
+        // Every listed domain is in the table now: any other is gone.
+        let domains_now = &self.nodes[node].domains;
+        let gone: Vec<String> = if domains_now.len() > listed.len() {
+            domains_now
+                .keys()
+                .filter(|u| !listed.contains(u.as_str()))
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
         for uuid in gone {
             self.remove(node, &uuid, "absent from snapshot", now_ms, out);
         }
@@ -438,6 +477,11 @@ mod tests {
         }
     }
 
+    /// A message from `node` with one event.
+    fn one_event(node: &str, e: Event) -> Message {
+        msg(node, Body::Events(vec![e]))
+    }
+
     fn ev(uuid: &str, name: &str, event: &str, detail: &str) -> Event {
         Event {
             domain: DomainId {
@@ -448,6 +492,16 @@ mod tests {
             detail: Detail::parse(EventKind::parse(event).unwrap(), detail).unwrap(),
             time_ms: 5,
             reboots: None,
+        }
+    }
+
+    /// A snapshot in one part.
+    fn snap(id: u64, domains: Vec<DomainState>) -> Body {
+        Body::Snapshot {
+            id,
+            part: 1,
+            parts: 1,
+            domains,
         }
     }
 
@@ -483,22 +537,23 @@ mod tests {
     #[test]
     fn a_full_lifecycle_reaches_the_panel_in_order() {
         let mut t = StateTable::new(false, 90);
-        let lifecycle = vec![
-            ev(U1, "t1", "defined", "added"),
+        let lifecycle = [
+            ("defined", "added"),
             // libvirt's start: Resumed/Unpaused, then Started/Booted.
-            ev(U1, "t1", "resumed", "unpaused"),
-            ev(U1, "t1", "started", "booted"),
-            ev(U1, "t1", "suspended", "paused"),
-            ev(U1, "t1", "resumed", "unpaused"),
-            ev(U1, "t1", "reboot", "-"),
-            ev(U1, "t1", "shutdown", "finished"),
-            ev(U1, "t1", "stopped", "shutdown"),
-            ev(U1, "t1", "resumed", "unpaused"),
-            ev(U1, "t1", "started", "booted"),
-            ev(U1, "t1", "stopped", "destroyed"),
-            ev(U1, "t1", "undefined", "removed"),
-        ];
-        let out = t.apply(&msg("3", Body::Events(lifecycle)), 100);
+            ("resumed", "unpaused"),
+            ("started", "booted"),
+            ("suspended", "paused"),
+            ("resumed", "unpaused"),
+            ("reboot", "-"),
+            ("shutdown", "finished"),
+            ("stopped", "shutdown"),
+            ("resumed", "unpaused"),
+            ("started", "booted"),
+            ("stopped", "destroyed"),
+            ("undefined", "removed"),
+        ]
+        .map(|(event, detail)| ev(U1, "t1", event, detail));
+        let out = t.apply(&msg("3", Body::Events(lifecycle.into())), 100);
         assert_eq!(
             out[0],
             Update::Node {
@@ -544,19 +599,10 @@ mod tests {
     #[test]
     fn repeated_news_is_not_news() {
         let mut t = StateTable::new(false, 90);
-        t.apply(
-            &msg("1", Body::Events(vec![ev(U1, "a", "started", "booted")])),
-            1,
-        );
-        let again = t.apply(
-            &msg("1", Body::Events(vec![ev(U1, "a", "resumed", "unpaused")])),
-            2,
-        );
+        t.apply(&one_event("1", ev(U1, "a", "started", "booted")), 1);
+        let again = t.apply(&one_event("1", ev(U1, "a", "resumed", "unpaused")), 2);
         assert!(again.is_empty(), "{again:?}");
-        let redefined = t.apply(
-            &msg("1", Body::Events(vec![ev(U1, "a", "defined", "updated")])),
-            3,
-        );
+        let redefined = t.apply(&one_event("1", ev(U1, "a", "defined", "updated")), 3);
         assert!(
             redefined.is_empty(),
             "redefining a running domain keeps it running"
@@ -566,12 +612,6 @@ mod tests {
     #[test]
     fn snapshots_add_change_and_remove_and_only_report_differences() {
         let mut t = StateTable::new(false, 90);
-        let snap = |id, domains| Body::Snapshot {
-            id,
-            part: 1,
-            parts: 1,
-            domains,
-        };
         let out = t.apply(
             &msg(
                 "1",
@@ -601,12 +641,39 @@ mod tests {
     }
 
     #[test]
+    fn a_domain_listed_twice_in_one_snapshot_ends_as_listed_last() {
+        let mut t = StateTable::new(false, 90);
+        t.apply(&msg("1", snap(1, vec![ds(U1, "a", "running")])), 1);
+        // Unchanged first, changed second; then the other way round.
+        let out = t.apply(
+            &msg(
+                "1",
+                snap(2, vec![ds(U1, "a", "running"), ds(U1, "a", "paused")]),
+            ),
+            2,
+        );
+        assert_eq!(states(&out), vec![(s("paused"), Some(s("running")))]);
+        let out = t.apply(
+            &msg(
+                "1",
+                snap(3, vec![ds(U1, "a", "running"), ds(U1, "a", "paused")]),
+            ),
+            3,
+        );
+        assert_eq!(
+            states(&out),
+            vec![
+                (s("running"), Some(s("paused"))),
+                (s("paused"), Some(s("running")))
+            ]
+        );
+        assert_eq!(t.nodes["1"].domains[U1].state, State::Paused);
+    }
+
+    #[test]
     fn multi_part_snapshots_apply_only_when_complete_and_in_sequence() {
         let mut t = StateTable::new(false, 90);
-        t.apply(
-            &msg("1", Body::Events(vec![ev(U2, "b", "started", "booted")])),
-            1,
-        );
+        t.apply(&one_event("1", ev(U2, "b", "started", "booted")), 1);
         let part = |id, part, domains| Body::Snapshot {
             id,
             part,
@@ -651,14 +718,8 @@ mod tests {
     #[test]
     fn duplicates_follow_the_table() {
         let mut t = StateTable::new(false, 90);
-        t.apply(
-            &msg("1", Body::Events(vec![ev(U1, "a", "started", "booted")])),
-            1,
-        );
-        let out = t.apply(
-            &msg("2", Body::Events(vec![ev(U1, "a", "started", "booted")])),
-            2,
-        );
+        t.apply(&one_event("1", ev(U1, "a", "started", "booted")), 1);
+        let out = t.apply(&one_event("2", ev(U1, "a", "started", "booted")), 2);
         assert!(out.iter().any(|u| matches!(
             u,
             Update::Duplicate {
@@ -667,10 +728,7 @@ mod tests {
                 ..
             }
         )));
-        let out = t.apply(
-            &msg("2", Body::Events(vec![ev(U1, "a", "stopped", "destroyed")])),
-            3,
-        );
+        let out = t.apply(&one_event("2", ev(U1, "a", "stopped", "destroyed")), 3);
         assert!(out.iter().any(|u| matches!(
             u,
             Update::Duplicate {
@@ -696,25 +754,16 @@ mod tests {
             }],
         };
         let mut off = StateTable::new(false, 90);
-        off.apply(
-            &msg("1", Body::Events(vec![ev(U1, "a", "started", "booted")])),
-            1,
-        );
+        off.apply(&one_event("1", ev(U1, "a", "started", "booted")), 1);
         assert!(off.apply(&msg("1", stats(0, 0)), 2).is_empty());
 
         let mut t = StateTable::new(true, 90);
-        t.apply(
-            &msg("1", Body::Events(vec![ev(U1, "a", "defined", "added")])),
-            1,
-        );
+        t.apply(&one_event("1", ev(U1, "a", "defined", "added")), 1);
         assert!(
             t.apply(&msg("1", stats(0, 0)), 2).is_empty(),
             "not running: no warning"
         );
-        t.apply(
-            &msg("1", Body::Events(vec![ev(U1, "a", "started", "booted")])),
-            3,
-        );
+        t.apply(&one_event("1", ev(U1, "a", "started", "booted")), 3);
         let out = t.apply(&msg("1", stats(0, 0)), 4);
         assert!(matches!(&out[..], [Update::Idle { idle: true, .. }]));
         let out = t.apply(&msg("1", stats(3, 4)), 5);

@@ -4,8 +4,6 @@
 //! per key), a line in the panel command's input (docs/panel-api.md), and a
 //! line for the master's log, which registers every change.
 
-use std::fmt::Write as _;
-
 use super::duplicates::DuplicateBy;
 use crate::kvline::{short, Fields, Line};
 use crate::protocol::{check_node_id, is_uuid};
@@ -101,26 +99,54 @@ impl Update {
         }
     }
 
+    /// The panel function that takes the update (docs/panel-api.md).
+    fn function(&self) -> &'static str {
+        match self {
+            Update::Domain { .. } => "vmwatch.domain",
+            Update::Reboot { .. } => "vmwatch.reboot",
+            Update::Node { .. } => "vmwatch.node",
+            Update::Idle { .. } => "vmwatch.idle",
+            Update::Duplicate { .. } => "vmwatch.duplicate",
+        }
+    }
+
+    /// The domain the update is about, for the kinds that are about one:
+    /// its node, UUID and name.
+    fn domain(&self) -> Option<(&str, &str, &str)> {
+        match self {
+            Update::Domain {
+                node, uuid, name, ..
+            }
+            | Update::Reboot {
+                node, uuid, name, ..
+            }
+            | Update::Idle {
+                node, uuid, name, ..
+            } => Some((node, uuid, name)),
+            Update::Node { .. } | Update::Duplicate { .. } => None,
+        }
+    }
+
     /// The line the panel command reads: `FUNCTION key=value ...`, values
-    /// percent-encoded as on the wire.
+    /// percent-encoded as on the wire; a domain's fields come first.
     pub fn panel_line(&self) -> String {
         let mut out = String::new();
         let yes = |b: bool| if b { "yes" } else { "no" };
-        let line = Line::new(&mut out);
+        let mut line = Line::new(&mut out).word(self.function());
+        if let Some((node, uuid, name)) = self.domain() {
+            line = line
+                .field("node", node)
+                .field("uuid", uuid)
+                .field("name", name);
+        }
         match self {
             Update::Domain {
-                node,
-                uuid,
-                name,
                 state,
                 reason,
                 old,
                 since_ms,
+                ..
             } => line
-                .word("vmwatch.domain")
-                .field("node", node)
-                .field("uuid", uuid)
-                .field("name", name)
                 .field("state", state)
                 .field("reason", reason)
                 .field(
@@ -128,34 +154,17 @@ impl Update {
                     old.map_or_else(|| "-".to_string(), |o| o.to_string()),
                 )
                 .field("since", since_ms),
-            Update::Reboot {
-                node,
-                uuid,
-                name,
-                time_ms,
-            } => line
-                .word("vmwatch.reboot")
-                .field("node", node)
-                .field("uuid", uuid)
-                .field("name", name)
-                .field("time", time_ms),
+            Update::Reboot { time_ms, .. } => line.field("time", time_ms),
             Update::Node { node, up, since_ms } => line
-                .word("vmwatch.node")
                 .field("node", node)
                 .field("status", if *up { "up" } else { "down" })
                 .field("since", since_ms),
             Update::Idle {
-                node,
-                uuid,
-                name,
                 idle,
                 tx_pkts,
                 wr_reqs,
+                ..
             } => line
-                .word("vmwatch.idle")
-                .field("node", node)
-                .field("uuid", uuid)
-                .field("name", name)
                 .field("idle", yes(*idle))
                 .field("txpkts", tx_pkts)
                 .field("wrreqs", wr_reqs),
@@ -165,7 +174,6 @@ impl Update {
                 nodes,
                 active,
             } => line
-                .word("vmwatch.duplicate")
                 .field("by", by)
                 .field(by.as_str(), key)
                 .field("nodes", nodes.join(","))
@@ -247,44 +255,49 @@ impl Update {
         })
     }
 
-    /// How the change is registered in the master's log.
-    pub fn log_line(&self) -> String {
-        let mut s = String::new();
-        let _ = match self {
+    /// How the change is registered in the master's log (formatted where
+    /// it is written: no string of its own).
+    pub fn log_line(&self) -> LogLine<'_> {
+        LogLine(self)
+    }
+}
+
+/// An [`Update`] as the master's log says it.
+pub struct LogLine<'a>(&'a Update);
+
+impl std::fmt::Display for LogLine<'_> {
+    fn fmt(&self, s: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some((node, uuid, name)) = self.0.domain() {
+            write!(s, "node {node}: domain {name} ({uuid})")?;
+        }
+        match self.0 {
             Update::Domain {
-                node,
-                uuid,
-                name,
-                state,
-                reason,
-                old,
-                ..
-            } => write!(
-                s,
-                "node {node}: domain {name} ({uuid}): {} -> {state} (reason: {reason})",
-                old.map_or_else(|| "new".to_string(), |o| o.to_string())
-            ),
-            Update::Reboot { node, uuid, name, .. } => {
-                write!(s, "node {node}: domain {name} ({uuid}) rebooted")
+                state, reason, old, ..
+            } => {
+                s.write_str(": ")?;
+                match old {
+                    Some(o) => write!(s, "{o}")?,
+                    None => s.write_str("new")?,
+                }
+                write!(s, " -> {state} (reason: {reason})")
             }
+            Update::Reboot { .. } => write!(s, " rebooted"),
             Update::Node { node, up: true, .. } => write!(s, "node {node} is up"),
-            Update::Node { node, up: false, .. } => {
+            Update::Node {
+                node, up: false, ..
+            } => {
                 write!(s, "node {node} is down: no message within node_timeout")
             }
             Update::Idle {
-                node,
-                uuid,
-                name,
                 idle: true,
                 tx_pkts,
                 wr_reqs,
+                ..
             } => write!(
                 s,
-                "node {node}: domain {name} ({uuid}) looks idle: {tx_pkts} packets sent, {wr_reqs} disk writes in the last interval"
+                " looks idle: {tx_pkts} packets sent, {wr_reqs} disk writes in the last interval"
             ),
-            Update::Idle {
-                node, uuid, name, ..
-            } => write!(s, "node {node}: domain {name} ({uuid}) is active again"),
+            Update::Idle { .. } => write!(s, " is active again"),
             Update::Duplicate {
                 by,
                 key,
@@ -292,8 +305,7 @@ impl Update {
                 active: true,
             } => write!(s, "duplicate {by} {key} on nodes {}", nodes.join(", ")),
             Update::Duplicate { by, key, .. } => write!(s, "duplicate {by} {key} resolved"),
-        };
-        s
+        }
     }
 }
 
@@ -388,6 +400,43 @@ mod tests {
         )
         .is_err());
         assert!(Update::from_panel_line("vmwatch.node node=1 status=up since=+5").is_err());
+    }
+
+    #[test]
+    fn log_lines_name_the_domain_then_the_change() {
+        let domain = Update::Domain {
+            node: "1".into(),
+            uuid: U.into(),
+            name: "x".into(),
+            state: PanelState::Is(State::Paused),
+            reason: "user".into(),
+            old: Some(State::Running),
+            since_ms: 9,
+        };
+        let reboot = Update::Reboot {
+            node: "1".into(),
+            uuid: U.into(),
+            name: "x".into(),
+            time_ms: 3,
+        };
+        let idle = Update::Idle {
+            node: "1".into(),
+            uuid: U.into(),
+            name: "x".into(),
+            idle: true,
+            tx_pkts: 0,
+            wr_reqs: 7,
+        };
+        let head = format!("node 1: domain x ({U})");
+        assert_eq!(
+            domain.log_line().to_string(),
+            format!("{head}: running -> paused (reason: user)")
+        );
+        assert_eq!(reboot.log_line().to_string(), format!("{head} rebooted"));
+        assert_eq!(
+            idle.log_line().to_string(),
+            format!("{head} looks idle: 0 packets sent, 7 disk writes in the last interval")
+        );
     }
 
     #[test]

@@ -3,11 +3,7 @@
 //! The panel writes `connect`, `secret` and `node_id`; everything else is ours
 //! and has a default that suits a production node.
 
-use std::path::Path;
-
-use crate::config::{
-    check_secret, load_with, mask_secret, yes_no, ConfigError, Loader, LogSettings, Problem,
-};
+use crate::config::{check_secret, mask_secret, yes_no, DaemonConfig, Loader, LogSettings};
 use crate::protocol::check_node_id;
 
 /// Effective node settings.
@@ -43,14 +39,12 @@ pub struct NodeConfig {
     pub status_interval: u64,
 }
 
-impl NodeConfig {
-    /// Loads and checks the file; warnings are returned for logging.
-    pub fn load(path: &Path) -> Result<(NodeConfig, Vec<Problem>), ConfigError> {
-        load_with(path, NodeConfig::from_loader, |c| &c.secret)
+impl DaemonConfig for NodeConfig {
+    fn log(&self) -> &LogSettings {
+        &self.log
     }
 
-    /// Reads every key from `l`, recording problems in it.
-    pub fn from_loader(path: String, l: &mut Loader) -> NodeConfig {
+    fn from_loader(path: String, l: &mut Loader) -> NodeConfig {
         NodeConfig {
             path,
             connect: l.endpoint("connect", None),
@@ -77,8 +71,7 @@ impl NodeConfig {
         }
     }
 
-    /// The effective configuration as `NAME=VALUE` pairs, secret masked.
-    pub fn describe(&self) -> Vec<(String, String)> {
+    fn describe(&self) -> Vec<(String, String)> {
         let mut out = vec![
             ("connect".to_string(), self.connect.clone()),
             ("secret".to_string(), mask_secret(&self.secret)),
@@ -107,15 +100,13 @@ impl NodeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::load_text;
 
     #[test]
     fn panel_written_file_loads_with_defaults() {
-        let mut l = Loader::from_reader(
-            "n.conf",
-            "connect=tcp://192.0.2.1:1515\nsecret=ABCDEF0123456789\nnode_id=3\n".as_bytes(),
-        );
-        let c = NodeConfig::from_loader("n.conf".into(), &mut l);
-        assert!(l.finish().unwrap().is_empty());
+        let text = "connect=tcp://192.0.2.1:1515\nsecret=ABCDEF0123456789\nnode_id=3\n";
+        let (c, warnings) = load_text("n.conf", text, NodeConfig::from_loader);
+        assert!(warnings.unwrap().is_empty());
         assert_eq!(c.connect, "tcp://192.0.2.1:1515");
         assert_eq!(c.node_id, "3");
         assert_eq!(c.uri, "qemu:///system");
@@ -127,18 +118,9 @@ mod tests {
 
     #[test]
     fn missing_and_bad_values_are_all_reported() {
-        let mut l = Loader::from_reader(
-            "n.conf",
-            "connect=http://x\nnode_id=a b\nstats_interval=0\n".as_bytes(),
-        );
-        NodeConfig::from_loader("n.conf".into(), &mut l);
-        let errs: Vec<String> = l
-            .finish()
-            .unwrap_err()
-            .errors
-            .iter()
-            .map(|p| p.to_string())
-            .collect();
+        let text = "connect=http://x\nnode_id=a b\nstats_interval=0\n";
+        let (_, refused) = load_text("n.conf", text, NodeConfig::from_loader);
+        let errs = refused.unwrap_err().lines();
         assert_eq!(errs.len(), 4, "{errs:?}");
         assert!(errs[0].starts_with("n.conf: missing required `secret"));
         assert!(errs[1].starts_with("n.conf:1: `connect`"));

@@ -28,127 +28,113 @@ use crate::service::{join_until, spawn, supervise, Readiness, Shutdown, STOP_BUD
 pub use config::NodeConfig;
 pub use messages::{Flags, Outgoing};
 
-/// Runs the node until a signal or a fatal failure; `Err` says why it failed.
-pub fn run(
-    cfg: &NodeConfig,
-    shutdown: Arc<Shutdown>,
-    readiness: &mut Readiness,
-) -> Result<(), String> {
-    libvirt::silence_default_errors();
-    // Must come before the first connection is opened, or libvirt never
-    // dispatches events for it.
-    virt::event::event_register_default_impl()
-        .map_err(|e| format!("cannot register libvirt's event loop: {e}"))?;
-    let (tx, rx) = sync_channel(cfg.queue_size);
-    let flags = Flags::shared();
-    let source = events::EventSource::open(
-        &cfg.uri,
-        cfg.keepalive_interval,
-        cfg.keepalive_count,
-        tx.clone(),
-    )?;
-    status::STATUS.libvirt(true);
-    let zmq_ctx = zmq::Context::new();
-    let sender = sender::Sender::new(
-        &zmq_ctx,
-        &cfg.connect,
-        &cfg.secret,
-        &cfg.node_id,
-        Duration::from_secs(cfg.heartbeat_interval),
-        flags.clone(),
-        cfg.queue_size,
-    )?;
-    log::info!(
-        "node {} watching {} and sending to {} (instance {:016x})",
-        cfg.node_id,
-        cfg.uri,
-        cfg.connect,
-        sender.instance()
-    );
-
-    let sync = Duration::from_secs(cfg.sync_interval);
-    let events = {
-        let (shutdown, flags) = (shutdown.clone(), flags.clone());
-        spawn("libvirt-events", move || {
-            source.run(&shutdown, &flags, sync)
-        })
-    };
-    let sampling = cfg.stats.then(|| {
-        let settings = stats::StatsSettings {
-            uri: cfg.uri.clone(),
-            interval: Duration::from_secs(cfg.stats_interval),
-            force_legacy: cfg.stats_api == "legacy",
-        };
-        let (shutdown, tx) = (shutdown.clone(), tx.clone());
-        spawn("stats", move || stats::run(settings, tx, &shutdown))
-    });
-    // The sender sees the channel close once every producer has stopped.
-    drop(tx);
-    let sending = {
-        let shutdown = shutdown.clone();
-        spawn("sender", move || sender.run(rx, &shutdown))
-    };
-    let status_writer = {
-        let shutdown = shutdown.clone();
-        let (path, every) = (
-            cfg.status_file.clone(),
-            Duration::from_secs(cfg.status_interval),
-        );
-        let info = status::Info {
-            node_id: cfg.node_id.clone(),
-            connect: cfg.connect.clone(),
-            uri: cfg.uri.clone(),
-            started_ms: crate::service::now_ms(),
-        };
-        spawn("status", move || status::run(path, every, info, &shutdown))
-    };
-    readiness.ready();
-    supervise(&shutdown);
-    // A thread blocked in libvirt (a hung libvirtd) cannot hold the stop:
-    // the sender drains for at most DRAIN_LIMIT, the rest is left behind.
-    // The sender's drain is the only work a stop waits for.
-    let budget = STOP_BUDGET.min(sender::DRAIN_LIMIT + Duration::from_secs(1));
-    let deadline = shutdown
-        .deadline(budget)
-        .unwrap_or_else(|| std::time::Instant::now() + budget);
-    let _ = join_until(sending, deadline);
-    let _ = join_until(events, deadline);
-    if let Some(s) = sampling {
-        let _ = join_until(s, deadline);
-    }
-    let failure = shutdown.failure();
-    if let Some(info) = join_until(status_writer, deadline) {
-        let why = failure.as_deref().unwrap_or("stopped by a signal");
-        status::write_final(&cfg.status_file, &info, why);
-    }
-    match failure {
-        Some(why) => Err(why),
-        None => Ok(()),
-    }
-}
-
-/// The node daemon, as [`crate::service::main`] runs it: a type of its own, holding
-/// its configuration.
-pub struct Node(pub NodeConfig);
+/// The node daemon, as [`crate::service::main`] runs it.
+pub struct Node;
 
 impl crate::service::Daemon for Node {
-    const PROGRAM: &'static str = "vmwatch-node";
+    const MODE: crate::check::Mode = crate::check::Mode::Node;
+    type Config = NodeConfig;
 
-    fn load(
-        path: &std::path::Path,
-    ) -> Result<(Self, Vec<crate::config::Problem>), crate::config::ConfigError> {
-        NodeConfig::load(path).map(|(cfg, warnings)| (Node(cfg), warnings))
+    /// Runs the node until a signal or a fatal failure; `Err` says why it failed.
+    fn run(
+        cfg: &NodeConfig,
+        shutdown: Arc<Shutdown>,
+        readiness: &mut Readiness,
+    ) -> Result<(), String> {
+        libvirt::silence_default_errors();
+        // Must come before the first connection is opened, or libvirt never
+        // dispatches events for it.
+        virt::event::event_register_default_impl()
+            .map_err(|e| format!("cannot register libvirt's event loop: {e}"))?;
+        let (tx, rx) = sync_channel(cfg.queue_size);
+        let flags = Flags::shared();
+        let source = events::EventSource::open(
+            &cfg.uri,
+            cfg.keepalive_interval,
+            cfg.keepalive_count,
+            tx.clone(),
+        )?;
+        status::STATUS.libvirt(true);
+        let zmq_ctx = zmq::Context::new();
+        let sender = sender::Sender::new(
+            &zmq_ctx,
+            &cfg.connect,
+            &cfg.secret,
+            &cfg.node_id,
+            Duration::from_secs(cfg.heartbeat_interval),
+            flags.clone(),
+            cfg.queue_size,
+        )?;
+        log::info!(
+            "node {} watching {} and sending to {} (instance {:016x})",
+            cfg.node_id,
+            cfg.uri,
+            cfg.connect,
+            sender.instance()
+        );
+
+        let sync = Duration::from_secs(cfg.sync_interval);
+        let events = {
+            let (shutdown, flags) = (shutdown.clone(), flags.clone());
+            spawn("libvirt-events", move || {
+                source.run(&shutdown, &flags, sync)
+            })
+        };
+        let sampling = cfg.stats.then(|| {
+            let settings = stats::StatsSettings {
+                uri: cfg.uri.clone(),
+                interval: Duration::from_secs(cfg.stats_interval),
+                force_legacy: cfg.stats_api == "legacy",
+            };
+            let (shutdown, tx) = (shutdown.clone(), tx.clone());
+            spawn("stats", move || stats::run(settings, tx, &shutdown))
+        });
+        // The sender sees the channel close once every producer has stopped.
+        drop(tx);
+        let sending = {
+            let shutdown = shutdown.clone();
+            spawn("sender", move || sender.run(rx, &shutdown))
+        };
+        let status_writer = {
+            let shutdown = shutdown.clone();
+            let (path, every) = (
+                cfg.status_file.clone(),
+                Duration::from_secs(cfg.status_interval),
+            );
+            let info = status::Info {
+                node_id: cfg.node_id.clone(),
+                connect: cfg.connect.clone(),
+                uri: cfg.uri.clone(),
+                started_ms: crate::service::now_ms(),
+            };
+            spawn("status", move || status::run(path, every, info, &shutdown))
+        };
+        readiness.ready();
+        supervise(&shutdown);
+        // A thread blocked in libvirt (a hung libvirtd) cannot hold the stop:
+        // the sender drains for at most DRAIN_LIMIT, the rest is left behind.
+        // The sender's drain is the only work a stop waits for.
+        let budget = STOP_BUDGET.min(sender::DRAIN_LIMIT + Duration::from_secs(1));
+        let deadline = shutdown
+            .deadline(budget)
+            .unwrap_or_else(|| std::time::Instant::now() + budget);
+        let _ = join_until(sending, deadline);
+        let _ = join_until(events, deadline);
+        if let Some(s) = sampling {
+            let _ = join_until(s, deadline);
+        }
+        let failure = shutdown.failure();
+        if let Some(info) = join_until(status_writer, deadline) {
+            let why = failure.as_deref().unwrap_or("stopped by a signal");
+            status::write_final(&cfg.status_file, &info, why);
+        }
+        match failure {
+            Some(why) => Err(why),
+            None => Ok(()),
+        }
     }
 
-    fn describe(&self) -> Vec<(String, String)> {
-        self.0.describe()
-    }
-
-    fn log_settings(&self) -> &crate::config::LogSettings {
-        &self.0.log
-    }
-
-    fn run(&self, shutdown: Arc<Shutdown>, readiness: &mut Readiness) -> Result<(), String> {
-        run(&self.0, shutdown, readiness)
+    fn status_file(cfg: &NodeConfig) -> &str {
+        &cfg.status_file
     }
 }

@@ -22,6 +22,7 @@ use crate::log_limited;
 use crate::protocol::{encode, Body, Header, Message};
 use crate::ratelimit::RateLimit;
 use crate::service::{now_ms, Shutdown};
+use crate::zmq_socket;
 
 /// How long a stopping node keeps trying to deliver what is queued.
 pub const DRAIN_LIMIT: Duration = Duration::from_secs(2);
@@ -66,33 +67,18 @@ impl Sender {
         flags: Arc<Flags>,
         queue_size: usize,
     ) -> Result<Sender, String> {
-        let zerr = |what: &str, e: zmq::Error| {
-            format!("cannot {what} the ZeroMQ socket for {endpoint}: {e}")
-        };
-        let socket = ctx.socket(zmq::PUSH).map_err(|e| zerr("create", e))?;
+        let place = format!("for {endpoint}");
+        let socket = zmq_socket::open(ctx, zmq::PUSH, endpoint, &place, |s| {
+            s.set_immediate(true)?;
+            s.set_sndhwm(SEND_HWM)?;
+            s.set_reconnect_ivl(RECONNECT_MS)?;
+            s.set_reconnect_ivl_max(RECONNECT_MAX_MS)?;
+            s.set_tcp_keepalive(1)
+        })?;
+        let zerr = |what: &str, e: zmq::Error| zmq_socket::error(what, &place, e);
+        let events = zmq::SocketEvent::CONNECTED as u16 | zmq::SocketEvent::DISCONNECTED as u16;
         socket
-            .set_immediate(true)
-            .map_err(|e| zerr("configure", e))?;
-        socket
-            .set_sndhwm(SEND_HWM)
-            .map_err(|e| zerr("configure", e))?;
-        socket
-            .set_reconnect_ivl(RECONNECT_MS)
-            .map_err(|e| zerr("configure", e))?;
-        socket
-            .set_reconnect_ivl_max(RECONNECT_MAX_MS)
-            .map_err(|e| zerr("configure", e))?;
-        socket
-            .set_tcp_keepalive(1)
-            .map_err(|e| zerr("configure", e))?;
-        socket
-            .set_ipv6(endpoint.contains('['))
-            .map_err(|e| zerr("configure", e))?;
-        socket
-            .monitor(
-                MONITOR_ENDPOINT,
-                (zmq::SocketEvent::CONNECTED as u16 | zmq::SocketEvent::DISCONNECTED as u16) as i32,
-            )
+            .monitor(MONITOR_ENDPOINT, events as i32)
             .map_err(|e| zerr("monitor", e))?;
         let monitor = ctx.socket(zmq::PAIR).map_err(|e| zerr("create", e))?;
         monitor

@@ -15,11 +15,14 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::messages::Outgoing;
-use crate::protocol::escape;
+use crate::atomic_file::{head, write_atomic, Rewritten};
+use crate::kvline::escaped;
 use crate::service::{now_ms, Shutdown};
 
 /// Version of the format, first line after the comment.
 pub const FORMAT: u32 = 1;
+/// The file's first line, after `# ` and before the pid.
+const TITLE: &str = "vmwatch-node status (format: docs/node-status.md)";
 
 /// The live facts, updated by the node's threads.
 pub struct NodeStatus {
@@ -113,47 +116,44 @@ impl NodeStatus {
 
     /// Renders the file; `stopped` is the reason on the last write.
     pub fn render(&self, info: &Info, now_ms: u64, stopped: Option<&str>) -> String {
-        let enc = |v: &str| {
-            let mut s = String::new();
-            escape(v, &mut s);
-            s
-        };
-        let updown = |b: &AtomicBool| if b.load(Relaxed) { "up" } else { "down" };
-        let queue = self.channel.load(Relaxed).max(0) as u64 + self.backlog.load(Relaxed);
-        let domains = self.domains.lock().map(|d| d.len()).unwrap_or(0);
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# vmwatch-node status (format: docs/node-status.md); pid {}",
-            std::process::id()
-        );
-        let _ = writeln!(out, "version {FORMAT}");
-        let _ = writeln!(out, "written {now_ms}");
-        let _ = writeln!(out, "started {}", info.started_ms);
-        let _ = writeln!(out, "node_id {}", enc(&info.node_id));
-        let _ = writeln!(out, "connect {}", enc(&info.connect));
-        let _ = writeln!(out, "uri {}", enc(&info.uri));
-        let _ = writeln!(
-            out,
-            "libvirt {} {}",
-            updown(&self.libvirt_up),
-            self.libvirt_since.load(Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "master {} {}",
-            updown(&self.master_up),
-            self.master_since.load(Relaxed).max(info.started_ms)
-        );
-        let _ = writeln!(out, "queue {queue}");
-        let _ = writeln!(out, "last_send {}", self.last_send_ms.load(Relaxed));
-        let _ = writeln!(out, "domains {domains}");
-        let _ = writeln!(out, "counter sent {}", self.sent.load(Relaxed));
-        if let Some(why) = stopped {
-            let _ = writeln!(out, "stopped {now_ms} {}", enc(why));
-        }
+        head(&mut out, TITLE, FORMAT, now_ms, info.started_ms);
+        self.write_facts(info, now_ms, stopped, &mut out)
+            .expect("a String takes any text");
         out.push_str("end\n");
         out
+    }
+
+    /// The lines between the head and `end`.
+    fn write_facts(
+        &self,
+        info: &Info,
+        now_ms: u64,
+        stopped: Option<&str>,
+        out: &mut String,
+    ) -> std::fmt::Result {
+        for (key, value) in [
+            ("node_id", &info.node_id),
+            ("connect", &info.connect),
+            ("uri", &info.uri),
+        ] {
+            writeln!(out, "{key} {}", escaped(value))?;
+        }
+        let updown = |b: &AtomicBool| if b.load(Relaxed) { "up" } else { "down" };
+        let libvirt_since = self.libvirt_since.load(Relaxed);
+        writeln!(out, "libvirt {} {libvirt_since}", updown(&self.libvirt_up))?;
+        let master_since = self.master_since.load(Relaxed).max(info.started_ms);
+        writeln!(out, "master {} {master_since}", updown(&self.master_up))?;
+        let queue = self.channel.load(Relaxed).max(0) as u64 + self.backlog.load(Relaxed);
+        writeln!(out, "queue {queue}")?;
+        writeln!(out, "last_send {}", self.last_send_ms.load(Relaxed))?;
+        let domains = self.domains.lock().map(|d| d.len()).unwrap_or(0);
+        writeln!(out, "domains {domains}")?;
+        writeln!(out, "counter sent {}", self.sent.load(Relaxed))?;
+        if let Some(why) = stopped {
+            writeln!(out, "stopped {now_ms} {}", escaped(why))?;
+        }
+        Ok(())
     }
 }
 
@@ -165,19 +165,12 @@ pub struct Info {
     pub started_ms: u64,
 }
 
-pub use crate::atomic_file::write_atomic;
-
 /// The `status` thread: writes the file every `every` until a stop.
 pub fn run(path: String, every: Duration, info: Info, shutdown: &Shutdown) -> Info {
-    let mut limit = crate::ratelimit::RateLimit::new(1, Duration::from_secs(600));
+    let check = "check that its directory exists and is writable, or set status_file";
+    let mut file = Rewritten::new("status file", &path, check);
     while !shutdown.stopping() {
-        if let Err(e) = write_atomic(Path::new(&path), &STATUS.render(&info, now_ms(), None)) {
-            crate::log_limited!(
-                limit,
-                log::Level::Error,
-                "cannot write status file {path}: {e} (check that its directory exists and is writable, or set status_file)"
-            );
-        }
+        file.write(&STATUS.render(&info, now_ms(), None));
         let next = Instant::now() + every;
         while !shutdown.stopping() && Instant::now() < next {
             std::thread::sleep(Duration::from_millis(100));
@@ -191,27 +184,6 @@ pub fn write_final(path: &str, info: &Info, why: &str) {
     if let Err(e) = write_atomic(Path::new(path), &STATUS.render(info, now_ms(), Some(why))) {
         log::error!("cannot write status file {path}: {e}");
     }
-}
-
-/// `vmwatch-node --status`: the check's verdict and the facts, for a person.
-pub fn status(args: &crate::cli::Args) -> u8 {
-    use crate::cli::exit;
-    let cfg = match super::config::NodeConfig::load(&args.config) {
-        Ok((c, _)) => c,
-        Err(e) => {
-            eprintln!("vmwatch-node: {e}");
-            return exit::CONFIG;
-        }
-    };
-    let pidfile = args.pidfile.to_string_lossy();
-    let (_, text) = crate::check::status_summary(
-        crate::check::Mode::Node,
-        &cfg.status_file,
-        &pidfile,
-        now_ms(),
-    );
-    print!("{text}");
-    exit::OK
 }
 
 #[cfg(test)]
@@ -279,17 +251,5 @@ mod tests {
         );
         let f = crate::check::facts::node_facts(&text, "st", now_ms());
         assert!(f.problems.is_empty(), "{:?}", f.problems);
-    }
-
-    #[test]
-    fn written_world_readable_whatever_the_umask() {
-        let dir = std::env::temp_dir().join(format!("vmwatch-ns-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("status");
-        write_atomic(&p, "x\n").unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o644);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

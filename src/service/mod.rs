@@ -3,7 +3,8 @@
 //! Both daemons run the same way ([`main`]): load and check the
 //! configuration, detach (SysV init) or stay in the foreground (systemd),
 //! log, lock the pidfile, run until a signal or a fatal failure, and say why
-//! it ended. Each step has its own file:
+//! it ended. Their `--status` is the same too ([`status`]), and so is a
+//! binary's whole `main` ([`program`]). Each step has its own file:
 //!
 //! - `signals.rs`: signals blocked before any thread starts, taken by the
 //!   main thread with one `sigtimedwait` loop ([`supervise`]);
@@ -21,7 +22,6 @@ mod signals;
 mod stop;
 mod thread;
 
-use std::path::Path;
 use std::sync::Arc;
 
 pub use clock::now_ms;
@@ -31,24 +31,65 @@ pub use signals::{block_signals, supervise};
 pub use stop::{join_until, Shutdown, STOP_BUDGET};
 pub use thread::spawn;
 
-use crate::cli::{Args, ExitStatus};
-use crate::config::{ConfigError, LogSettings, Problem};
+use crate::check::Mode;
+use crate::cli::{exit, Args, ExitStatus, Parsed};
+use crate::config::DaemonConfig;
 
-/// What a daemon provides to [`main`]: its configuration and its work.
-pub trait Daemon: Sized {
+/// What a daemon provides to [`main`] and [`status`]: its configuration
+/// and its work.
+pub trait Daemon {
+    /// Which daemon it is, as check_vmwatch names it.
+    const MODE: Mode;
     /// Program name: syslog ident, default file names.
-    const PROGRAM: &'static str;
-    fn load(path: &Path) -> Result<(Self, Vec<Problem>), ConfigError>;
-    /// The effective configuration as `NAME=VALUE` pairs, secret masked.
-    fn describe(&self) -> Vec<(String, String)>;
-    fn log_settings(&self) -> &LogSettings;
+    const PROGRAM: &'static str = Self::MODE.program();
+    /// Its configuration file's keys.
+    type Config: DaemonConfig;
     /// `Some(why)`: configured not to run (the master's `disabled=yes`).
-    fn disabled(&self) -> Option<String> {
+    fn disabled(_cfg: &Self::Config) -> Option<String> {
         None
     }
     /// Starts the threads, calls `readiness.ready()` once up, and returns
     /// after a stop; `Err` names a fatal failure.
-    fn run(&self, shutdown: Arc<Shutdown>, readiness: &mut Readiness) -> Result<(), String>;
+    fn run(
+        cfg: &Self::Config,
+        shutdown: Arc<Shutdown>,
+        readiness: &mut Readiness,
+    ) -> Result<(), String>;
+    /// The file the daemon keeps for check_vmwatch and `--status`.
+    fn status_file(cfg: &Self::Config) -> &str;
+    /// What `--status` prints after the check's verdict; returns the exit
+    /// status.
+    fn status_details(_cfg: &Self::Config) -> u8 {
+        exit::OK
+    }
+}
+
+/// A daemon's process, as its binary runs it: the command line, then the
+/// daemon ([`main`]) or its `--status` ([`status`]).
+pub fn program<D: Daemon>() -> std::process::ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    match crate::cli::parse(D::PROGRAM, &argv, true) {
+        Parsed::Exit(status) => status.into(),
+        Parsed::Run(args) if args.status => status::<D>(&args).into(),
+        Parsed::Run(args) => main::<D>(&args).into(),
+    }
+}
+
+/// `--status`: the check_vmwatch verdict and facts for a person, then what
+/// the daemon adds ([`Daemon::status_details`]).
+pub fn status<D: Daemon>(args: &Args) -> u8 {
+    let cfg = match D::Config::load(&args.config) {
+        Ok((c, _)) => c,
+        Err(e) => {
+            eprintln!("{}: {e}", D::PROGRAM);
+            return exit::CONFIG;
+        }
+    };
+    let pidfile = args.pidfile.to_string_lossy();
+    let file = D::status_file(&cfg);
+    let (_, summary) = crate::check::status_summary(D::MODE, file, &pidfile, now_ms());
+    print!("{summary}");
+    D::status_details(&cfg)
 }
 
 /// Everything between the command line and the exit status: load and check
@@ -58,7 +99,7 @@ pub trait Daemon: Sized {
 pub fn main<D: Daemon>(args: &Args) -> ExitStatus {
     block_signals();
     crate::logging::install_panic_hook();
-    let (cfg, warnings) = match D::load(&args.config) {
+    let (cfg, warnings) = match D::Config::load(&args.config) {
         Ok(loaded) => loaded,
         Err(e) => {
             for p in e.errors.iter() {
@@ -86,7 +127,7 @@ pub fn main<D: Daemon>(args: &Args) -> ExitStatus {
         println!("configuration OK");
         return ExitStatus::Ok;
     }
-    let mut settings = cfg.log_settings().clone();
+    let mut settings = cfg.log().clone();
     if args.verbose {
         settings.level = log::LevelFilter::Debug;
     }
@@ -117,7 +158,7 @@ pub fn main<D: Daemon>(args: &Args) -> ExitStatus {
     for p in &warnings {
         log::warn!("{p}");
     }
-    if let Some(why) = cfg.disabled() {
+    if let Some(why) = D::disabled(&cfg) {
         log::info!("{why}; not starting");
         if args.foreground {
             eprintln!("{}: {why}; not starting", D::PROGRAM);
@@ -141,7 +182,7 @@ pub fn main<D: Daemon>(args: &Args) -> ExitStatus {
         args.config.display()
     );
     let shutdown = Shutdown::new();
-    let code = match cfg.run(shutdown, &mut readiness) {
+    let code = match D::run(&cfg, shutdown, &mut readiness) {
         Ok(()) => {
             log::info!("exiting");
             ExitStatus::Ok

@@ -56,9 +56,7 @@ mod tests {
 
     #[test]
     fn pidfile_is_exclusive_and_removed_on_drop() {
-        let dir = std::env::temp_dir().join(format!("vmwatch-pid-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("x.pid");
+        let path = crate::testing::ScratchFile::new("pidfile", "x.pid");
         let first = PidFile::create(&path).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.trim(), std::process::id().to_string());
@@ -66,6 +64,5 @@ mod tests {
         assert!(second.unwrap_err().contains("already running"));
         drop(first);
         assert!(!path.exists());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

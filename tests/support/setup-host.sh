@@ -22,11 +22,12 @@ done
 for p in ${SETUP_EXTRA_PKGS:-}; do want "$p"; done
 
 # A killed daemon may linger as a zombie when nothing reaps it (no init here).
-# Only root's count: an ordinary user's `qemu:///session` starts a libvirtd
-# of its own, which is not the system daemon.
+# Only root's count: another user's session daemon (e.g. a bench run as an
+# ordinary user with VMWATCH_BENCH_URI=qemu:///session) is not the system
+# libvirtd the tests connect to.
 running() {
     local p
-    for p in $(pgrep -x -u root "$1" 2>/dev/null); do
+    for p in $(pgrep -u root -x "$1" 2>/dev/null); do
         grep -q '^State:[[:space:]]*Z' "/proc/$p/status" 2>/dev/null || return 0
     done
     return 1

@@ -8,9 +8,9 @@
 //! words, free text percent-encoded as on the wire, so any tool can read it
 //! with `split`.
 //!
-//! One file a concept: [`write`] (render, atomic write, the saver),
-//! [`read`] (the parser), [`restore`] (into a starting master) and
-//! [`report`] (for a person).
+//! One file a concept: [`write`] (render and the saver; the disk is
+//! [`crate::atomic_file`]'s), [`read`] (the parser), [`restore`] (into a
+//! starting master) and [`report`] (for a person).
 
 mod read;
 mod report;
@@ -20,10 +20,12 @@ mod write;
 pub use read::{parse, DomainLine, NodeLine, StateFile};
 pub use report::report;
 pub use restore::{restore, restore_file};
-pub use write::{render, write_atomic, StateSaver, View};
+pub use write::{render, StateSaver, View};
 
 /// Version of the format, first line after the comment.
 pub const FORMAT: u32 = 1;
+/// The file's first line, after `# ` and before the pid.
+const TITLE: &str = "vmwatch-master state (format: docs/state-file.md)";
 
 #[cfg(test)]
 mod tests {
@@ -172,21 +174,5 @@ mod tests {
         );
         assert!(shown.contains("no `written` line"), "{shown}");
         assert!(!shown.contains(" h ago"), "{shown}");
-    }
-
-    #[test]
-    fn atomic_write_replaces_the_file() {
-        let dir = std::env::temp_dir().join(format!("vmwatch-sf-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("state");
-        write_atomic(&p, "a\n").unwrap();
-        write_atomic(&p, "b\n").unwrap();
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), "b\n");
-        assert_eq!(
-            std::fs::read_dir(&dir).unwrap().count(),
-            1,
-            "no temporary left"
-        );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

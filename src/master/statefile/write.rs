@@ -1,28 +1,20 @@
-//! Writing the state file: what it says ([`render`]), how it reaches the
-//! disk ([`write_atomic`]: temporary file, fsync, rename) and when
-//! ([`StateSaver`]).
+//! Writing the state file: what it says ([`render`]) and when
+//! ([`StateSaver`]); how it reaches the disk is [`crate::atomic_file`]'s.
 
 use std::fmt::Write as _;
-use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::*;
+use crate::atomic_file::{head, Rewritten};
+use crate::kvline::{escape, escaped as enc};
 use crate::master::panel::PanelCounters;
 use crate::master::panel_queue::PanelQueue;
 use crate::master::receiver::{Counters, Receiver};
+use crate::master::rejection::Rejection;
 use crate::master::replay::ReplayGuard;
 use crate::master::state::StateTable;
 use crate::master::update::Update;
-use crate::protocol::escape;
-use crate::ratelimit::RateLimit;
 use crate::service::now_ms;
-
-pub(super) fn enc(v: &str) -> String {
-    let mut s = String::new();
-    escape(v, &mut s);
-    s
-}
 
 /// Everything the file records, as text.
 pub struct View<'a> {
@@ -38,112 +30,86 @@ pub struct View<'a> {
 
 /// Renders the file.
 pub fn render(v: &View) -> String {
-    use std::sync::atomic::Ordering::Relaxed;
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "# vmwatch-master state (format: docs/state-file.md); pid {}",
-        std::process::id()
-    );
-    let _ = writeln!(out, "version {FORMAT}");
-    let _ = writeln!(out, "written {}", v.now_ms);
-    let _ = writeln!(out, "started {}", v.started_ms);
-    let _ = writeln!(out, "listen {}", enc(v.listen));
-    let _ = writeln!(out, "counter accepted {}", v.counters.accepted);
-    for reason in crate::master::rejection::Rejection::ALL {
-        let n = v.counters.rejected.get(&reason).copied().unwrap_or(0);
-        let _ = writeln!(out, "counter rejected.{reason} {n}");
-    }
-    let _ = writeln!(
-        out,
-        "counter panel.calls_ok {}",
-        v.panel.calls_ok.load(Relaxed)
-    );
-    let _ = writeln!(
-        out,
-        "counter panel.calls_failed {}",
-        v.panel.calls_failed.load(Relaxed)
-    );
-    let _ = writeln!(
-        out,
-        "counter panel.updates_delivered {}",
-        v.panel.updates_delivered.load(Relaxed)
-    );
-    let _ = writeln!(out, "counter panel.pending {}", v.pending.len());
-    for (name, n) in &v.table.nodes {
-        let _ = writeln!(
-            out,
-            "node {} {} {} {}",
-            enc(name),
-            if n.up { "up" } else { "down" },
-            n.last_seen_ms,
-            n.domains.len()
-        );
-    }
-    for (node, n) in &v.table.nodes {
-        for (uuid, d) in &n.domains {
-            let _ = writeln!(
-                out,
-                "domain {} {} {} {} {} {} {:016x} {}",
-                enc(node),
-                uuid,
-                d.state,
-                d.since_ms,
-                enc(&d.name),
-                enc(&d.reason),
-                d.reboots.instance,
-                d.reboots.count
-            );
-        }
-    }
-    for d in v.table.duplicates() {
-        let _ = writeln!(
-            out,
-            "duplicate {} {} {}",
-            d.by,
-            enc(&d.key),
-            enc(&d.nodes.join(","))
-        );
-    }
-    for i in v.table.idle() {
-        let _ = writeln!(
-            out,
-            "idle {} {} {} {} {}",
-            enc(&i.node),
-            i.uuid,
-            i.tx_pkts,
-            i.wr_reqs,
-            enc(&i.name)
-        );
-    }
-    for s in v.guard.export() {
-        let _ = writeln!(
-            out,
-            "seen {} {:016x} {} {}",
-            enc(&s.node),
-            s.instance,
-            s.seq,
-            s.ts_ms
-        );
-    }
-    for u in v.pending {
-        let _ = writeln!(out, "pending {}", u.panel_line());
-    }
+    head(&mut out, TITLE, FORMAT, v.now_ms, v.started_ms);
+    write_facts(v, &mut out).expect("a String takes any text");
     out.push_str("end\n");
     out
 }
 
-pub use crate::atomic_file::write_atomic;
+/// The lines between the head and `end`.
+fn write_facts(v: &View, out: &mut String) -> std::fmt::Result {
+    use std::sync::atomic::Ordering::Relaxed;
+    writeln!(out, "listen {}", enc(v.listen))?;
+    writeln!(out, "counter accepted {}", v.counters.accepted)?;
+    for reason in Rejection::ALL {
+        let n = v.counters.rejected.get(&reason).copied().unwrap_or(0);
+        writeln!(out, "counter rejected.{reason} {n}")?;
+    }
+    let p = v.panel;
+    for (name, n) in [
+        ("calls_ok", &p.calls_ok),
+        ("calls_failed", &p.calls_failed),
+        ("updates_delivered", &p.updates_delivered),
+    ] {
+        writeln!(out, "counter panel.{name} {}", n.load(Relaxed))?;
+    }
+    writeln!(out, "counter panel.pending {}", v.pending.len())?;
+    for (name, n) in &v.table.nodes {
+        let up = if n.up { "up" } else { "down" };
+        writeln!(
+            out,
+            "node {} {up} {} {}",
+            enc(name),
+            n.last_seen_ms,
+            n.domains.len()
+        )?;
+    }
+    // The bulk of the file (one line a domain, 100 000 on a big cluster):
+    // written in place, without a string per value.
+    let domains: usize = v.table.nodes.values().map(|n| n.domains.len()).sum();
+    out.reserve(domains * 128);
+    for (node, n) in &v.table.nodes {
+        let node = enc(node);
+        for (uuid, d) in &n.domains {
+            write!(out, "domain {node} {uuid} {} {} ", d.state, d.since_ms)?;
+            escape(&d.name, out);
+            out.push(' ');
+            escape(&d.reason, out);
+            let r = &d.reboots;
+            writeln!(out, " {:016x} {}", r.instance, r.count)?;
+        }
+    }
+    for d in v.table.duplicates() {
+        let (key, nodes) = (enc(&d.key), enc(&d.nodes.join(",")));
+        writeln!(out, "duplicate {} {key} {nodes}", d.by)?;
+    }
+    for i in v.table.idle() {
+        let (node, name) = (enc(&i.node), enc(&i.name));
+        writeln!(
+            out,
+            "idle {node} {} {} {} {name}",
+            i.uuid, i.tx_pkts, i.wr_reqs
+        )?;
+    }
+    for s in v.guard.export() {
+        let node = enc(&s.node);
+        writeln!(out, "seen {node} {:016x} {} {}", s.instance, s.seq, s.ts_ms)?;
+    }
+    for u in v.pending {
+        writeln!(out, "pending {}", u.panel_line())?;
+    }
+    Ok(())
+}
 
 /// Writes the state file from the receiver's view: periodically, at once
 /// after a restore, and twice on stop (before and after the last panel call).
 pub struct StateSaver {
     queue: Arc<PanelQueue>,
     panel: Arc<PanelCounters>,
-    path: String,
+    file: Rewritten,
     listen: String,
     started_ms: u64,
-    limit: RateLimit,
 }
 
 impl StateSaver {
@@ -154,13 +120,13 @@ impl StateSaver {
         listen: &str,
         started_ms: u64,
     ) -> StateSaver {
+        let check = "check that its directory exists and is writable";
         StateSaver {
             queue,
             panel,
-            path: path.to_string(),
+            file: Rewritten::new("state file", path, check),
             listen: listen.to_string(),
             started_ms,
-            limit: RateLimit::new(1, Duration::from_secs(600)),
         }
     }
 
@@ -176,13 +142,6 @@ impl StateSaver {
             started_ms: self.started_ms,
             now_ms: now_ms(),
         });
-        if let Err(e) = write_atomic(Path::new(&self.path), &text) {
-            crate::log_limited!(
-                self.limit,
-                log::Level::Error,
-                "cannot write state file {}: {e} (check that its directory exists and is writable)",
-                self.path
-            );
-        }
+        self.file.write(&text);
     }
 }

@@ -15,8 +15,10 @@
 //! meaningless. Every loop is bounded in count and time; only loopback is
 //! used.
 
+mod cluster;
 mod common;
 mod guests;
+mod ingest;
 mod latency;
 mod master;
 mod node;
@@ -26,6 +28,7 @@ mod pipeline;
 mod procstat;
 mod rig;
 mod stats;
+mod storm;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -78,6 +81,8 @@ const SECTIONS: &[(&str, Section)] = &[
     ("master", master::master_end_to_end),
     ("flood", master::flood),
     ("stats", stats::stats_sampling),
+    ("storm", storm::storm),
+    ("ingest", ingest::ingest),
 ];
 
 /// What a background section does once the other sections are done.

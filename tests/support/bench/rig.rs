@@ -7,10 +7,11 @@
 //! line the moment it arrives ([`Lines`]):
 //! - virsh: its stdout, one line per event;
 //! - the master: its log, which a foreground master (`-f`) mirrors to
-//!   stderr line by line; the state change line (`node N: domain D (U):
-//!   running -> paused ...`) is written by the receiver thread right after
-//!   the message was authenticated and applied to the state table, before it
-//!   is queued for the panel;
+//!   stderr; the state change line (`node N: domain D (U): running ->
+//!   paused ...`) is made by the receiver thread when the message was
+//!   authenticated and applied to the state table, and written at the end
+//!   of that receive burst (here one message), just after the update was
+//!   queued for the panel;
 //! - the panel: the panel command is `exec cat >FIFO`, so what the master
 //!   gives the panel command on its stdin arrives in the FIFO the bench
 //!   reads, one line per update, as the command reads it.
