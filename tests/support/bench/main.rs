@@ -72,6 +72,14 @@ impl Run {
     }
 }
 
+/// At the end, or when a section panics: the scratch folder goes, then the
+/// guests (their disks are unlinked but still open, which QEMU does not mind).
+impl Drop for Run {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 type Section = fn(&Run, &mut String);
 
 /// The sections in the order they print, each with the name that selects it.
@@ -136,7 +144,4 @@ fn main() {
         finish(&run, &mut out);
         print!("{out}");
     }
-    let dir = run.dir.clone();
-    drop(run); // destroys the guests
-    let _ = std::fs::remove_dir_all(&dir);
 }
