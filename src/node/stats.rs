@@ -109,7 +109,7 @@ pub fn run(settings: StatsSettings, tx: SyncSender<Outgoing>, shutdown: &Shutdow
     while !shutdown.stopping() {
         let now = Instant::now();
         if now < next {
-            std::thread::sleep((next - now).min(Duration::from_millis(200)));
+            shutdown.nap(next - now);
             continue;
         }
         next += settings.interval;

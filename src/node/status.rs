@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::messages::Outgoing;
 use crate::atomic_file::{head, write_atomic, Rewritten};
@@ -171,10 +171,7 @@ pub fn run(path: String, every: Duration, info: Info, shutdown: &Shutdown) -> In
     let mut file = Rewritten::new("status file", &path, check);
     while !shutdown.stopping() {
         file.write(&STATUS.render(&info, now_ms(), None));
-        let next = Instant::now() + every;
-        while !shutdown.stopping() && Instant::now() < next {
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        shutdown.nap(every);
     }
     info
 }

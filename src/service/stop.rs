@@ -7,7 +7,7 @@
 //! process past the init scripts' SIGKILL.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// Shared by every thread of a daemon: whether to stop, and why it failed.
@@ -17,6 +17,11 @@ pub struct Shutdown {
     failure: Mutex<Option<String>>,
     /// When the stop was first asked for: every stop has a deadline from it.
     since: Mutex<Option<Instant>>,
+    /// Wakes the threads napping in [`Shutdown::nap`] when a stop is asked
+    /// for, so a timer thread sleeps until its next tick instead of polling
+    /// the flag (an idle node should not wake for nothing).
+    bell: Condvar,
+    bell_lock: Mutex<()>,
 }
 
 impl Shutdown {
@@ -31,6 +36,20 @@ impl Shutdown {
             .unwrap_or_else(|p| p.into_inner())
             .get_or_insert_with(Instant::now);
         self.stop.store(true, Ordering::SeqCst);
+        // Taken so that a napper between its check and its wait is not missed.
+        let _held = self.bell_lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.bell.notify_all();
+    }
+
+    /// Sleeps for `time` or until a stop is asked for, whichever comes
+    /// first; true if stopping.
+    pub fn nap(&self, time: Duration) -> bool {
+        let held = self.bell_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _held = self
+            .bell
+            .wait_timeout_while(held, time, |_| !self.stopping())
+            .unwrap_or_else(|p| p.into_inner());
+        self.stopping()
     }
 
     /// The moment `after` has passed since the stop was asked for (`None`
@@ -100,5 +119,22 @@ mod tests {
         s.fail("second".into());
         assert!(s.stopping());
         assert_eq!(s.failure().as_deref(), Some("first"));
+    }
+
+    #[test]
+    fn a_nap_ends_at_its_time_or_at_a_stop() {
+        let s = Shutdown::new();
+        assert!(!s.nap(Duration::from_millis(1)), "no stop was asked for");
+        // An hour's nap ends when the stop is asked for; the test gives up
+        // waiting for that long before the hour would.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let napper = {
+            let s = s.clone();
+            std::thread::spawn(move || tx.send(s.nap(Duration::from_secs(3600))))
+        };
+        s.request_stop();
+        assert_eq!(rx.recv_timeout(Duration::from_secs(60)), Ok(true));
+        napper.join().unwrap().unwrap();
+        assert!(s.nap(Duration::from_secs(3600)), "stopping: no nap at all");
     }
 }
