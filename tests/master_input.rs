@@ -625,14 +625,30 @@ fn batches_respect_panel_batch_and_vmwatch_updates_counts_their_lines() {
         ctx,
     );
     panel.fail(false);
+    // The panel double appends a batch's lines before it notes the call:
+    // wait for both, or the last call may not be noted yet.
+    let accepted = || -> usize {
+        panel
+            .calls()
+            .iter()
+            .filter(|c| c.0 == "ok")
+            .filter_map(|c| c.1.parse::<usize>().ok())
+            .sum()
+    };
     wait_for(
-        "all 26 updates (node up + 25 domains) to be delivered",
+        "all 26 updates (node up + 25 domains) to be delivered and their calls noted",
         PANEL_DEADLINE,
-        || (panel.lines().len() >= 26).then_some(()),
+        || (panel.lines().len() >= 26 && accepted() >= 26).then_some(()),
         ctx,
     );
     let lines = panel.lines();
     assert_eq!(lines.len(), 26, "each update once\n{}", ctx());
+    assert_eq!(
+        accepted(),
+        26,
+        "each update in one accepted call\n{}",
+        ctx()
+    );
     for u in &uuids {
         assert_eq!(panel.domain_lines(u).len(), 1, "{u}\n{}", ctx());
     }
