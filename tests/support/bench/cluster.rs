@@ -56,20 +56,14 @@ impl Master {
     pub fn start(dir: &Path, tag: &str, extra: &str) -> Master {
         let f = |ext: &str| dir.join(format!("{tag}.{ext}"));
         let (panel, calls, script) = (f("panel"), f("calls"), f("sh"));
-        std::fs::write(
+        crate::common::write_script(
             &script,
-            format!(
+            &format!(
                 "#!/bin/sh\ncat >> {}\necho \"$VMWATCH_UPDATES\" >> {}\n",
                 panel.display(),
                 calls.display()
             ),
-        )
-        .unwrap();
-        Command::new("chmod")
-            .arg("+x")
-            .arg(&script)
-            .status()
-            .unwrap();
+        );
         let port = free_port();
         let conf = f("conf");
         std::fs::write(

@@ -104,16 +104,10 @@ pub fn start_master(dir: &Path, tag: &str) -> (Killed, u16, PathBuf) {
     let panel_out = dir.join(format!("{tag}.panel"));
     let script = dir.join(format!("{tag}.sh"));
     let log = dir.join(format!("{tag}.log"));
-    std::fs::write(
+    write_script(
         &script,
-        format!("#!/bin/sh\ncat >> {}\n", panel_out.display()),
-    )
-    .unwrap();
-    Command::new("chmod")
-        .arg("+x")
-        .arg(&script)
-        .status()
-        .unwrap();
+        &format!("#!/bin/sh\ncat >> {}\n", panel_out.display()),
+    );
     std::fs::write(
         &conf,
         format!(
@@ -144,4 +138,10 @@ pub fn start_master(dir: &Path, tag: &str) -> (Killed, u16, PathBuf) {
         std::thread::sleep(Duration::from_millis(5));
     }
     (master, port, panel_out)
+}
+
+/// Writes an executable shell script (a panel double) at `path`.
+pub fn write_script(path: &Path, body: &str) {
+    std::fs::write(path, body).unwrap();
+    Command::new("chmod").arg("+x").arg(path).status().unwrap();
 }

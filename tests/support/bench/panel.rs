@@ -12,12 +12,7 @@ use crate::Run;
 pub fn panel_batching(run: &Run, out: &mut String) {
     let dir = run.dir.as_path();
     let script = dir.join("panel.sh");
-    std::fs::write(&script, "#!/bin/sh\ncat >/dev/null\n").unwrap();
-    std::process::Command::new("chmod")
-        .arg("+x")
-        .arg(&script)
-        .status()
-        .unwrap();
+    crate::common::write_script(&script, "#!/bin/sh\ncat >/dev/null\n");
     let cmd = PanelCommand {
         argv: vec![script.display().to_string()],
         timeout: Duration::from_secs(30),

@@ -44,11 +44,6 @@ pub struct Rig {
     pub node_started: Instant,
 }
 
-fn script(path: &Path, body: &str) {
-    std::fs::write(path, body).unwrap();
-    Command::new("chmod").arg("+x").arg(path).status().unwrap();
-}
-
 /// Waits for the master's log line containing `what`, or panics with the
 /// node's and master's logs.
 fn expect(lines: &mut Lines, what: &str, dir: &Path) {
@@ -90,7 +85,7 @@ impl Rig {
             .unwrap();
         let panel = Lines::spawn("panel", reader);
         let panel_sh = dir.join("rig-panel.sh");
-        script(
+        crate::common::write_script(
             &panel_sh,
             &format!("#!/bin/sh\nexec cat >{}\n", fifo.display()),
         );
