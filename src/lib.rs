@@ -19,6 +19,7 @@ pub mod master;
 pub mod protocol;
 pub mod ratelimit;
 pub mod service;
+pub mod syslog_link;
 #[cfg(test)]
 mod testing;
 pub mod vocab;

@@ -6,7 +6,8 @@
 //! so every line goes to both. File lines carry local time with milliseconds
 //! and the thread name. SIGHUP calls [`reopen`] so logrotate can move the file
 //! away. If syslog is unavailable the daemon says so once and carries on: a
-//! missing syslogd must never stop monitoring.
+//! missing syslogd must never stop monitoring; the link to it reconnects
+//! when the syslog daemon comes back or restarts ([`crate::syslog_link`]).
 
 use std::cell::RefCell;
 use std::fmt::Write as _;
@@ -15,17 +16,16 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::{Mutex, OnceLock};
 
-use syslog::{Facility, Formatter3164, LoggerBackend};
+use syslog::Severity;
 
 use crate::config::LogSettings;
-
-type Syslog = syslog::Logger<LoggerBackend, Formatter3164>;
+use crate::syslog_link::SyslogLink;
 
 struct Logger {
     level: log::LevelFilter,
     path: String,
     file: Mutex<Option<File>>,
-    syslog: Mutex<Option<Syslog>>,
+    syslog: Mutex<Option<SyslogLink>>,
     stderr: bool,
 }
 
@@ -110,26 +110,16 @@ pub fn init(
         error,
     })?;
     let mut warning = None;
-    let syslog = if settings.syslog {
-        let formatter = Formatter3164 {
-            facility: Facility::LOG_DAEMON,
-            hostname: None,
-            process: program.to_string(),
-            pid: std::process::id(),
-        };
-        match syslog::unix_custom(formatter, &settings.syslog_socket) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                warning = Some(format!(
-                    "syslog unavailable at {} ({e}); logging to {} only",
-                    settings.syslog_socket, settings.file
-                ));
-                None
-            }
+    let syslog = settings.syslog.then(|| {
+        let mut link = SyslogLink::new(program, &settings.syslog_socket);
+        if let Err(e) = link.connect() {
+            warning = Some(format!(
+                "syslog unavailable at {} ({e}); logging to {} only until it is reachable",
+                settings.syslog_socket, settings.file
+            ));
         }
-    } else {
-        None
-    };
+        link
+    });
     let logger = Logger {
         level: settings.level,
         path: settings.file.clone(),
@@ -250,7 +240,7 @@ fn emergency(msg: &str) {
     }
     if let Ok(mut s) = l.syslog.try_lock() {
         if let Some(s) = s.as_mut() {
-            let _ = s.crit(msg);
+            let _ = s.send(Severity::LOG_CRIT, msg);
         }
     }
 }
@@ -364,18 +354,31 @@ impl log::Log for Logger {
             self.write_out(&line);
         }
         let msg = &line[at..line.len() - 1];
-        if let Some(s) = self
+        let severity = match record.level() {
+            log::Level::Error => Severity::LOG_ERR,
+            log::Level::Warn => Severity::LOG_WARNING,
+            log::Level::Info => Severity::LOG_INFO,
+            log::Level::Debug | log::Level::Trace => Severity::LOG_DEBUG,
+        };
+        let notice = self
             .syslog
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .as_mut()
-        {
-            let _ = match record.level() {
-                log::Level::Error => s.err(&msg),
-                log::Level::Warn => s.warning(&msg),
-                log::Level::Info => s.info(&msg),
-                log::Level::Debug | log::Level::Trace => s.debug(&msg),
-            };
+            .and_then(|s| s.send(severity, msg));
+        // What happened to the syslog link goes to the file (and stderr)
+        // only: through `log` it would come back here.
+        if let Some(n) = notice {
+            let mut l = String::with_capacity(n.len() + 48);
+            stamp(&mut l);
+            let _ = writeln!(
+                l,
+                " {:<5} [{}] {}",
+                log::Level::Warn,
+                thread.name().unwrap_or("?"),
+                escape_control(&n)
+            );
+            self.write_out(&l);
         }
     }
 

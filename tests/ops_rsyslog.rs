@@ -54,7 +54,11 @@ fn both_daemons_through_a_real_rsyslogd_and_its_restart() {
     // Info and debug, from each daemon, with its own pid.
     let l = rs.wait_line("vmwatch-master", "listening on tcp://127.0.0.1:", &ctx);
     assert_parsed(&l, "info", "vmwatch-master", mp);
-    let l = rs.wait_line("vmwatch-master", "accepted heartbeat from node 7 seq ", &ctx);
+    let l = rs.wait_line(
+        "vmwatch-master",
+        "accepted heartbeat from node 7 seq ",
+        &ctx,
+    );
     assert_parsed(&l, "debug", "vmwatch-master", mp);
     let l = rs.wait_line("vmwatch-node", "node 7 watching test:///default", &ctx);
     assert_parsed(&l, "info", "vmwatch-node", np);
@@ -80,13 +84,14 @@ fn both_daemons_through_a_real_rsyslogd_and_its_restart() {
     let l = rs.wait_line("vmwatch-master", &format!("({evil})"), &ctx);
     assert_parsed(&l, "info", "vmwatch-master", mp);
     assert!(
-        l.msg
-            .contains("domain evil\\x0aFORGED: line\\x1b[2J ("),
+        l.msg.contains("domain evil\\x0aFORGED: line\\x1b[2J ("),
         "{l:?}"
     );
     assert!(
-        !rs.lines().iter().any(|p| p.msg.contains("FORGED: line")
-            && (p.msg.contains('#') || p.msg.contains('\u{1b}'))),
+        !rs.lines()
+            .iter()
+            .any(|p| p.msg.contains("FORGED: line")
+                && (p.msg.contains('#') || p.msg.contains('\u{1b}'))),
         "{}",
         rs.report()
     );
@@ -115,7 +120,10 @@ fn both_daemons_through_a_real_rsyslogd_and_its_restart() {
         "started",
         "booted",
     )]));
-    master.wait_log(&format!("domain while-syslog-is-down ({down})"), PANEL_DEADLINE);
+    master.wait_log(
+        &format!("domain while-syslog-is-down ({down})"),
+        PANEL_DEADLINE,
+    );
     node.signal(libc::SIGHUP);
     node.wait_log("reopened", DAEMON_DEADLINE);
     assert!(master.try_status().is_none() && node.try_status().is_none());
