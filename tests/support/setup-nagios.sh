@@ -18,8 +18,9 @@
 # an sshd on every interface and a syslogd on /dev/log). The tests run their own daemons.
 #
 # Also, once: the user `vmwatch-check` that check_by_ssh logs in as (a system user with
-# a shell and no password; ssh keys only, from the test's own sshd configuration), and
-# sshd's privilege separation directory /run/sshd.
+# a shell, a home (sshd says on stderr when it cannot chdir there, which check_by_ssh
+# reports as a failure) and no password; ssh keys only, from the test's own sshd
+# configuration), and sshd's privilege separation directory /run/sshd.
 set -euo pipefail
 
 pkgs=(nagios4-core monitoring-plugins-basic dma mandoc openssh-server openssh-client rsyslog logrotate)
@@ -27,8 +28,9 @@ missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
+home=/var/lib/vmwatch-check
 need_user=
-getent passwd vmwatch-check >/dev/null || need_user=1
+[ "$(getent passwd vmwatch-check | cut -d: -f6)" = "$home" ] && [ -d "$home" ] || need_user=1
 [ "${#missing[@]}" -eq 0 ] && [ -z "$need_user" ] && [ -d /run/sshd ] && exit 0
 if [ "$(id -u)" != 0 ]; then
     echo "setup-nagios: need ${missing[*]} ${need_user:+and user vmwatch-check}; run $0 as root" >&2
@@ -61,8 +63,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
     fi
 fi
 if [ -n "$need_user" ]; then
-    echo "setup-nagios: creating user vmwatch-check (check_by_ssh's login in the tests)" >&2
-    useradd --system --no-create-home --home-dir /nonexistent --shell /bin/sh vmwatch-check
+    echo "setup-nagios: user vmwatch-check with home $home (check_by_ssh's login in the tests)" >&2
+    getent passwd vmwatch-check >/dev/null ||
+        useradd --system --no-create-home --home-dir "$home" --shell /bin/sh vmwatch-check
+    usermod -d "$home" vmwatch-check
+    install -d -o vmwatch-check -g vmwatch-check -m 0755 "$home"
     # `*`: no password can match, yet the account is not locked (sshd refuses a locked
     # account's key logins when it runs without PAM, as the tests' sshd does).
     usermod -p '*' vmwatch-check
