@@ -19,6 +19,7 @@
 #![allow(dead_code)]
 
 pub mod guest;
+pub mod nagios;
 pub mod ops;
 
 use std::fs::{self, File, OpenOptions};
