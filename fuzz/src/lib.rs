@@ -227,6 +227,7 @@ fn render_restored(table: &StateTable, guard: &ReplayGuard, pending: &[Update]) 
         guard,
         counters: &Counters::default(),
         panel: &PanelCounters::default(),
+        graphite: None,
         pending,
         listen: "tcp://0.0.0.0:1515",
         started_ms: NOW_MS,

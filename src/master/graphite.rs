@@ -11,7 +11,7 @@
 //! component escaped by [`escape`], so any VM name makes a valid metric path.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -161,7 +161,8 @@ pub enum Item {
     Summary { ts: u64, nodes: Vec<NodeSummary> },
 }
 
-/// What was lost on the way, for the thread's log lines and own metrics.
+/// What was sent and lost on the way, for the thread's log lines, its own
+/// metrics and the state file (`counter graphite.*`, docs/state-file.md).
 #[derive(Debug, Default)]
 pub struct Counters {
     /// Items the receiver dropped because the channel was full.
@@ -170,6 +171,28 @@ pub struct Counters {
     pub dropped_lines: AtomicU64,
     /// Lines written to carbon's socket.
     pub sent_lines: AtomicU64,
+    /// Lines waiting in the buffer now.
+    pub buffered_lines: AtomicU64,
+    /// Whether the thread holds a connection to carbon now.
+    pub connected: AtomicBool,
+}
+
+impl Counters {
+    /// `(name, value)` of each, as the state file's `counter graphite.NAME`
+    /// lines have them (`connected` is 0 or 1).
+    pub fn snapshot(&self) -> [(&'static str, u64); 5] {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        [
+            ("sent_lines", l(&self.sent_lines)),
+            ("dropped_lines", l(&self.dropped_lines)),
+            ("dropped_items", l(&self.dropped_items)),
+            ("buffered_lines", l(&self.buffered_lines)),
+            (
+                "connected",
+                u64::from(self.connected.load(Ordering::Relaxed)),
+            ),
+        ]
+    }
 }
 
 /// The receiver's end: never blocks.

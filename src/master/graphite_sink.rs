@@ -130,6 +130,9 @@ impl Sink {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             self.flush(Instant::now());
+            self.counters
+                .buffered_lines
+                .store(self.buffer.len() as u64, Ordering::Relaxed);
         }
         // Only over a live connection, and briefly: stopping the master must
         // not wait for carbon.
@@ -247,6 +250,7 @@ impl Sink {
                     self.buffer.len()
                 );
                 self.stream = Some(s);
+                self.counters.connected.store(true, Ordering::Relaxed);
                 self.backoff = Duration::from_secs(1);
             }
             Err(e) => {
@@ -265,6 +269,7 @@ impl Sink {
 
     fn lost(&mut self, now: Instant, why: &str) {
         self.stream = None;
+        self.counters.connected.store(false, Ordering::Relaxed);
         self.next_attempt = now + self.backoff;
         log_limited!(
             self.conn_limit,

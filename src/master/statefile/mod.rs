@@ -93,6 +93,7 @@ mod tests {
             guard: &guard,
             counters: &Counters::default(),
             panel: &PanelCounters::default(),
+            graphite: None,
             pending: &pending,
             listen: "tcp://127.0.0.1:1515",
             started_ms: 1,
@@ -115,6 +116,66 @@ mod tests {
         assert!(shown.contains("web server"));
         assert!(shown.contains(&format!("same uuid {U1} on nodes 1,2")));
         assert!(!shown.contains("damaged"));
+    }
+
+    /// With graphite export on, its counters are `counter graphite.*`
+    /// lines, and `--status` shows them in a section of their own.
+    #[test]
+    fn graphite_counters_are_written_read_and_shown() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let g = crate::master::graphite::Counters::default();
+        g.sent_lines.store(120, Relaxed);
+        g.dropped_lines.store(7, Relaxed);
+        g.buffered_lines.store(50, Relaxed);
+        let (table, guard) = (StateTable::new(false, 60), ReplayGuard::default());
+        let (counters, panel) = (Counters::default(), PanelCounters::default());
+        let view = |graphite| View {
+            table: &table,
+            guard: &guard,
+            counters: &counters,
+            panel: &panel,
+            graphite,
+            pending: &[],
+            listen: "tcp://127.0.0.1:1515",
+            started_ms: 1,
+            now_ms: 2000,
+        };
+        let off = render(&view(None));
+        assert!(!off.contains("graphite"), "{off}");
+        assert!(!report(&parse("s", off.as_bytes()), 2000).contains("Graphite"));
+        let text = render(&view(Some(&g)));
+        for line in [
+            "counter graphite.sent_lines 120\n",
+            "counter graphite.dropped_lines 7\n",
+            "counter graphite.dropped_items 0\n",
+            "counter graphite.buffered_lines 50\n",
+            "counter graphite.connected 0\n",
+        ] {
+            assert!(text.contains(line), "{line}in {text}");
+        }
+        let f = parse("s", text.as_bytes());
+        assert!(f.problems.is_empty(), "{:?}", f.problems);
+        let shown = report(&f, 2500);
+        let section = &shown[shown.find("Graphite export since start:").unwrap()..];
+        assert!(
+            section.contains("sent_lines                   120\n"),
+            "{shown}"
+        );
+        assert!(
+            section.contains("connected                    no\n"),
+            "{shown}"
+        );
+        g.connected.store(true, Relaxed);
+        let shown = report(&parse("s", render(&view(Some(&g))).as_bytes()), 2500);
+        assert!(
+            shown.contains("connected                    yes\n"),
+            "{shown}"
+        );
+        let before = &shown[..shown.find("Graphite export").unwrap()];
+        assert!(
+            !before.contains("graphite."),
+            "not among the messages: {shown}"
+        );
     }
 
     #[test]

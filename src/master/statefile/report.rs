@@ -64,11 +64,33 @@ pub fn report(f: &StateFile, now_ms: u64) -> String {
             i.wr_reqs
         );
     }
+    let (graphite, counters): (Vec<_>, Vec<_>) = f
+        .counters
+        .iter()
+        .partition(|(k, _)| k.starts_with("graphite."));
     let _ = writeln!(out, "\nMessages and panel calls since start:");
-    for (k, v) in &f.counters {
+    for (k, v) in counters {
         let _ = writeln!(out, "  {k:<28} {v}");
     }
     let _ = writeln!(out, "  {:<28} {}", "panel updates waiting", f.pending.len());
+    // Only when the export is on (the master writes these lines then).
+    if !graphite.is_empty() {
+        let _ = writeln!(out, "\nGraphite export since start:");
+        for (k, v) in graphite {
+            let name = &k["graphite.".len()..];
+            match (name, v) {
+                ("connected", 0) => {
+                    let _ = writeln!(out, "  {name:<28} no");
+                }
+                ("connected", _) => {
+                    let _ = writeln!(out, "  {name:<28} yes");
+                }
+                _ => {
+                    let _ = writeln!(out, "  {name:<28} {v}");
+                }
+            }
+        }
+    }
     let _ = writeln!(out, "\nDomains ({}):", f.domains.len());
     let _ = writeln!(
         out,

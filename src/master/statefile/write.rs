@@ -22,6 +22,8 @@ pub struct View<'a> {
     pub guard: &'a ReplayGuard,
     pub counters: &'a Counters,
     pub panel: &'a PanelCounters,
+    /// The graphite export's counters, when it is on.
+    pub graphite: Option<&'a crate::master::graphite::Counters>,
     pub pending: &'a [Update],
     pub listen: &'a str,
     pub started_ms: u64,
@@ -55,6 +57,11 @@ fn write_facts(v: &View, out: &mut String) -> std::fmt::Result {
         writeln!(out, "counter panel.{name} {}", n.load(Relaxed))?;
     }
     writeln!(out, "counter panel.pending {}", v.pending.len())?;
+    if let Some(g) = v.graphite {
+        for (name, n) in g.snapshot() {
+            writeln!(out, "counter graphite.{name} {n}")?;
+        }
+    }
     for (name, n) in &v.table.nodes {
         let up = if n.up { "up" } else { "down" };
         writeln!(
@@ -137,6 +144,7 @@ impl StateSaver {
             guard: r.guard(),
             counters: &r.counters,
             panel: &self.panel,
+            graphite: r.graphite.as_ref().map(|g| &*g.counters),
             pending: &pending,
             listen: &self.listen,
             started_ms: self.started_ms,

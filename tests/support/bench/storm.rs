@@ -183,6 +183,7 @@ fn state_file_times(path: &std::path::Path, copy: &std::path::Path) -> (f64, f64
             guard: &guard,
             counters: &counters,
             panel: &panel,
+            graphite: None,
             pending: &pending,
             listen: "tcp://127.0.0.1:1",
             started_ms: 1,
