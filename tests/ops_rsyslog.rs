@@ -172,3 +172,75 @@ fn both_daemons_through_a_real_rsyslogd_and_its_restart() {
     // A line logged while rsyslogd was down did not reach it.
     assert!(!rs.lines().iter().any(|p| p.msg.contains(&down)));
 }
+
+/// A syslog daemon that stops reading (hung, or SIGSTOPped by an operator)
+/// fills its socket's queue (`net.unix.max_dgram_qlen`, 10 datagrams by
+/// default) within a few lines. The master must go on serving the panel,
+/// every line still in its file; syslog gets lines again once it reads.
+#[test]
+fn a_hung_rsyslogd_does_not_stop_the_master() {
+    ensure_packages();
+    let dir = TestDir::new("rsyslog-hung");
+    let rs = Rsyslog::start(&dir);
+    let panel = Panel::new(&dir);
+    let (mut master, port) = start_master(
+        &dir,
+        &panel,
+        &format!("syslog=yes\nsyslog_socket={}\n", rs.socket.display()),
+    );
+    let ctx = || format!("{}{}", rs.report(), report(&[&master], Some(&panel)));
+    rs.wait_line("vmwatch-master", "listening on", &ctx);
+    let rpid = rs.pid().expect("rsyslogd runs");
+    signal(rpid, libc::SIGSTOP);
+    // Each domain is a log line at the master: far more than the queue.
+    let mut c = Client::connect(port, SECRET, "c1");
+    let uuids: Vec<String> = (0..100).map(|_| test_uuid()).collect();
+    for (i, u) in uuids.iter().enumerate() {
+        c.send(Body::Events(vec![event(
+            u,
+            &format!("while-hung-{i}"),
+            "started",
+            "booted",
+        )]));
+    }
+    wait_for(
+        "the panel told of all 100 domains while rsyslogd is stopped",
+        PANEL_DEADLINE,
+        || {
+            let lines = panel.lines();
+            uuids
+                .iter()
+                .all(|u| lines.iter().any(|l| l.is_domain(u)))
+                .then_some(())
+        },
+        || {
+            signal(rpid, libc::SIGCONT);
+            ctx()
+        },
+    );
+    let log = master.log_text();
+    for (i, u) in uuids.iter().enumerate() {
+        assert!(
+            log.contains(&format!("domain while-hung-{i} ({u})")),
+            "line {i} missing from the log file\n{}",
+            ctx()
+        );
+    }
+    assert!(log.contains("not keeping up"), "{}", ctx());
+
+    // It reads again: new lines reach it.
+    signal(rpid, libc::SIGCONT);
+    let after = test_uuid();
+    c.send(Body::Events(vec![event(
+        &after,
+        "after-resume",
+        "started",
+        "booted",
+    )]));
+    let l = rs.wait_line("vmwatch-master", &format!("({after})"), &ctx);
+    assert_eq!(
+        (l.facility.as_str(), l.severity.as_str()),
+        ("daemon", "info")
+    );
+    assert!(master.stop().success(), "{}", master.report());
+}
