@@ -12,6 +12,15 @@
 //! file only. The same holds when syslog was not reachable at start. What
 //! happens to the link is returned to the logger as a notice for the log
 //! file (syslog may be the thing that is gone), once per outage.
+//!
+//! A syslog daemon that stops reading (hung on a full disk, stopped by an
+//! operator) fills its socket's queue within a few lines (Linux queues 10
+//! datagrams per socket by default), and a blocking send would then stop
+//! whichever thread logs next, the master's receiver included. So the
+//! datagram socket is non-blocking: a line the queue cannot take is left to
+//! the log file, counted, and said once when it happens and once when
+//! syslog takes lines again. (A stream socket, which Linux syslog daemons
+//! do not use for /dev/log, stays blocking: a line must not be cut short.)
 
 use syslog::{Facility, Formatter3164, LogFormat, LoggerBackend, Severity};
 
@@ -22,6 +31,8 @@ pub struct SyslogLink {
     path: String,
     formatter: Formatter3164,
     conn: Option<Syslog>,
+    /// Lines not sent because the syslog daemon's queue was full.
+    skipped: u64,
 }
 
 impl SyslogLink {
@@ -37,6 +48,7 @@ impl SyslogLink {
                 pid: std::process::id(),
             },
             conn: None,
+            skipped: 0,
         }
     }
 
@@ -44,6 +56,11 @@ impl SyslogLink {
     pub fn connect(&mut self) -> Result<(), String> {
         match syslog::unix_custom(self.formatter.clone(), &self.path) {
             Ok(c) => {
+                if let LoggerBackend::Unix(ref dgram) = c.backend {
+                    dgram
+                        .set_nonblocking(true)
+                        .map_err(|e| format!("cannot make the socket non-blocking: {e}"))?;
+                }
                 self.conn = Some(c);
                 Ok(())
             }
@@ -63,7 +80,23 @@ impl SyslogLink {
     pub fn send(&mut self, severity: Severity, msg: &str) -> Option<String> {
         let failed = match self.conn.as_mut() {
             Some(c) => match c.formatter.format(&mut c.backend, severity, msg) {
-                Ok(()) => return None,
+                Ok(()) if self.skipped == 0 => return None,
+                Ok(()) => {
+                    let n = std::mem::take(&mut self.skipped);
+                    return Some(format!(
+                        "syslog at {} takes lines again; {n} lines were not sent to it (they are in the log file)",
+                        self.path
+                    ));
+                }
+                Err(syslog::Error::Write(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    self.skipped += 1;
+                    return (self.skipped == 1).then(|| {
+                        format!(
+                            "syslog at {} is not keeping up (its queue is full): lines go to the log file only until it reads again",
+                            self.path
+                        )
+                    });
+                }
                 Err(e) => e.to_string(),
             },
             None => {
@@ -171,6 +204,35 @@ mod tests {
         let notice = link.send(Severity::LOG_INFO, "six").unwrap();
         assert!(notice.contains("reachable again"), "{notice}");
         assert!(recv(&third).ends_with("]: six"));
+
+        // Not reading: its queue fills, the link does not wait; one notice
+        // then, and one with the count when it reads again.
+        // (The queue's length is net.unix.max_dgram_qlen, 10 by default.)
+        let mut sent = 0;
+        let first = loop {
+            sent += 1;
+            assert!(sent < 100_000, "the queue never filled");
+            if let Some(n) = link.send(Severity::LOG_INFO, &format!("q{sent}")) {
+                break n;
+            }
+        };
+        assert!(first.contains("not keeping up"), "{first}");
+        for i in 0..50 {
+            sent += 1;
+            assert_eq!(link.send(Severity::LOG_INFO, &format!("r{i}")), None);
+        }
+        let mut queued = 0;
+        third.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 512];
+        while third.recv(&mut buf).is_ok() {
+            queued += 1;
+        }
+        assert!(queued > 0 && queued < sent, "{queued} of {sent} queued");
+        third.set_nonblocking(false).unwrap();
+        let notice = link.send(Severity::LOG_INFO, "seven").unwrap();
+        let want = format!("{} lines were not sent", sent - queued);
+        assert!(notice.contains(&want), "{notice}, want {want}");
+        assert!(recv(&third).ends_with("]: seven"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
