@@ -242,5 +242,10 @@ fn a_hung_rsyslogd_does_not_stop_the_master() {
         (l.facility.as_str(), l.severity.as_str()),
         ("daemon", "info")
     );
+    assert!(
+        master.log_text().contains(" takes lines again; "),
+        "{}",
+        ctx()
+    );
     assert!(master.stop().success(), "{}", master.report());
 }
