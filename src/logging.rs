@@ -295,6 +295,26 @@ fn timestamp_at(now: std::time::Duration) -> String {
 }
 
 impl Logger {
+    /// A whole line for the file (and stderr): held while this thread holds
+    /// (see [`hold`]) until `release` or enough of them, else written now.
+    fn to_file(&self, line: &str) {
+        let held = HELD.try_with(|h| {
+            let mut h = h.borrow_mut();
+            if !h.on {
+                return false;
+            }
+            h.text.push_str(line);
+            if h.text.len() >= HELD_MAX {
+                self.write_out(&h.text);
+                h.text.clear();
+            }
+            true
+        });
+        if held != Ok(true) {
+            self.write_out(line);
+        }
+    }
+
     /// Writes whole lines to the file and, in the foreground, stderr.
     fn write_out(&self, text: &str) {
         if text.is_empty() {
@@ -337,22 +357,7 @@ impl log::Log for Logger {
             line.push_str(&safe);
         }
         line.push('\n');
-        // Held lines (see `hold`) wait for `release`, or for enough of them.
-        let held = HELD.try_with(|h| {
-            let mut h = h.borrow_mut();
-            if !h.on {
-                return false;
-            }
-            h.text.push_str(&line);
-            if h.text.len() >= HELD_MAX {
-                self.write_out(&h.text);
-                h.text.clear();
-            }
-            true
-        });
-        if held != Ok(true) {
-            self.write_out(&line);
-        }
+        self.to_file(&line);
         let msg = &line[at..line.len() - 1];
         let severity = match record.level() {
             log::Level::Error => Severity::LOG_ERR,
@@ -367,7 +372,7 @@ impl log::Log for Logger {
             .as_mut()
             .and_then(|s| s.send(severity, msg));
         // What happened to the syslog link goes to the file (and stderr)
-        // only: through `log` it would come back here.
+        // only, after the line: through `log` it would come back here.
         if let Some(n) = notice {
             let mut l = String::with_capacity(n.len() + 48);
             stamp(&mut l);
@@ -378,7 +383,7 @@ impl log::Log for Logger {
                 thread.name().unwrap_or("?"),
                 escape_control(&n)
             );
-            self.write_out(&l);
+            self.to_file(&l);
         }
     }
 
