@@ -261,7 +261,15 @@ fn check_by_ssh_through_a_real_sshd_under_a_real_nagios_core() {
         status.display(),
         node.pidfile.display()
     );
-    let plugin = env!("CARGO_BIN_EXE_check_vmwatch").to_string();
+    // The plugin where the far side's user can run it wherever the build
+    // lives, as the RPM puts it in a directory of its own.
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    set_mode(&plugins, 0o755);
+    let plugin = plugins.join("check_vmwatch");
+    std::fs::copy(env!("CARGO_BIN_EXE_check_vmwatch"), &plugin).unwrap();
+    set_mode(&plugin, 0o755);
+    let plugin = plugin.display().to_string();
     let nagios = Nagios::start(
         dir.path(),
         &[
