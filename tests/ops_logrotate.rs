@@ -103,6 +103,20 @@ fn sequence(text: &str, before: &str) -> Vec<u64> {
         .collect()
 }
 
+/// Fails unless `seq` only grows (a sender's sequence may skip a number:
+/// the node spends one on a send ZeroMQ refused while it had no master).
+fn assert_increasing(what: &str, seq: &[u64]) {
+    for (i, w) in seq.windows(2).enumerate() {
+        assert!(
+            w[0] < w[1],
+            "{what}: {} then {} at item {i} of {}",
+            w[0],
+            w[1],
+            seq.len()
+        );
+    }
+}
+
 /// Fails unless `seq` is exactly `first..=last` for some `last`, in order.
 fn assert_contiguous(what: &str, seq: &[u64], first: u64) {
     for (i, n) in seq.iter().enumerate() {
@@ -308,8 +322,12 @@ fn the_shipped_files_rotate_both_busy_daemons_losing_nothing() {
         },
         ctx,
     );
-    assert!(master.stop().success(), "{}", master.report());
+    // The node first: what it sends while stopping reaches the master.
     assert!(node.stop().success(), "{}", node.report());
+    let node_sent = sequence(&n.all_text(), "message (seq ");
+    let last = *node_sent.last().expect("the node sent messages");
+    master.wait_log(&format!(" from node rot seq {last}\n"), PANEL_DEADLINE);
+    assert!(master.stop().success(), "{}", master.report());
 
     // What the second rotation compressed is what the first left.
     assert_eq!(zcat(&m.gz), rotated.0);
@@ -336,9 +354,17 @@ fn the_shipped_files_rotate_both_busy_daemons_losing_nothing() {
         );
     }
 
+    // Every message the node logged as sent, the master logged as
+    // accepted: no line of either lost in the rotations.
+    let from_node = sequence(&all, "from node rot seq ");
     let all = n.all_text();
     let sent_seq = sequence(&all, "message (seq ");
-    assert_contiguous("the node's sent messages", &sent_seq, 1);
+    assert_eq!(sent_seq, node_sent);
+    assert_increasing("the node's sent messages", &sent_seq);
+    assert_eq!(
+        from_node, sent_seq,
+        "the master's accepted messages of node rot against the node's sent ones"
+    );
     let suspended = format!("libvirt: {} suspended", guest.name);
     assert_eq!(all.matches(&suspended).count() as u64, flips);
     assert_eq!(all.matches(&resumed).count() as u64, flips);
