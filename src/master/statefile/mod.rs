@@ -78,7 +78,7 @@ mod tests {
         let mut table = StateTable::new(true, 90);
         let mut guard = ReplayGuard::new(300);
         let m1 = ev("1", U1, "web server", "started");
-        guard.check(&m1.header, 1000).unwrap();
+        guard.check(&m1.header, 1000, 0).unwrap();
         table.apply(&m1, 1000);
         table.apply(&ev("1", U1, "web server", "reboot"), 1000);
         table.apply(&ev("2", U1, "web server", "started"), 1000); // duplicate
@@ -105,7 +105,7 @@ mod tests {
         assert_eq!(t2.nodes["1"].domains, table.nodes["1"].domains);
         assert_eq!(t2.nodes["1"].domains[U1].reboots.count, 1);
         assert_eq!(t2.duplicates(), table.duplicates());
-        assert!(g2.check(&m1.header, 3000).is_err(), "replay still refused");
+        assert!(g2.check(&m1.header, 3000, crate::service::mono_ms()).is_err(), "replay still refused");
         // Nothing is news: the same event and the same reboot again.
         let again = t2.apply(&ev("1", U1, "web server", "started"), 3000);
         assert!(again.is_empty(), "{again:?}");
