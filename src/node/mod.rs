@@ -10,6 +10,7 @@
 //! A bounded channel joins the producers to the sender; the main thread only
 //! waits for signals.
 
+pub mod clock_step;
 pub mod config;
 pub mod events;
 pub mod libvirt;

@@ -62,7 +62,7 @@ pub fn offset_text(ms: i64) -> String {
     let s = ms.unsigned_abs() / 1000;
     let amount = match s {
         0..=119 => format!("{:.1} s", ms.unsigned_abs() as f64 / 1000.0),
-        120..=7199 => format!("{} min {} s", s / 60, s % 60),
+        120..=3599 => format!("{} min {} s", s / 60, s % 60),
         _ => format!("{} h {} min", s / 3600, (s % 3600) / 60),
     };
     format!("{amount} {}", if ms < 0 { "behind" } else { "ahead" })

@@ -30,6 +30,7 @@ const TITLE: &str = "vmwatch-master state (format: docs/state-file.md)";
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::master::clock::{ClockLine, Who};
     use crate::master::panel::PanelCounters;
     use crate::master::receiver::Counters;
     use crate::master::replay::ReplayGuard;
@@ -94,6 +95,18 @@ mod tests {
             counters: &Counters::default(),
             panel: &PanelCounters::default(),
             pending: &pending,
+            clocks: &[
+                ClockLine {
+                    who: Who::Master,
+                    offset_ms: -7_200_000,
+                    since_ms: 1500,
+                },
+                ClockLine {
+                    who: Who::Node("n2".into()),
+                    offset_ms: 3_600_000,
+                    since_ms: 1600,
+                },
+            ],
             listen: "tcp://127.0.0.1:1515",
             started_ms: 1,
             now_ms: 2000,
@@ -114,6 +127,18 @@ mod tests {
         let shown = report(&f, 2500);
         assert!(shown.contains("web server"));
         assert!(shown.contains(&format!("same uuid {U1} on nodes 1,2")));
+        assert_eq!(
+            f.clocks,
+            vec![
+                (Who::Master, -7_200_000, 1500),
+                (Who::Node("n2".into()), 3_600_000, 1600)
+            ]
+        );
+        assert!(
+            shown.contains("the master's clock is 2 h 0 min behind"),
+            "{shown}"
+        );
+        assert!(shown.contains("node n2's clock is 1 h 0 min ahead"), "{shown}");
         assert!(!shown.contains("damaged"));
     }
 
