@@ -426,7 +426,11 @@ mod tests {
             "clock master -7200000 99000\nclock node web%20x 3600000 99500\nend\n",
         );
         let (f, _) = master_facts(&text, "s", 130_000, None);
-        let all: Vec<String> = f.problems.iter().map(|p| format!("{:?} {}", p.0, p.1)).collect();
+        let all: Vec<String> = f
+            .problems
+            .iter()
+            .map(|p| format!("{:?} {}", p.0, p.1))
+            .collect();
         assert_eq!(
             all,
             vec![

@@ -214,7 +214,6 @@ impl ClockWatch {
         }
         out
     }
-
 }
 
 fn whose(w: &Who) -> String {

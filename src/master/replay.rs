@@ -181,7 +181,10 @@ mod tests {
     #[test]
     fn sequence_must_grow_per_instance() {
         let mut g = ReplayGuard::new(300);
-        assert_eq!(g.check(&h("1", 7, 1, NOW), NOW, 0), Ok(Accepted::NewInstance));
+        assert_eq!(
+            g.check(&h("1", 7, 1, NOW), NOW, 0),
+            Ok(Accepted::NewInstance)
+        );
         assert_eq!(g.check(&h("1", 7, 2, NOW), NOW, 0), Ok(Accepted::Known));
         assert_eq!(
             g.check(&h("1", 7, 2, NOW), NOW, 0),
@@ -194,8 +197,14 @@ mod tests {
         // Gaps are fine (a send that failed used a number).
         assert_eq!(g.check(&h("1", 7, 10, NOW), NOW, 0), Ok(Accepted::Known));
         // Another node, and a restarted node, have their own sequences.
-        assert_eq!(g.check(&h("2", 7, 1, NOW), NOW, 0), Ok(Accepted::NewInstance));
-        assert_eq!(g.check(&h("1", 8, 1, NOW), NOW, 0), Ok(Accepted::NewInstance));
+        assert_eq!(
+            g.check(&h("2", 7, 1, NOW), NOW, 0),
+            Ok(Accepted::NewInstance)
+        );
+        assert_eq!(
+            g.check(&h("1", 8, 1, NOW), NOW, 0),
+            Ok(Accepted::NewInstance)
+        );
         // The old instance's messages are still refused after the restart.
         assert!(g.check(&h("1", 7, 3, NOW), NOW, 0).is_err());
     }
@@ -230,14 +239,26 @@ mod tests {
     #[test]
     fn a_known_instance_is_accepted_whatever_either_clock_says() {
         let mut g = ReplayGuard::new(300);
-        assert_eq!(g.check(&h("1", 7, 1, NOW), NOW, 0), Ok(Accepted::NewInstance));
+        assert_eq!(
+            g.check(&h("1", 7, 1, NOW), NOW, 0),
+            Ok(Accepted::NewInstance)
+        );
         // The master's clock steps back 2 h, then forward 1 h from the truth.
         let back = NOW - 7_200_000;
-        assert_eq!(g.check(&h("1", 7, 2, NOW + 1000), back + 1000, 1000), Ok(Accepted::Known));
+        assert_eq!(
+            g.check(&h("1", 7, 2, NOW + 1000), back + 1000, 1000),
+            Ok(Accepted::Known)
+        );
         let ahead = NOW + 3_600_000;
-        assert_eq!(g.check(&h("1", 7, 3, NOW + 2000), ahead + 2000, 2000), Ok(Accepted::Known));
+        assert_eq!(
+            g.check(&h("1", 7, 3, NOW + 2000), ahead + 2000, 2000),
+            Ok(Accepted::Known)
+        );
         // The node's own clock steps too: still its instance, still in order.
-        assert_eq!(g.check(&h("1", 7, 4, NOW - 3_600_000), NOW + 3000, 3000), Ok(Accepted::Known));
+        assert_eq!(
+            g.check(&h("1", 7, 4, NOW - 3_600_000), NOW + 3000, 3000),
+            Ok(Accepted::Known)
+        );
         // Replays stay refused whatever the timestamps.
         assert_eq!(
             g.check(&h("1", 7, 4, NOW + 4000), NOW + 4000, 4000),

@@ -77,8 +77,14 @@ mod tests {
         assert_eq!(c.look(W, 0), None);
         assert_eq!(c.look(W + 1000, 1000), None);
         // Back 1 h, then set right.
-        assert_eq!(c.look(W + 2000 - 3_600_000, 2000), Some((-3_600_000, W + 2000 - 3_600_000)));
-        assert_eq!(c.look(W + 3000 - 3_600_000, 3000), Some((-3_600_000, W + 2000 - 3_600_000)));
+        assert_eq!(
+            c.look(W + 2000 - 3_600_000, 2000),
+            Some((-3_600_000, W + 2000 - 3_600_000))
+        );
+        assert_eq!(
+            c.look(W + 3000 - 3_600_000, 3000),
+            Some((-3_600_000, W + 2000 - 3_600_000))
+        );
         assert_eq!(c.look(W + 4000, 4000), None);
         // Forward 120 s, never undone: reported for an hour.
         assert!(c.look(W + 125_000, 5000).is_some());

@@ -109,6 +109,11 @@ impl NodeStatus {
         }
     }
 
+    /// Items in the channel now (queued by producers, not yet taken).
+    pub fn in_channel(&self) -> usize {
+        self.channel.load(Relaxed).max(0) as usize
+    }
+
     /// How many messages the sender holds now.
     pub fn backlog(&self, n: usize) {
         self.backlog.store(n as u64, Relaxed);

@@ -76,7 +76,11 @@ mod tests {
     fn steps_are_told_from_time_passing() {
         const W: u64 = 1_800_000_000_000;
         let mut d = StepDetector::new();
-        assert_eq!(d.look(W + 1_000_000, 0), None, "the first look has nothing to compare");
+        assert_eq!(
+            d.look(W + 1_000_000, 0),
+            None,
+            "the first look has nothing to compare"
+        );
         // A second passes on both clocks; then a late look (30 s on both).
         assert_eq!(d.look(W + 1_001_000, 1_000), None);
         assert_eq!(d.look(W + 1_031_000, 31_000), None);
@@ -85,7 +89,10 @@ mod tests {
         // Back 2 h in one second of real time.
         assert_eq!(d.look(W + 1_042_005 - 7_200_000, 42_000), Some(-7_200_000));
         // Forward 120 s, and set right again.
-        assert_eq!(d.look(W + 1_043_005 - 7_200_000 + 120_000, 43_000), Some(120_000));
+        assert_eq!(
+            d.look(W + 1_043_005 - 7_200_000 + 120_000, 43_000),
+            Some(120_000)
+        );
         assert_eq!(d.look(W + 1_044_005, 44_000), Some(7_080_000));
         assert_eq!(d.look(W + 1_045_005, 45_000), None);
     }

@@ -118,7 +118,11 @@ mod tests {
         assert_eq!(t2.nodes["1"].domains, table.nodes["1"].domains);
         assert_eq!(t2.nodes["1"].domains[U1].reboots.count, 1);
         assert_eq!(t2.duplicates(), table.duplicates());
-        assert!(g2.check(&m1.header, 3000, crate::service::mono_ms()).is_err(), "replay still refused");
+        assert!(
+            g2.check(&m1.header, 3000, crate::service::mono_ms())
+                .is_err(),
+            "replay still refused"
+        );
         // Nothing is news: the same event and the same reboot again.
         let again = t2.apply(&ev("1", U1, "web server", "started"), 3000);
         assert!(again.is_empty(), "{again:?}");
@@ -138,7 +142,10 @@ mod tests {
             shown.contains("the master's clock is 2 h 0 min behind"),
             "{shown}"
         );
-        assert!(shown.contains("node n2's clock is 1 h 0 min ahead"), "{shown}");
+        assert!(
+            shown.contains("node n2's clock is 1 h 0 min ahead"),
+            "{shown}"
+        );
         assert!(!shown.contains("damaged"));
     }
 
