@@ -62,6 +62,8 @@ pub struct ClockWatch {
     /// Offsets older than this (monotonic) are not used: the node is down.
     recent_ms: u64,
     steps: StepDetector,
+    /// When the clocks were last looked at (monotonic ms).
+    looked_mono: u64,
     /// The master's own steps since its clock last agreed with the nodes.
     stepped_ms: i64,
     offsets: BTreeMap<String, Offset>,
@@ -76,11 +78,19 @@ impl ClockWatch {
             skew_ms: (max_clock_skew_s * 1000) as i64,
             recent_ms: node_timeout_s * 1000,
             steps: StepDetector::new(),
+            looked_mono: 0,
             stepped_ms: 0,
             offsets: BTreeMap::new(),
             raised: BTreeMap::new(),
             limit: RateLimit::new(5, Duration::from_secs(60)),
         }
+    }
+
+    /// The first look at both clocks, when the master starts: a step after
+    /// it is the master's own, even before the first housekeeping tick.
+    pub fn start(&mut self, now_ms: u64, mono_ms: u64) {
+        let _ = self.steps.look(now_ms, mono_ms);
+        self.looked_mono = mono_ms;
     }
 
     /// Records an authenticated message's timestamp from `node`.
@@ -101,8 +111,13 @@ impl ClockWatch {
     /// step the nodes agree with, and logs clocks that went off or came
     /// right. Returns the clocks off now.
     pub fn tick(&mut self, now_ms: u64, mono_ms: u64) -> Vec<ClockLine> {
+        let before = std::mem::replace(&mut self.looked_mono, mono_ms);
         if let Some(step) = self.steps.look(now_ms, mono_ms) {
             self.stepped_ms += step;
+            // Offsets measured before the last look were measured against
+            // the clock before the step: they shift by it. Those measured
+            // since may be on either side of it: the next message tells.
+            self.offsets.retain(|_, o| o.mono_ms <= before);
             for o in self.offsets.values_mut() {
                 o.offset_ms -= step;
             }
@@ -260,8 +275,19 @@ mod tests {
         // Messages keep coming, offsets +2 h: still the master.
         w.measured("1", NOW + 3000, back + 3000, 3000);
         assert_eq!(who(&w.tick(back + 3500, 3500)), vec![(Who::Master, -2 * H)]);
+        // Set right at 3550; messages measured after that step but before
+        // the tick that finds it are not shifted by it (they would read
+        // 2 h behind and blame the master).
+        w.measured("1", NOW + 3600, NOW + 3600, 3600);
+        w.measured("2", NOW + 3600, NOW + 3600, 3600);
+        assert!(w.tick(NOW + 3700, 3700).is_empty());
+        w.measured("1", NOW + 3800, NOW + 3800, 3800);
+        w.measured("2", NOW + 3800, NOW + 3800, 3800);
+        assert!(w.tick(NOW + 3900, 3900).is_empty());
+        // Back 2 h again: this time the tick comes first.
+        w.tick(NOW + 4000 - 2 * H as u64, 4000);
         // Set right: cleared at once, before any node speaks.
-        assert!(w.tick(NOW + 4000, 4000).is_empty());
+        assert!(w.tick(NOW + 5000, 5000).is_empty());
     }
 
     /// A step forward within the skew (120 s) is reported too, and a node

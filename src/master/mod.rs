@@ -68,7 +68,8 @@ impl crate::service::Daemon for Master {
         for u in statefile::restore_file(&cfg.state_file, &mut table, &mut guard, now_ms()) {
             queue.push(u);
         }
-        let clock = clock::ClockWatch::new(cfg.max_clock_skew, cfg.node_timeout);
+        let mut clock = clock::ClockWatch::new(cfg.max_clock_skew, cfg.node_timeout);
+        clock.start(now_ms(), crate::service::mono_ms());
         let mut receiver =
             receiver::Receiver::new(socket, &cfg.secret, guard, table, queue.clone(), clock);
         let (exporter, graphite_thread) = graphite::start(&cfg.graphite).unzip();
