@@ -576,7 +576,7 @@ fn a_master_outage_costs_the_node_nothing() {
                 .contains("\nmaster down ")
                 .then_some(())
         },
-        &ctx,
+        ctx,
     );
     let before_outage = lists_queued(&node);
     // The long quiet outage: 6 periodic lists wanted.
@@ -596,7 +596,7 @@ fn a_master_outage_costs_the_node_nothing() {
         "the node's queue to overflow",
         DEADLINE,
         || (!node.log_lines("queue to the master is full").is_empty()).then_some(()),
-        &ctx,
+        ctx,
     );
     // The quiet after the storm: what does the node cost?
     let (npid, lpid) = (node.pid(), libvirtd_pid());
