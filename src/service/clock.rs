@@ -58,8 +58,10 @@ impl StepDetector {
 }
 
 /// `1 h 2 min 3 s` ahead/behind style text for a signed offset in ms.
+/// Rounded to the second: an offset measured from a message includes its
+/// transit time, a few milliseconds.
 pub fn offset_text(ms: i64) -> String {
-    let s = ms.unsigned_abs() / 1000;
+    let s = (ms.unsigned_abs() + 500) / 1000;
     let amount = match s {
         0..=119 => format!("{:.1} s", ms.unsigned_abs() as f64 / 1000.0),
         120..=3599 => format!("{} min {} s", s / 60, s % 60),
@@ -100,6 +102,8 @@ mod tests {
     #[test]
     fn offsets_read_as_a_person_would_say_them() {
         assert_eq!(offset_text(-7_200_000), "2 h 0 min behind");
+        assert_eq!(offset_text(-7_199_999), "2 h 0 min behind");
+        assert_eq!(offset_text(3_599_700), "1 h 0 min ahead");
         assert_eq!(offset_text(120_000), "2 min 0 s ahead");
         assert_eq!(offset_text(1_500), "1.5 s ahead");
     }
