@@ -209,33 +209,29 @@ fn wait_reported(
     ctx: &dyn Fn() -> String,
 ) {
     let line_start = format!("clock {who} ");
-    wait_for(
-        &format!("a `{line_start}` line in the state file"),
-        DEADLINE,
-        || {
-            clock_lines(dir)
-                .iter()
-                .any(|l| l.starts_with(&line_start))
-                .then_some(())
-        },
-        ctx,
-    );
     let whose = if who == "master" {
         "the master's clock".to_string()
     } else {
-        format!("{}'s clock", who)
+        format!("{who}'s clock")
     };
     let said = format!("{whose} is {words}");
-    assert!(
-        master.log_text().contains(&said),
-        "log says `{said}`\n{}",
-        ctx()
+    // The state file's line, the log, --status and check_vmwatch (CRITICAL)
+    // all say it.
+    let (status, check) = wait_for(
+        &format!("`{said}` in the log, the state file, --status and check_vmwatch"),
+        DEADLINE,
+        || {
+            let line = clock_lines(dir).iter().any(|l| l.starts_with(&line_start));
+            let logged = master.log_text().contains(&said);
+            let status = master_status(master, env);
+            let check = check_master(dir, master, env);
+            (line && logged && status.contains(&said) && check.1.contains(&said))
+                .then_some((status, check))
+        },
+        ctx,
     );
-    let status = master_status(master, env);
-    assert!(status.contains(&said), "--status says `{said}`: {status}");
-    let (code, out) = check_master(dir, master, env);
-    assert_eq!(code, 2, "check_vmwatch CRITICAL: {out}");
-    assert!(out.contains(&said), "check_vmwatch names it: {out}");
+    assert!(status.contains("CRITICAL"), "{status}");
+    assert_eq!(check.0, 2, "check_vmwatch CRITICAL: {}", check.1);
 }
 
 /// Waits until the state file has no `clock` line and check_vmwatch names

@@ -67,8 +67,9 @@ pub struct ClockWatch {
     /// The master's own steps since its clock last agreed with the nodes.
     stepped_ms: i64,
     offsets: BTreeMap<String, Offset>,
-    /// Clocks currently reported off, and since when.
-    raised: BTreeMap<Who, u64>,
+    /// Clocks currently reported off: since when, and the offset last
+    /// logged (a clock that moves on is logged again).
+    raised: BTreeMap<Who, (u64, i64)>,
     limit: RateLimit,
 }
 
@@ -148,8 +149,10 @@ impl ClockWatch {
             log::info!("{} clock agrees with the master's again", whose(&w));
         }
         for l in &now {
-            if !self.raised.contains_key(&l.who) {
-                self.raised.insert(l.who.clone(), now_ms);
+            let moved = |(_, logged): &(u64, i64)| (l.offset_ms - logged).abs() > AGREE_MS;
+            if self.raised.get(&l.who).is_none_or(moved) {
+                let since = self.raised.get(&l.who).map_or(now_ms, |r| r.0);
+                self.raised.insert(l.who.clone(), (since, l.offset_ms));
                 log_limited!(
                     self.limit,
                     log::Level::Error,
@@ -165,7 +168,7 @@ impl ClockWatch {
         }
         now.into_iter()
             .map(|mut l| {
-                l.since_ms = self.raised.get(&l.who).copied().unwrap_or(now_ms);
+                l.since_ms = self.raised.get(&l.who).map_or(now_ms, |r| r.0);
                 l
             })
             .collect()
