@@ -302,7 +302,10 @@ fn master_clock_steps_are_reported_and_silence_nothing() {
             SECRET,
             NODE,
             URI,
-            "heartbeat_interval=1\nsync_interval=5\nstatus_file=node.status\n",
+            &format!(
+                "heartbeat_interval=1\nsync_interval=5\nstatus_file={}\n",
+                dir.join("node.status").display()
+            ),
         ),
         None,
     );
