@@ -97,7 +97,12 @@ impl ReplayGuard {
     pub fn check(&mut self, h: &Header, now_ms: u64, mono_ms: u64) -> Result<Accepted, Refusal> {
         let window = 2 * self.skew_ms;
         let horizon = now_ms.saturating_sub(window);
-        let seen = self.nodes.entry(h.node.clone()).or_default();
+        // No allocation for a node already known (every message but its
+        // first).
+        if !self.nodes.contains_key(&h.node) {
+            self.nodes.insert(h.node.clone(), Vec::new());
+        }
+        let seen = self.nodes.get_mut(&h.node).expect("just made sure");
         // Forgotten only when both clocks say so: a wall clock stepped back
         // must not make the master forget what it heard a minute ago, nor
         // one stepped forward what it heard a second ago.
