@@ -653,3 +653,188 @@ fn a_master_outage_costs_the_node_nothing() {
     g.resume();
     wait_state(&panel, &g.uuid, "running", &ctx);
 }
+
+/// A stand-in for libvirtd dying half way through a full list: a proxy on
+/// a socket of the test's own between the node and the real libvirtd
+/// (`qemu:///system?socket=...`) that cuts the connection as the node asks
+/// for the state of the `cut_at`-th domain of its second list. The shared
+/// system libvirtd itself is never killed. It logs the calls it forwarded.
+struct CutProxy {
+    path: PathBuf,
+    calls: std::sync::Arc<std::sync::Mutex<Vec<u32>>>,
+}
+
+/// libvirt's remote protocol procedures (remote_protocol.x).
+const PROC_LIST_ALL_DOMAINS: u32 = 273;
+const PROC_DOMAIN_GET_STATE: u32 = 212;
+
+impl CutProxy {
+    fn start(dir: &TestDir, cut_at: usize) -> CutProxy {
+        use std::io::{Read, Write};
+        use std::os::unix::net::{UnixListener, UnixStream};
+        let path = dir.join("libvirt-proxy.sock");
+        let listener = UnixListener::bind(&path).expect("bind the proxy socket");
+        let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = calls.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(mut client) = client else { return };
+                let Ok(mut server) = UnixStream::connect("/var/run/libvirt/libvirt-sock") else {
+                    return;
+                };
+                let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut s2, &mut c2);
+                    let _ = c2.shutdown(std::net::Shutdown::Both);
+                });
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    let (mut lists, mut states) = (0, 0);
+                    loop {
+                        let mut len = [0u8; 4];
+                        if client.read_exact(&mut len).is_err() {
+                            break;
+                        }
+                        let n = u32::from_be_bytes(len) as usize;
+                        let mut rest = vec![0u8; n.saturating_sub(4)];
+                        if client.read_exact(&mut rest).is_err() {
+                            break;
+                        }
+                        // Header after the length: program, version, procedure.
+                        let proc_ = rest
+                            .get(8..12)
+                            .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+                        log.lock().unwrap().push(proc_);
+                        if proc_ == PROC_LIST_ALL_DOMAINS {
+                            lists += 1;
+                        }
+                        if proc_ == PROC_DOMAIN_GET_STATE && lists >= 2 {
+                            states += 1;
+                            if states == cut_at {
+                                // libvirtd "dies": both ends closed.
+                                let _ = client.shutdown(std::net::Shutdown::Both);
+                                let _ = server.shutdown(std::net::Shutdown::Both);
+                                break;
+                            }
+                        }
+                        if server.write_all(&len).is_err() || server.write_all(&rest).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        CutProxy { path, calls }
+    }
+
+    fn uri(&self) -> String {
+        format!("{URI}?socket={}", self.path.display())
+    }
+
+    fn cut(&self) -> bool {
+        let calls = self.calls.lock().unwrap();
+        let lists = calls
+            .iter()
+            .filter(|&&p| p == PROC_LIST_ALL_DOMAINS)
+            .count();
+        lists >= 2
+    }
+}
+
+/// Issue 16, item 6: the node skipped a domain whose state it could not
+/// read and still sent the list, so libvirtd dying half way through a list
+/// told the panel that the unlisted VMs were undefined. Six defined guests;
+/// the connection is cut as the node reads the third state of its second
+/// list (a stand-in for a libvirtd SIGKILLed at that moment: see
+/// [`CutProxy`]). No `undefined` may reach the panel.
+#[test]
+fn a_list_cut_short_by_libvirtd_dying_is_not_sent() {
+    if !e2e_allowed("a_list_cut_short_by_libvirtd_dying_is_not_sent") {
+        return;
+    }
+    require_libvirtd();
+    let dir = TestDir::new("clock-cut");
+    let panel = Panel::new(&dir);
+    let port = free_port();
+    let master = start_master_with(&dir, &panel, "", port, None);
+    let guests: Vec<Guest> = (0..6)
+        .map(|i| Guest::new(&dir, &format!("clock-cut{i}")))
+        .collect();
+    for g in &guests {
+        g.define();
+    }
+    let proxy = CutProxy::start(&dir, 3);
+    let node = start_node_with(
+        &dir,
+        &node_config_text(
+            &dir,
+            "node",
+            port,
+            SECRET,
+            NODE,
+            &proxy.uri(),
+            &format!(
+                "sync_interval=1\nstats=no\nlog_level=debug\nstatus_file={}\n",
+                dir.join("node.status").display()
+            ),
+        ),
+        None,
+    );
+    let ctx = || report(&[&master, &node], Some(&panel));
+    for g in &guests {
+        wait_state(&panel, &g.uuid, "shutoff", &ctx);
+    }
+    wait_for(
+        "the proxy to cut a second list",
+        DEADLINE,
+        || proxy.cut().then_some(()),
+        ctx,
+    );
+    // The node loses libvirt and stops, draining its queue to the master.
+    wait_for(
+        "the node to stop after losing libvirt",
+        DEADLINE,
+        || {
+            node.log_text()
+                .contains("lost the libvirt connection")
+                .then_some(())
+        },
+        ctx,
+    );
+    let mut node = node;
+    node.wait_exit(DAEMON_DEADLINE);
+    let ctx = || report(&[&master, &node], Some(&panel));
+    // Everything the node sent has reached the master and the panel.
+    let sent = read_text(&dir.join("node.status"))
+        .lines()
+        .find_map(|l| l.strip_prefix("counter sent ")?.parse::<u64>().ok())
+        .expect("the node's last status names what it sent");
+    wait_for(
+        &format!(
+            "the master to have accepted the node's {sent} messages and the panel every update"
+        ),
+        DEADLINE,
+        || {
+            let st = master_state(&dir);
+            let counter = |name: &str| st.counters.iter().find(|c| c.0 == name).map(|c| c.1);
+            (counter("accepted") >= Some(sent) && counter("panel.pending") == Some(0)).then_some(())
+        },
+        ctx,
+    );
+    let invented: Vec<String> = panel
+        .lines()
+        .into_iter()
+        .filter(|l| l.function == "vmwatch.domain" && l.field("state") == "undefined")
+        .map(|l| l.raw)
+        .collect();
+    assert!(
+        invented.is_empty(),
+        "undefined invented: {invented:?}\n{}",
+        ctx()
+    );
+    assert!(
+        node.log_text().contains("full list of"),
+        "the node says the list was not sent\n{}",
+        ctx()
+    );
+}
