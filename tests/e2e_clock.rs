@@ -1,5 +1,5 @@
-//! Clock steps on both sides, and a long master outage, on the machine's
-//! real libvirtd with a real QEMU guest (issue 16).
+//! Clock steps on both sides, a long master outage, and a full list cut
+//! short, on the machine's real libvirtd with real QEMU guests (issue 16).
 //!
 //! The daemon under test runs with Debian's libfaketime preloaded
 //! (`faketime` package, installed by tests/support/setup-host.sh), reading
@@ -14,7 +14,11 @@
 //! blackout); a step forward beyond `node_timeout` reported every node down
 //! and up; a node whose own clock was off was silently dropped; and a node
 //! whose master was away used 42 % of a core (libvirtd 77 %) listing every
-//! domain every 250 ms once its queue was full.
+//! domain every 250 ms once its queue was full; and a list cut short by
+//! libvirtd dying made the master tell the panel the unlisted VMs were
+//! undefined. For that last one a proxy on the node's libvirt socket cuts
+//! the connection half way through a list: a stand-in for libvirtd dying,
+//! because the system libvirtd is shared and must not be killed here.
 
 mod common;
 

@@ -193,8 +193,8 @@ mod tests {
 
     /// Issue 16: a domain whose state could not be read was left out and
     /// the list still sent, so the master told the panel it was undefined.
-    /// A stand-in for libvirt here (the reads); the e2e test kills a real
-    /// libvirtd half way through a list.
+    /// A stand-in for libvirt here (the reads); tests/e2e_clock.rs cuts a
+    /// real libvirtd's connection half way through a list.
     #[test]
     fn a_list_missing_a_domain_that_exists_is_not_whole() {
         silence_default_errors();
