@@ -167,6 +167,7 @@ mod tests {
             counters: &counters,
             panel: &panel,
             graphite,
+            clocks: &[],
             pending: &[],
             listen: "tcp://127.0.0.1:1515",
             started_ms: 1,
