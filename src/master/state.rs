@@ -492,6 +492,7 @@ mod tests {
             detail: Detail::parse(EventKind::parse(event).unwrap(), detail).unwrap(),
             time_ms: 5,
             reboots: None,
+            rebootid: None,
         }
     }
 
@@ -514,6 +515,7 @@ mod tests {
             state: State::parse(state).unwrap(),
             reason: Reason::parse(State::parse(state).unwrap(), "unknown").unwrap(),
             reboots: None,
+            rebootid: None,
         }
     }
 

@@ -104,6 +104,7 @@ pub fn snapshot(conn: &Connect) -> Result<Vec<DomainState>, virt::error::Error> 
                 state: state_name(state),
                 reason: reason_name(state, reason),
                 reboots: None,
+                rebootid: None,
             });
         }
     }

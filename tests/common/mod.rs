@@ -764,6 +764,7 @@ pub fn event(uuid: &str, name: &str, event: &str, detail: &str) -> Event {
             .unwrap_or_else(|| panic!("detail `{detail}` of `{event}`")),
         time_ms: now_ms(),
         reboots: None,
+        rebootid: None,
     }
 }
 
@@ -778,6 +779,7 @@ pub fn domain_state(uuid: &str, name: &str, state: &str, reason: &str) -> Domain
         reason: Reason::parse(State::parse(state).unwrap(), reason)
             .unwrap_or_else(|| panic!("reason `{reason}` of `{state}`")),
         reboots: None,
+        rebootid: None,
     }
 }
 

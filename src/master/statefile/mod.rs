@@ -61,6 +61,7 @@ mod tests {
                 .unwrap(),
                 time_ms: 1000,
                 reboots: (event == "reboot").then_some(1),
+                rebootid: None,
             }]),
         }
     }
