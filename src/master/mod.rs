@@ -15,6 +15,7 @@ pub mod graphite;
 pub mod graphite_sink;
 pub mod panel;
 pub mod panel_queue;
+pub mod reboots;
 pub mod receiver;
 pub mod rejection;
 pub mod replay;

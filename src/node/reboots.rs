@@ -34,7 +34,8 @@ use crate::ratelimit::RateLimit;
 /// The file's format version.
 const FORMAT: u32 = 1;
 /// The file's first line.
-const TITLE: &str = "# vmwatch-node reboot ids (format: docs/node-status.md, \"Reboot ids\"); do not edit";
+const TITLE: &str =
+    "# vmwatch-node reboot ids (format: docs/node-status.md, \"Reboot ids\"); do not edit";
 
 /// The reboot ids of every domain that ever rebooted on this node.
 pub struct RebootIds {
@@ -77,17 +78,15 @@ pub fn parse(path: &str, text: &[u8]) -> Parsed {
                 ));
                 return p;
             }
-            [uuid, id] if is_uuid(uuid) => {
-                match id.parse::<u64>() {
-                    Ok(v) if crate::vocab::is_decimal(id) => {
-                        let e = p.ids.entry(uuid.to_string()).or_insert(0);
-                        *e = (*e).max(v);
-                    }
-                    _ => p
-                        .problems
-                        .push(format!("{path}:{n}: reboot id is not a number: `{short}`")),
+            [uuid, id] if is_uuid(uuid) => match id.parse::<u64>() {
+                Ok(v) if crate::vocab::is_decimal(id) => {
+                    let e = p.ids.entry(uuid.to_string()).or_insert(0);
+                    *e = (*e).max(v);
                 }
-            }
+                _ => p
+                    .problems
+                    .push(format!("{path}:{n}: reboot id is not a number: `{short}`")),
+            },
             _ => p.problems.push(format!(
                 "{path}:{n}: not `UUID ID` (a domain's UUID and its last reboot id): `{short}`"
             )),
@@ -266,7 +265,10 @@ mod tests {
             let p = parse("r", bytes);
             assert!(!p.problems.is_empty(), "{bytes:?}");
         }
-        assert!(parse("r", b"").problems.is_empty(), "an empty file is empty");
+        assert!(
+            parse("r", b"").problems.is_empty(),
+            "an empty file is empty"
+        );
     }
 
     #[test]

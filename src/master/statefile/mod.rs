@@ -82,12 +82,19 @@ mod tests {
         guard.check(&m1.header, 1000).unwrap();
         table.apply(&m1, 1000);
         table.apply(&ev("1", U1, "web server", "reboot"), 1000);
+        // And from a node that names its reboots.
+        let mut named = ev("1", U1, "web server", "reboot");
+        if let Body::Events(e) = &mut named.body {
+            (e[0].reboots, e[0].rebootid) = (None, Some(7));
+        }
+        table.apply(&named, 1000);
         table.apply(&ev("2", U1, "web server", "started"), 1000); // duplicate
         let pending = vec![Update::Reboot {
             node: "1".into(),
             uuid: U1.into(),
             name: "web server".into(),
             time_ms: 5,
+            id: Some(7),
         }];
         let text = render(&View {
             table: &table,
@@ -105,12 +112,15 @@ mod tests {
         assert_eq!(got, pending);
         assert_eq!(t2.nodes["1"].domains, table.nodes["1"].domains);
         assert_eq!(t2.nodes["1"].domains[U1].reboots.count, 1);
+        assert_eq!(t2.nodes["1"].domains[U1].rebootid, Some(7));
         assert_eq!(t2.duplicates(), table.duplicates());
         assert!(g2.check(&m1.header, 3000).is_err(), "replay still refused");
         // Nothing is news: the same event and the same reboot again.
         let again = t2.apply(&ev("1", U1, "web server", "started"), 3000);
         assert!(again.is_empty(), "{again:?}");
         let again = t2.apply(&ev("1", U1, "web server", "reboot"), 3000);
+        assert!(again.is_empty(), "{again:?}");
+        let again = t2.apply(&named, 3000);
         assert!(again.is_empty(), "{again:?}");
         let shown = report(&f, 2500);
         assert!(shown.contains("web server"));

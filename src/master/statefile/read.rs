@@ -230,8 +230,18 @@ fn parse_line(f: &mut StateFile, line: &str) -> Result<(), String> {
                     reason: text(w[6], "reason")?,
                     since_ms: num(w[4], "time")?,
                     reboots,
+                    rebootid: None,
                 },
             });
+        }
+        "rebootid" => {
+            // Follows its domain's line (docs/state-file.md).
+            words(4)?;
+            let (n, u, id) = (node(w[1])?, uuid(w[2])?, num(w[3], "reboot id")?);
+            match f.domains.last_mut() {
+                Some(d) if d.node == n && d.uuid == u => d.record.rebootid = Some(id),
+                _ => return Err("`rebootid` line not right after its domain's line".into()),
+            }
         }
         "duplicate" => {
             words(4)?;

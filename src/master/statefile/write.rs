@@ -55,6 +55,10 @@ fn write_facts(v: &View, out: &mut String) -> std::fmt::Result {
         writeln!(out, "counter panel.{name} {}", n.load(Relaxed))?;
     }
     writeln!(out, "counter panel.pending {}", v.pending.len())?;
+    let r = &v.table.reboot_stats;
+    writeln!(out, "counter reboots.repeats {}", r.repeats)?;
+    writeln!(out, "counter reboots.missed {}", r.missed)?;
+    writeln!(out, "counter reboots.baselines {}", r.baselines)?;
     for (name, n) in &v.table.nodes {
         let up = if n.up { "up" } else { "down" };
         writeln!(
@@ -78,6 +82,9 @@ fn write_facts(v: &View, out: &mut String) -> std::fmt::Result {
             escape(&d.reason, out);
             let r = &d.reboots;
             writeln!(out, " {:016x} {}", r.instance, r.count)?;
+            if let Some(id) = d.rebootid {
+                writeln!(out, "rebootid {node} {uuid} {id}")?;
+            }
         }
     }
     for d in v.table.duplicates() {
