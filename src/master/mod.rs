@@ -17,6 +17,7 @@ pub mod panel;
 pub mod panel_queue;
 pub mod reboots;
 pub mod receiver;
+pub mod refused;
 pub mod rejection;
 pub mod replay;
 pub mod state;
@@ -65,8 +66,11 @@ impl crate::service::Daemon for Master {
         let panel_counters = Arc::new(PanelCounters::default());
         let mut guard = ReplayGuard::new(cfg.max_clock_skew);
         let mut table = StateTable::new(cfg.check_activity, cfg.node_timeout);
-        for u in statefile::restore_file(&cfg.state_file, &mut table, &mut guard, now_ms()) {
-            queue.push(u);
+        let (pending, aside) =
+            statefile::restore_file(&cfg.state_file, &mut table, &mut guard, now_ms());
+        queue.push_all(pending);
+        for r in aside {
+            queue.restore_aside(r);
         }
         let mut receiver =
             receiver::Receiver::new(socket, &cfg.secret, guard, table, queue.clone());

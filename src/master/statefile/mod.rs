@@ -96,12 +96,22 @@ mod tests {
             time_ms: 5,
             id: Some(7),
         }];
+        let aside = vec![crate::master::refused::Refused {
+            update: Update::Node {
+                node: "9".into(),
+                up: true,
+                since_ms: 4,
+            },
+            tries: 3,
+            why: "mgrctl: no such node 9".into(),
+        }];
         let text = render(&View {
             table: &table,
             guard: &guard,
             counters: &Counters::default(),
             panel: &PanelCounters::default(),
             pending: &pending,
+            aside: &aside,
             listen: "tcp://127.0.0.1:1515",
             started_ms: 1,
             now_ms: 2000,
@@ -110,6 +120,7 @@ mod tests {
         assert!(f.problems.is_empty(), "{:?}", f.problems);
         assert!(!f.damaged());
         assert_eq!(got, pending);
+        assert_eq!(f.aside, aside);
         assert_eq!(t2.nodes["1"].domains, table.nodes["1"].domains);
         assert_eq!(t2.nodes["1"].domains[U1].reboots.count, 1);
         assert_eq!(t2.nodes["1"].domains[U1].rebootid, Some(7));
@@ -126,6 +137,16 @@ mod tests {
         assert!(shown.contains("web server"));
         assert!(shown.contains(&format!("same uuid {U1} on nodes 1,2")));
         assert!(!shown.contains("damaged"));
+        assert!(
+            shown.contains("WARNING: the panel refused 1 updates"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains(
+                "refused 3 times: node 9 is up\n    the panel said: mgrctl: no such node 9"
+            ),
+            "{shown}"
+        );
     }
 
     #[test]

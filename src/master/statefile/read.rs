@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::master::activity::IdleWarning;
+use crate::master::refused::Refused;
 use crate::master::replay::SeenInstance;
 use crate::master::state::{DomainRecord, RebootCount};
 use crate::master::update::Update;
@@ -41,6 +42,8 @@ pub struct StateFile {
     pub idle: Vec<IdleWarning>,
     pub seen: Vec<SeenInstance>,
     pub pending: Vec<Update>,
+    /// Updates the panel refused, set aside (`aside` lines).
+    pub aside: Vec<Refused>,
     /// The `end` line was there: the file was not cut short.
     pub complete: bool,
     /// A `version` other than [`FORMAT`]: nothing after it was used.
@@ -276,6 +279,20 @@ fn parse_line(f: &mut StateFile, line: &str) -> Result<(), String> {
                 .ok_or("`pending` line without an update")?;
             f.pending
                 .push(Update::from_panel_line(rest).map_err(|e| format!("pending update: {e}"))?);
+        }
+        "aside" => {
+            let mut parts = line.splitn(4, ' ');
+            let (_, tries, why, rest) = (parts.next(), parts.next(), parts.next(), parts.next());
+            let (Some(tries), Some(why), Some(rest)) = (tries, why, rest) else {
+                return Err("`aside` line without tries, reason and update".into());
+            };
+            let tries = num(tries, "refusal count")?;
+            f.aside.push(Refused {
+                update: Update::from_panel_line(rest)
+                    .map_err(|e| format!("update set aside: {e}"))?,
+                tries: u32::try_from(tries).unwrap_or(u32::MAX),
+                why: text(why, "reason")?,
+            });
         }
         "end" => {
             words(1)?;

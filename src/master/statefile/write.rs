@@ -10,6 +10,7 @@ use crate::kvline::{escape, escaped as enc};
 use crate::master::panel::PanelCounters;
 use crate::master::panel_queue::PanelQueue;
 use crate::master::receiver::{Counters, Receiver};
+use crate::master::refused::Refused;
 use crate::master::rejection::Rejection;
 use crate::master::replay::ReplayGuard;
 use crate::master::state::StateTable;
@@ -23,6 +24,8 @@ pub struct View<'a> {
     pub counters: &'a Counters,
     pub panel: &'a PanelCounters,
     pub pending: &'a [Update],
+    /// Updates the panel refused, set aside.
+    pub aside: &'a [Refused],
     pub listen: &'a str,
     pub started_ms: u64,
     pub now_ms: u64,
@@ -51,10 +54,12 @@ fn write_facts(v: &View, out: &mut String) -> std::fmt::Result {
         ("calls_ok", &p.calls_ok),
         ("calls_failed", &p.calls_failed),
         ("updates_delivered", &p.updates_delivered),
+        ("refused", &p.refused),
     ] {
         writeln!(out, "counter panel.{name} {}", n.load(Relaxed))?;
     }
     writeln!(out, "counter panel.pending {}", v.pending.len())?;
+    writeln!(out, "counter panel.aside {}", v.aside.len())?;
     let r = &v.table.reboot_stats;
     writeln!(out, "counter reboots.repeats {}", r.repeats)?;
     writeln!(out, "counter reboots.missed {}", r.missed)?;
@@ -106,6 +111,10 @@ fn write_facts(v: &View, out: &mut String) -> std::fmt::Result {
     for u in v.pending {
         writeln!(out, "pending {}", u.panel_line())?;
     }
+    for r in v.aside {
+        let why = enc(&r.why);
+        writeln!(out, "aside {} {why} {}", r.tries, r.update.panel_line())?;
+    }
     Ok(())
 }
 
@@ -139,12 +148,14 @@ impl StateSaver {
 
     pub fn save(&mut self, r: &Receiver) {
         let pending = self.queue.pending();
+        let aside = self.queue.aside();
         let text = render(&View {
             table: &r.table,
             guard: r.guard(),
             counters: &r.counters,
             panel: &self.panel,
             pending: &pending,
+            aside: &aside,
             listen: &self.listen,
             started_ms: self.started_ms,
             now_ms: now_ms(),
