@@ -367,7 +367,7 @@ pub fn run(
             log_limited!(
                 refusals,
                 log::Level::Warn,
-                "the panel refused an update ({} times so far): {}: {}; set aside, next try in {} s, the others go on",
+                "the panel refused an update (refusal {}): {}: {}; set aside, next try in {} s, the others go on",
                 a.tries,
                 a.update.log_line(),
                 crate::logging::escape_control(&a.why),

@@ -477,7 +477,12 @@ fn complete_lines(path: &Path) -> Vec<PanelLine> {
 /// delay such as `0.1`) it takes one line per delay, reporting `applied N`
 /// after each as docs/panel-api.md allows; while `sleepfail` exists
 /// (holding seconds) it waits that long and then refuses the batch; while
-/// `flaky` exists it refuses every other call.
+/// `flaky` exists it refuses every other call. While `refuse` exists
+/// (holding a text, e.g. a UUID) it refuses each line containing that text
+/// alone, as docs/panel-api.md allows (`refused K ...`, the line appended
+/// to `refused.lines`), takes the others, says `applied K` after every
+/// line and exits 0, as the shipped wrapper does for a VM the panel does
+/// not know.
 pub struct Panel {
     dir: PathBuf,
     pub command: PathBuf,
@@ -534,6 +539,23 @@ if [ -e "$d/slow" ]; then
     echo "slow $n ${{VMWATCH_UPDATES:-unset}}" >> "$d/calls"
     exit 0
 fi
+if [ -e "$d/refuse" ]; then
+    pat=$(cat "$d/refuse")
+    i=0
+    while IFS= read -r line; do
+        i=$((i + 1))
+        case "$line" in
+        *"$pat"*)
+            printf '%s\n' "$line" >> "$d/refused.lines"
+            echo "refused $i test panel: no VM with $pat here" ;;
+        *) printf '%s\n' "$line" >> "$d/received" ;;
+        esac
+        echo "applied $i"
+    done < "$batch"
+    rm -f "$batch"
+    echo "refuse $n ${{VMWATCH_UPDATES:-unset}}" >> "$d/calls"
+    exit 0
+fi
 if [ -e "$d/fail" ]; then
     cat "$batch" >> "$d/refused"
     rm -f "$batch"
@@ -588,6 +610,21 @@ exit 0
             Some(d) => fs::write(self.dir.join("sleepfail"), d).expect("sleepfail marker"),
             None => self.marker("sleepfail", false),
         }
+    }
+
+    /// Makes the panel refuse, line by line, every line containing `text`
+    /// (a UUID), taking the others; normal again with `None`.
+    pub fn refuse_lines_with(&self, text: Option<&str>) {
+        match text {
+            Some(t) => fs::write(self.dir.join("refuse"), t).expect("refuse marker"),
+            None => self.marker("refuse", false),
+        }
+    }
+
+    /// The lines the panel refused one by one (`refuse_lines_with`), each
+    /// time it refused them.
+    pub fn refused_lines(&self) -> Vec<PanelLine> {
+        complete_lines(&self.dir.join("refused.lines"))
     }
 
     /// Makes the panel refuse every other call, until `flaky(false)`.
@@ -706,7 +743,9 @@ pub fn start_master(dir: &TestDir, panel: &Panel, extra: &str) -> (Daemon, u16) 
     (m, port)
 }
 
-/// Node configuration text: `tag` names its log; syslog off.
+/// Node configuration text: `tag` names its log and its reboot file (a node
+/// started again with the same tag goes on with the same reboot ids);
+/// syslog off.
 pub fn node_config_text(
     dir: &TestDir,
     tag: &str,
@@ -718,8 +757,9 @@ pub fn node_config_text(
 ) -> String {
     format!(
         "connect=tcp://127.0.0.1:{port}\nsecret={secret}\nnode_id={node_id}\nuri={uri}\n\
-         log={log}\nsyslog=no\n{extra}",
+         log={log}\nsyslog=no\nreboot_file={reboots}\n{extra}",
         log = dir.join(&format!("{tag}.log")).display(),
+        reboots = dir.join(&format!("{tag}.reboots")).display(),
     )
 }
 
