@@ -148,7 +148,9 @@ fn a_refused_vm_never_holds_back_a_burst_and_each_reset_arrives_once() {
         });
     }
     let marker = test_uuid();
-    node.send(Body::Events(vec![event(&marker, "marker", "started", "booted")]));
+    node.send(Body::Events(vec![event(
+        &marker, "marker", "started", "booted",
+    )]));
     wait_for(
         "every domain, reset and the marker at the panel",
         PANEL_DEADLINE * 2,
@@ -173,7 +175,10 @@ fn a_refused_vm_never_holds_back_a_burst_and_each_reset_arrives_once() {
         );
         assert_eq!(panel.domain_lines(u).len(), 1, "domain {i}");
     }
-    assert!(!panel.lines().iter().any(|l| l.raw.contains(&bad)), "taken although refused");
+    assert!(
+        !panel.lines().iter().any(|l| l.raw.contains(&bad)),
+        "taken although refused"
+    );
     let refused = panel.refused_lines();
     assert!(refused.iter().any(|l| l.is_domain(&bad)), "{refused:?}");
     assert!(refused.iter().any(|l| l.is_reboot(&bad)), "{refused:?}");
@@ -199,8 +204,14 @@ fn a_refused_vm_never_holds_back_a_burst_and_each_reset_arrives_once() {
     assert!(shown.contains("no VM with"), "what the panel said: {shown}");
     let (rc, said) = check_master(&dir, &m);
     assert_eq!(rc, 1, "{said}");
-    assert!(said.starts_with("VMWATCH MASTER WARNING - refused 2"), "{said}");
-    assert!(said.contains("2 refused by the panel and set aside"), "{said}");
+    assert!(
+        said.starts_with("VMWATCH MASTER WARNING - refused 2"),
+        "{said}"
+    );
+    assert!(
+        said.contains("2 refused by the panel and set aside"),
+        "{said}"
+    );
     assert!(said.contains(&bad), "{said}");
     eprintln!(
         "figures: {N} resets sent, {} delivered once each, {} repeats dropped, {} refusals",
@@ -274,13 +285,22 @@ fn a_panel_that_refuses_everything_is_down_and_sets_nothing_aside() {
     );
     let f = master_state(&dir);
     assert!(f.aside.is_empty(), "{:?}", f.aside);
-    assert!(f.pending.len() >= 20, "all still pending: {}", f.pending.len());
+    assert!(
+        f.pending.len() >= 20,
+        "all still pending: {}",
+        f.pending.len()
+    );
     assert_eq!(counter(&dir, "panel.refused"), 0);
     panel.refuse_lines_with(None);
     wait_for(
         "all delivered once the panel takes them",
         PANEL_DEADLINE * 2,
-        || uuids.iter().all(|u| !panel.domain_lines(u).is_empty()).then_some(()),
+        || {
+            uuids
+                .iter()
+                .all(|u| !panel.domain_lines(u).is_empty())
+                .then_some(())
+        },
         || report(&[&m], Some(&panel)),
     );
 }
@@ -342,8 +362,7 @@ fn the_master_sets_aside_what_the_shipped_wrapper_refuses() {
         PANEL_DEADLINE,
         || {
             let calls = read_text(&dir.join("calls"));
-            (good.iter().all(|u| calls.contains(u.as_str()))
-                && master_state(&dir).aside.len() == 1)
+            (good.iter().all(|u| calls.contains(u.as_str())) && master_state(&dir).aside.len() == 1)
                 .then_some(())
         },
         || format!("{}\n{}", read_text(&dir.join("calls")), report(&[&m], None)),
@@ -387,7 +406,11 @@ fn the_shipped_wrapper_reports_each_refused_line_and_goes_on() {
         .write_all(input.as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "it went through the whole batch");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "it went through the whole batch"
+    );
     let said = format!("{} failed: ERROR: vm not found", fake.display());
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
@@ -399,6 +422,43 @@ fn the_shipped_wrapper_reports_each_refused_line_and_goes_on() {
         String::from_utf8_lossy(&out.stderr).contains("vmwatch.domain failed: ERROR: vm not found"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Finding 1 of issue 16, as found: a master without its state file met a
+/// node (of the version that counted reboots per instance) whose guest had
+/// rebooted 4 times, logged "delivering the missed reboot" and told the
+/// panel of a reboot that never happened.
+#[test]
+fn a_master_without_its_state_file_invents_no_reboot_from_a_count() {
+    let dir = TestDir::new("reboot-nostate");
+    let panel = Panel::new(&dir);
+    let (m, port) = start_master(&dir, &panel, "");
+    let mut node = Client::connect(port, SECRET, "n1");
+    let u = test_uuid();
+    let mut counted = domain_state(&u, "vm", "running", "booted");
+    counted.reboots = Some(4);
+    node.send(snapshot(1, vec![counted]));
+    let marker = test_uuid();
+    node.send(Body::Events(vec![event(
+        &marker, "marker", "started", "booted",
+    )]));
+    wait_for(
+        "the marker",
+        PANEL_DEADLINE,
+        || panel.domain_lines(&marker).into_iter().next(),
+        || report(&[&m], Some(&panel)),
+    );
+    let invented: Vec<String> = panel
+        .lines()
+        .iter()
+        .filter(|l| l.is_reboot(&u))
+        .map(|l| l.raw.clone())
+        .collect();
+    assert!(
+        invented.is_empty(),
+        "reboot invented: {invented:?}\n{}",
+        m.log_text()
     );
 }
 
@@ -428,7 +488,9 @@ fn a_restarted_master_invents_no_reboot() {
             || report(&[], Some(&panel)),
         );
     };
-    new_node.send(Body::Events(vec![event(&new_u, "new-vm", "started", "booted")]));
+    new_node.send(Body::Events(vec![event(
+        &new_u, "new-vm", "started", "booted",
+    )]));
     new_node.send(Body::Events(vec![reboot(&new_u, "new-vm", 1_795_000_100)]));
     marker(&mut new_node, "m1");
     assert_eq!(reboot_ids(&panel).get(&new_u).map(Vec::len), Some(1));
@@ -496,8 +558,10 @@ fn a_restarted_master_invents_no_reboot() {
         PANEL_DEADLINE,
         || {
             let l = panel.lines();
-            (l.iter().any(|l| l.is_reboot(&old_u)) && l.iter().any(|l| l.is_reboot(&new_u) && l.get("rebootid") == Some("1795000300")))
-                .then_some(())
+            (l.iter().any(|l| l.is_reboot(&old_u))
+                && l.iter()
+                    .any(|l| l.is_reboot(&new_u) && l.get("rebootid") == Some("1795000300")))
+            .then_some(())
         },
         || report(&[&m2], Some(&panel)),
     );
@@ -527,7 +591,11 @@ fn a_restarted_master_invents_no_reboot() {
         .filter(|l| l.function == "vmwatch.reboot")
         .map(|l| l.get("rebootid").unwrap_or("-").to_string())
         .collect();
-    assert_eq!(again, ["1795000300"], "one repeat, with the id the panel has");
+    assert_eq!(
+        again,
+        ["1795000300"],
+        "one repeat, with the id the panel has"
+    );
     let all = &reboot_ids(&panel)[&new_u];
     let distinct: std::collections::BTreeSet<&String> = all.iter().collect();
     assert_eq!(
