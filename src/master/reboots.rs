@@ -15,7 +15,11 @@
 //! - an id the master has **no record** of is a *baseline*: recorded, and
 //!   nothing delivered. A master without its state file, or a domain it has
 //!   never heard of, cannot tell a missed reboot from an old one, and
-//!   inventing a reboot is as wrong as losing one;
+//!   telling the panel of one twice is as wrong as losing one. Except that
+//!   ids are at least the reboot's time in seconds: an id above the second
+//!   this master started names a reboot no earlier master can have
+//!   delivered, so it is delivered (a node killed with it unsent while the
+//!   master had just restarted without its file);
 //! - an id below the record (the node lost its file and its clock went
 //!   back) replaces it, so that the node's next reboots are delivered.
 //!
@@ -65,10 +69,21 @@ pub fn reboot_event(record: &mut Option<u64>, id: u64, stats: &mut RebootStats) 
 }
 
 /// Judges the id a lifecycle event or snapshot record says the domain's
-/// last reboot had, and updates the record.
-pub fn last_reboot(record: &mut Option<u64>, id: u64, stats: &mut RebootStats) -> Verdict {
+/// last reboot had, and updates the record. `started_s`: the second this
+/// master started, if ids above it are to be taken as reboots it missed
+/// even without a record.
+pub fn last_reboot(
+    record: &mut Option<u64>,
+    id: u64,
+    stats: &mut RebootStats,
+    started_s: Option<u64>,
+) -> Verdict {
     let before = record.replace(id);
     match before {
+        None if started_s.is_some_and(|s| id > s) => {
+            stats.missed += 1;
+            Verdict::Deliver
+        }
         None => {
             stats.baselines += 1;
             Verdict::Nothing
@@ -124,15 +139,15 @@ mod tests {
         let mut s = RebootStats::default();
         let mut r = None;
         assert_eq!(
-            last_reboot(&mut r, 40, &mut s),
+            last_reboot(&mut r, 40, &mut s, Some(40)),
             Verdict::Nothing,
             "baseline: nothing invented"
         );
         assert_eq!(r, Some(40));
-        assert_eq!(last_reboot(&mut r, 40, &mut s), Verdict::Nothing);
-        assert_eq!(last_reboot(&mut r, 42, &mut s), Verdict::Deliver);
+        assert_eq!(last_reboot(&mut r, 40, &mut s, None), Verdict::Nothing);
+        assert_eq!(last_reboot(&mut r, 42, &mut s, None), Verdict::Deliver);
         assert_eq!(
-            last_reboot(&mut r, 0, &mut s),
+            last_reboot(&mut r, 0, &mut s, None),
             Verdict::Nothing,
             "a node that went back"
         );
@@ -143,6 +158,10 @@ mod tests {
             "and its next reboot is news"
         );
         assert_eq!((s.baselines, s.missed, s.repeats), (1, 1, 0));
+        // A reboot after the master started (its id is at least its time
+        // in seconds): no earlier master can have had it.
+        let mut r = None;
+        assert_eq!(last_reboot(&mut r, 41, &mut s, Some(40)), Verdict::Deliver);
     }
 
     /// The master's table, fed as a node would feed it.

@@ -73,6 +73,10 @@ pub struct StateTable {
     node_timeout_ms: u64,
     /// How reboot ids were judged (state file counters `reboots.*`).
     pub reboot_stats: RebootStats,
+    /// The second this master started: a reboot id above it, without a
+    /// record, is a reboot this master missed (reboots.rs); `None`: every
+    /// id without a record is a baseline.
+    pub started_s: Option<u64>,
 }
 
 impl StateTable {
@@ -207,7 +211,7 @@ impl StateTable {
         if event {
             reboots::reboot_event(&mut d.rebootid, id, stats)
         } else {
-            reboots::last_reboot(&mut d.rebootid, id, stats)
+            reboots::last_reboot(&mut d.rebootid, id, stats, self.started_s)
         }
     }
 
