@@ -246,6 +246,11 @@ mod tests {
             let out = old_node.apply(&snap(7, Some(5), None), 2);
             assert_eq!(reboots(&out), vec![None], "a later missed one is delivered");
 
+            let mut live = StateTable::new(false, 90);
+            live.apply(&snap(7, None, None), 1);
+            let out = live.apply(&reboot(7, Some(1), None), 2);
+            assert_eq!(reboots(&out), vec![None], "a live event is delivered");
+
             let mut new_node = StateTable::new(false, 90);
             let out = new_node.apply(&snap(7, None, Some(1_795_000_000)), 1);
             assert_eq!(reboots(&out), vec![], "new node: baseline");

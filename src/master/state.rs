@@ -167,7 +167,16 @@ impl StateTable {
     /// Records that `instance` of `node` counted `count` reboots of `uuid`;
     /// true if that is more than the master had turned into updates (a
     /// count from another instance starts from zero: the node restarted).
-    fn new_reboots(&mut self, node: &str, uuid: &str, instance: u64, count: u64) -> bool {
+    /// `event`: the count of a live reboot event, delivered even without a
+    /// record; else a snapshot's, a baseline without one.
+    fn new_reboots(
+        &mut self,
+        node: &str,
+        uuid: &str,
+        instance: u64,
+        count: u64,
+        event: bool,
+    ) -> bool {
         let Some(d) = self
             .nodes
             .get_mut(node)
@@ -176,13 +185,14 @@ impl StateTable {
             return count > 0;
         };
         // No record (instance 0: a master without its state file, a domain
-        // new to it): a baseline, not missed reboots (reboots.rs).
+        // new to it): in a snapshot, a baseline, not missed reboots
+        // (reboots.rs); a live reboot event is delivered.
         let known = if d.reboots.instance == instance || d.reboots.instance == 0 {
             d.reboots.count
         } else {
             0
         };
-        if d.reboots.instance == 0 {
+        if d.reboots.instance == 0 && !event {
             self.reboot_stats.baselines += 1;
             d.reboots = RebootCount { instance, count };
             return false;
@@ -252,7 +262,7 @@ impl StateTable {
                         return;
                     }
                 } else if let Some(n) = ev.reboots {
-                    if !self.new_reboots(node, &ev.domain.uuid, instance, n) {
+                    if !self.new_reboots(node, &ev.domain.uuid, instance, n, true) {
                         return;
                     }
                 }
@@ -472,7 +482,7 @@ impl StateTable {
                     ));
                 }
             } else if let Some(n) = d.reboots {
-                if self.new_reboots(node, &d.domain.uuid, instance, n) {
+                if self.new_reboots(node, &d.domain.uuid, instance, n, false) {
                     log::info!(
                         "node {node}: domain {} ({}): the node counted {n} reboots, the master fewer: delivering the missed reboot",
                         d.domain.name,
