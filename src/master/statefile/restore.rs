@@ -72,11 +72,16 @@ pub fn restore_file(
     }
     let domains: usize = table.nodes.values().map(|n| n.domains.len()).sum();
     log::info!(
-        "restored {} nodes, {domains} domains, {} undelivered panel updates and {} refused ones from {path}",
+        "restored {} nodes, {domains} domains and {} undelivered panel updates from {path}",
         table.nodes.len(),
         pending.len(),
-        f.aside.len(),
     );
+    if !f.aside.is_empty() {
+        log::info!(
+            "{} updates the panel refused are set aside again from {path}: each is tried once now, then on its schedule",
+            f.aside.len()
+        );
+    }
     (pending, f.aside.clone())
 }
 
