@@ -250,7 +250,7 @@ pub fn master_facts(
                 f.details.push(format!(
                     "refused by the panel {tries} times, set aside: {} (the panel said: {})",
                     rest.join(" "),
-                    dec(why)
+                    crate::logging::escape_control(&dec(why))
                 ));
             }
             ["pending", rest @ ..] => {
