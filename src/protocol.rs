@@ -586,7 +586,7 @@ mod tests {
                 domain: dom("a"),
                 state: State::Running,
                 reason: Reason::parse(State::Running, "booted").unwrap(),
-                reboots: None,
+                reboots: Some(2),
                 rebootid: Some(0),
             }],
         });
