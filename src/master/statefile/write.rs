@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::*;
 use crate::atomic_file::{head, Rewritten};
 use crate::kvline::{escape, escaped as enc};
+use crate::master::clock::{ClockLine, Who};
 use crate::master::panel::PanelCounters;
 use crate::master::panel_queue::PanelQueue;
 use crate::master::receiver::{Counters, Receiver};
@@ -26,6 +27,8 @@ pub struct View<'a> {
     pub pending: &'a [Update],
     /// Updates the panel refused, set aside.
     pub aside: &'a [Refused],
+    /// Clocks found off ([`crate::master::clock`]).
+    pub clocks: &'a [ClockLine],
     pub listen: &'a str,
     pub started_ms: u64,
     pub now_ms: u64,
@@ -104,6 +107,13 @@ fn write_facts(v: &View, out: &mut String) -> std::fmt::Result {
             i.uuid, i.tx_pkts, i.wr_reqs
         )?;
     }
+    for c in v.clocks {
+        match &c.who {
+            Who::Master => write!(out, "clock master")?,
+            Who::Node(n) => write!(out, "clock node {}", enc(n))?,
+        }
+        writeln!(out, " {} {}", c.offset_ms, c.since_ms)?;
+    }
     for s in v.guard.export() {
         let node = enc(&s.node);
         writeln!(out, "seen {node} {:016x} {} {}", s.instance, s.seq, s.ts_ms)?;
@@ -156,6 +166,7 @@ impl StateSaver {
             panel: &self.panel,
             pending: &pending,
             aside: &aside,
+            clocks: &r.clocks_off,
             listen: &self.listen,
             started_ms: self.started_ms,
             now_ms: now_ms(),
