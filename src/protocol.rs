@@ -64,7 +64,14 @@ pub struct Event {
     /// For `reboot`: how many reboots of this domain the sending node
     /// instance has seen, this one included (`reboots=`; absent from older
     /// nodes). Lets the master tell a reboot it already has from a new one.
+    /// New nodes do not send it (they send `rebootid`).
     pub reboots: Option<u64>,
+    /// The domain's reboot id on the sending node (`rebootid=`; absent from
+    /// older nodes): on `reboot`, the id of this reboot; on any other
+    /// event, of the domain's last reboot (0: none). It survives the node's
+    /// restarts, so (node, uuid, rebootid) names one reboot for ever
+    /// (docs/protocol.md, "Reboots").
+    pub rebootid: Option<u64>,
 }
 
 /// A domain's state in a snapshot: libvirt's virDomainGetState, as names.
@@ -77,6 +84,9 @@ pub struct DomainState {
     /// (`reboots=`; absent from older nodes): a master that counted fewer
     /// missed some and delivers one (docs/protocol.md, "Reboots").
     pub reboots: Option<u64>,
+    /// The id of the domain's last reboot on the sending node, 0 for none
+    /// (`rebootid=`; absent from older nodes, always sent by newer ones).
+    pub rebootid: Option<u64>,
 }
 
 /// Activity of one domain over a stats interval.
@@ -238,6 +248,7 @@ pub fn encode_event(e: &Event, out: &mut String) {
         .field("detail", e.detail)
         .field("time", e.time_ms)
         .opt("reboots", e.reboots)
+        .opt("rebootid", e.rebootid)
         .end();
 }
 
@@ -247,6 +258,7 @@ pub fn encode_domain_state(d: &DomainState, out: &mut String) {
         .field("state", d.state)
         .field("reason", d.reason)
         .opt("reboots", d.reboots)
+        .opt("rebootid", d.rebootid)
         .end();
 }
 
@@ -449,6 +461,7 @@ fn parse_payload(payload: &[u8]) -> Result<Message, WireError> {
                         event,
                         time_ms: f.num("time")?,
                         reboots,
+                        rebootid: f.opt_num("rebootid")?,
                     })
                 })
                 .collect::<Result<_, String>>()
@@ -475,6 +488,7 @@ fn parse_payload(payload: &[u8]) -> Result<Message, WireError> {
                             reason: f.word("reason", |r| Reason::parse(state, r))?,
                             state,
                             reboots: f.opt_num("reboots")?,
+                            rebootid: f.opt_num("rebootid")?,
                         })
                     })
                     .collect::<Result<_, String>>()
@@ -554,6 +568,7 @@ mod tests {
             detail: Detail::parse(EventKind::Started, "booted").unwrap(),
             time_ms: 5,
             reboots: None,
+            rebootid: None,
         }]));
         roundtrip(Body::Events(vec![Event {
             domain: dom("r"),
@@ -561,6 +576,7 @@ mod tests {
             detail: Detail::NONE,
             time_ms: 6,
             reboots: Some(3),
+            rebootid: Some(1795456001),
         }]));
         roundtrip(Body::Snapshot {
             id: 7,
@@ -571,6 +587,7 @@ mod tests {
                 state: State::Running,
                 reason: Reason::parse(State::Running, "booted").unwrap(),
                 reboots: Some(2),
+                rebootid: Some(0),
             }],
         });
         roundtrip(Body::Stats {

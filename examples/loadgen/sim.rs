@@ -109,6 +109,7 @@ impl SimNode {
                     state,
                     reason: Reason::parse(state, reason).expect("a libvirt reason"),
                     reboots: None,
+                    rebootid: None,
                 }
             })
             .collect();
@@ -137,6 +138,7 @@ impl SimNode {
             detail: Detail::parse(kind, detail).expect("a libvirt detail"),
             time_ms: ts_ms,
             reboots: None,
+            rebootid: None,
         }]);
         self.sign(body, ts_ms)
     }
@@ -153,6 +155,7 @@ impl SimNode {
             detail: Detail::parse(EventKind::Started, "booted").expect("a libvirt detail"),
             time_ms: ts_ms,
             reboots: None,
+            rebootid: None,
         }]);
         self.sign(body, ts_ms)
     }

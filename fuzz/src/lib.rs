@@ -229,6 +229,7 @@ fn render_restored(table: &StateTable, guard: &ReplayGuard, pending: &[Update]) 
         panel: &PanelCounters::default(),
         graphite: None,
         pending,
+        aside: &[],
         clocks: &[],
         listen: "tcp://0.0.0.0:1515",
         started_ms: NOW_MS,

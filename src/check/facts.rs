@@ -218,6 +218,7 @@ pub fn master_facts(
     };
     let (mut started, mut rejected, mut domains) = (0u64, 0u64, 0u64);
     let (mut up, mut down, mut dups, mut idle, mut pending) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut refused = 0u64;
     let mut oldest_pending: Option<u64> = None;
     let mut listen = String::new();
     for w in word_lines(text) {
@@ -254,6 +255,14 @@ pub fn master_facts(
                     "idle: {} ({uuid}) on node {}: {tx} packets sent, {wr} disk writes",
                     dec(name),
                     dec(node)
+                ));
+            }
+            ["aside", tries, why, rest @ ..] => {
+                refused += 1;
+                f.details.push(format!(
+                    "refused by the panel {tries} times, set aside: {} (the panel said: {})",
+                    rest.join(" "),
+                    crate::logging::escape_control(&dec(why))
                 ));
             }
             // docs/state-file.md: a clock found off, CRITICAL by itself.
@@ -299,6 +308,7 @@ pub fn master_facts(
     f.metric("duplicates", dups as f64, "", None);
     f.metric("idle", idle as f64, "", None);
     f.metric("pending", pending as f64, "", None);
+    f.metric("refused", refused as f64, "", None);
     f.metric(
         "pending_age",
         oldest_pending.map_or(0.0, |t| secs(t, now_ms)),
@@ -316,6 +326,10 @@ pub fn master_facts(
     f.summary.push(format!(
         "{up} nodes up, {down} down, {domains} domains, {dups} duplicates, {idle} idle, {pending} panel updates waiting"
     ));
+    if refused > 0 {
+        f.summary
+            .push(format!("{refused} refused by the panel and set aside"));
+    }
     f.details.insert(
         0,
         format!(

@@ -64,6 +64,7 @@ impl Mode {
                 ("idle", Some("0"), None),
                 ("pending", Some("100"), Some("1000")),
                 ("pending_age", Some("300"), Some("1800")),
+                ("refused", Some("0"), None),
                 ("rejected_rate", Some("10"), Some("100")),
                 ("nodes", None, None),
                 ("domains", None, None),
@@ -291,7 +292,7 @@ fn help(opts: &Options) -> String {
         "check_vmwatch {} - checks vmwatch-master or vmwatch-node for Nagios-compatible monitoring.\n\n{}\n\
          Metrics and default thresholds (warning/critical):\n  \
          master: state_age 60/300 s, nodes_down -/0, duplicates -/0, idle 0/-, pending 100/1000,\n          \
-         pending_age 300/1800 s, rejected_rate 10/100 per minute, nodes, domains\n  \
+         pending_age 300/1800 s, refused 0/-, rejected_rate 10/100 per minute, nodes, domains\n  \
          node:   status_age 60/300 s, send_age 120/300 s, queue 1000/3000, domains\n\
          A RANGE without METRIC= applies to nodes_down (master) or send_age (node).\n\
          Ranges: N (alert outside 0..N), N: (below N), ~:N (above N), N:M (outside), @N:M (inside).\n\n\

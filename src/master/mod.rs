@@ -16,7 +16,9 @@ pub mod graphite;
 pub mod graphite_sink;
 pub mod panel;
 pub mod panel_queue;
+pub mod reboots;
 pub mod receiver;
+pub mod refused;
 pub mod rejection;
 pub mod replay;
 pub mod state;
@@ -65,8 +67,12 @@ impl crate::service::Daemon for Master {
         let panel_counters = Arc::new(PanelCounters::default());
         let mut guard = ReplayGuard::new(cfg.max_clock_skew);
         let mut table = StateTable::new(cfg.check_activity, cfg.node_timeout);
-        for u in statefile::restore_file(&cfg.state_file, &mut table, &mut guard, now_ms()) {
-            queue.push(u);
+        table.started_s = Some(started_ms / 1000);
+        let (pending, aside) =
+            statefile::restore_file(&cfg.state_file, &mut table, &mut guard, now_ms());
+        queue.push_all(pending);
+        for r in aside {
+            queue.restore_aside(r);
         }
         let mut clock = clock::ClockWatch::new(cfg.max_clock_skew, cfg.node_timeout);
         clock.start(now_ms(), crate::service::mono_ms());

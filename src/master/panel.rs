@@ -6,6 +6,10 @@
 //! else, or running past `panel_timeout`, puts the batch back (newer updates
 //! win) and the next try waits longer, up to a minute. The receiver never
 //! waits for the panel.
+//!
+//! A line the command reports as refused (`refused K TEXT`) is set aside
+//! (refused.rs) and the rest flows on; a call in which every line was
+//! refused is taken as a panel that is down, not as that many refusals.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -30,6 +34,8 @@ pub struct PanelCounters {
     pub calls_ok: AtomicU64,
     pub calls_failed: AtomicU64,
     pub updates_delivered: AtomicU64,
+    /// Updates the panel refused (each refusal counts).
+    pub refused: AtomicU64,
 }
 
 /// How to call the panel.
@@ -76,6 +82,9 @@ pub struct Outcome {
     pub applied: usize,
     /// The command ran out of time (and was killed).
     pub timed_out: bool,
+    /// The lines the command said it refused (`refused K TEXT`): 0-based
+    /// position and what it said, among the first `applied`.
+    pub refused: Vec<(usize, String)>,
 }
 
 /// The highest `applied N` the command wrote (docs/panel-api.md), capped at
@@ -90,6 +99,41 @@ fn applied_lines(output: &str, batch: usize) -> usize {
         .min(batch)
 }
 
+/// The lines the command said it refused (docs/panel-api.md): `refused K
+/// TEXT`, K from 1 to `batch`, as (0-based position, TEXT).
+fn refused_lines(output: &str, batch: usize) -> Vec<(usize, String)> {
+    let mut out: Vec<(usize, String)> = Vec::new();
+    for l in output.lines() {
+        let Some(rest) = l.trim().strip_prefix("refused ") else {
+            continue;
+        };
+        let (k, why) = rest.split_once(' ').unwrap_or((rest, ""));
+        match k.parse::<usize>() {
+            Ok(n) if crate::vocab::is_decimal(k) && (1..=batch).contains(&n) => {
+                let k = n;
+                let why: String = why.trim().chars().take(300).collect();
+                let why = if why.is_empty() {
+                    "refused".to_string()
+                } else {
+                    why
+                };
+                match out.iter_mut().find(|(i, _)| *i == k - 1) {
+                    Some(e) => e.1 = why,
+                    None => out.push((k - 1, why)),
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Whether a line of the command's output is one of the progress lines.
+fn is_progress(line: &str) -> bool {
+    let l = line.trim_start();
+    l.starts_with("applied ") || l.starts_with("refused ")
+}
+
 /// Most output read back from one call.
 const OUTPUT_MAX: u64 = 1 << 20;
 
@@ -101,6 +145,7 @@ impl PanelCommand {
             result: Err(why),
             applied: 0,
             timed_out: false,
+            refused: Vec::new(),
         };
         let name = &self.argv[0];
         let io = |e: std::io::Error| format!("cannot prepare input for {name}: {e}");
@@ -166,11 +211,8 @@ impl PanelCommand {
         let _ = output.seek(SeekFrom::Start(0));
         let _ = output.take(OUTPUT_MAX).read_to_string(&mut said);
         let applied = applied_lines(&said, batch.len());
-        let first = said
-            .lines()
-            .find(|l| !l.trim_start().starts_with("applied "))
-            .unwrap_or("")
-            .trim();
+        let mut refused = refused_lines(&said, batch.len());
+        let first = said.lines().find(|l| !is_progress(l)).unwrap_or("").trim();
         let first: String = first.chars().take(300).collect();
         let Some(status) = status else {
             let why = if started + self.timeout <= kill_at {
@@ -185,10 +227,12 @@ impl PanelCommand {
                     batch.len()
                 )
             };
+            refused.retain(|(i, _)| *i < applied);
             return Outcome {
                 result: Err(why),
                 applied,
                 timed_out: true,
+                refused,
             };
         };
         if status.success() {
@@ -199,6 +243,7 @@ impl PanelCommand {
                 result: Ok(()),
                 applied: batch.len(),
                 timed_out: false,
+                refused,
             };
         }
         let how = match (status.code(), status.signal()) {
@@ -206,6 +251,7 @@ impl PanelCommand {
             (None, Some(s)) => format!("was killed by signal {s}"),
             _ => "failed".to_string(),
         };
+        refused.retain(|(i, _)| *i < applied);
         Outcome {
             result: Err(if first.is_empty() {
                 format!("{name} {how}")
@@ -214,8 +260,20 @@ impl PanelCommand {
             }),
             applied,
             timed_out: false,
+            refused,
         }
     }
+}
+
+/// Whether a call's outcome means the panel is down rather than that it
+/// refused some lines: it refused every line of a batch of two or more,
+/// and not only refused lines being tried again. (One line refused alone
+/// is set aside: the others are not held back by a panel that refuses one
+/// VM, and a panel that is down refuses the next batch whole.)
+fn panel_is_down(o: &Outcome, batch: &[Update], queue: &PanelQueue) -> bool {
+    batch.len() >= 2
+        && o.refused.len() == batch.len()
+        && batch.iter().any(|u| !queue.is_retry(&u.key()))
 }
 
 /// How long after a stop request the last panel call may run: the state
@@ -254,6 +312,7 @@ pub fn run(
 ) {
     let mut backoff = BACKOFF_START;
     let mut limit = RateLimit::new(5, Duration::from_secs(60));
+    let mut refusals = RateLimit::new(5, Duration::from_secs(60));
     let mut retry_at: Option<Instant> = None;
     let mut size = BatchSize {
         now: batch_max,
@@ -270,17 +329,51 @@ pub fn run(
                 continue;
             }
         }
+        if !stopping {
+            queue.release_due(Instant::now());
+        }
         let batch = queue.take(size.now, Duration::from_millis(200));
         if batch.is_empty() {
             continue;
         }
         let n = batch.len();
         let started = Instant::now();
-        let outcome = cmd.call(&batch, shutdown.deadline(LAST_CALL));
-        queue.settle(outcome.applied);
+        let mut outcome = cmd.call(&batch, shutdown.deadline(LAST_CALL));
+        if panel_is_down(&outcome, &batch, &queue) {
+            // Every line refused, fresh ones among them: the panel is down
+            // (or refuses everything), which is no reason to set them all
+            // aside. A failed call: the batch waits with the usual backoff.
+            let why = &outcome.refused[0].1;
+            outcome = Outcome {
+                result: Err(format!(
+                    "{} refused every one of the {n} updates ({}), so the panel looks down",
+                    cmd.argv[0],
+                    crate::logging::escape_control(why)
+                )),
+                applied: 0,
+                timed_out: false,
+                refused: Vec::new(),
+            };
+        }
+        let set_aside = queue.settle_refused(outcome.applied, &outcome.refused, Instant::now());
+        counters.updates_delivered.fetch_add(
+            (outcome.applied - outcome.refused.len()) as u64,
+            Ordering::Relaxed,
+        );
         counters
-            .updates_delivered
-            .fetch_add(outcome.applied as u64, Ordering::Relaxed);
+            .refused
+            .fetch_add(outcome.refused.len() as u64, Ordering::Relaxed);
+        for a in &set_aside {
+            log_limited!(
+                refusals,
+                log::Level::Warn,
+                "the panel refused an update (refusal {}): {}: {}; set aside, next try in {} s, the others go on",
+                a.tries,
+                a.update.log_line(),
+                crate::logging::escape_control(&a.why),
+                a.wait.as_secs()
+            );
+        }
         size.after(&outcome, n);
         match outcome.result {
             Ok(()) => {
@@ -345,12 +438,26 @@ mod tests {
     }
 
     #[test]
+    fn refused_lines_name_the_line_and_what_the_panel_said() {
+        let said = "refused 2 mgrctl: no such vm\napplied 2\nrefused 0 x\nrefused 9 x\nrefused x y\nrefused 3\nrefused +3 z\n";
+        assert_eq!(
+            refused_lines(said, 5),
+            vec![
+                (1, "mgrctl: no such vm".to_string()),
+                (2, "refused".to_string())
+            ]
+        );
+        assert!(is_progress("refused 1 x") && is_progress("applied 3") && !is_progress("error"));
+    }
+
+    #[test]
     fn batches_shrink_on_timeouts_and_grow_on_success() {
         let mut b = BatchSize { now: 500, max: 500 };
         let timeout = |applied| Outcome {
             result: Err("slow".into()),
             applied,
             timed_out: true,
+            refused: Vec::new(),
         };
         b.after(&timeout(0), 500);
         assert_eq!(b.now, 250);
@@ -360,6 +467,7 @@ mod tests {
             result: Ok(()),
             applied: 40,
             timed_out: false,
+            refused: Vec::new(),
         };
         b.after(&ok, 40);
         assert_eq!(b.now, 80);

@@ -10,11 +10,16 @@
 //! [`pending`](PanelQueue::pending) (what the state file keeps) includes it,
 //! so a master killed during a call still has every fact the panel may not
 //! have taken.
+//!
+//! An update the panel refused (`refused K` from the command) is set aside
+//! ([`Aside`], refused.rs) under the same lock, so that a newer update with
+//! its key replaces it as it would replace a queued one.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use super::refused::{Aside, Refused};
 use super::update::{Key, Update};
 
 #[derive(Default)]
@@ -24,6 +29,19 @@ struct Pending {
     /// The batch of the call running now, in order (shared with the panel
     /// thread, so taking a batch copies nothing under the lock).
     inflight: Arc<Vec<Update>>,
+    /// Updates the panel refused, waiting for their own next try.
+    aside: Aside,
+}
+
+/// An update the panel refused in the call just settled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetAside {
+    pub update: Update,
+    pub why: String,
+    /// Until its next try.
+    pub wait: Duration,
+    /// How many times the panel refused it so far.
+    pub tries: u32,
 }
 
 /// Shared by the receiver (producer) and the panel thread (consumer).
@@ -55,6 +73,9 @@ impl PanelQueue {
         let was_empty = p.order.is_empty();
         for u in updates {
             let key = u.key();
+            if !p.aside.is_empty() {
+                p.aside.replaced(&key);
+            }
             if p.items.insert(key.clone(), u).is_none() {
                 p.order.push_back(key);
             }
@@ -91,9 +112,41 @@ impl PanelQueue {
     /// reached the panel; the rest go back in front, in order, except keys
     /// updated since, which keep their newer update.
     pub fn settle(&self, delivered: usize) {
+        self.settle_refused(delivered, &[], Instant::now());
+    }
+
+    /// As [`settle`](Self::settle), except that the updates at the 0-based
+    /// positions in `refused` (with what the panel said), among the first
+    /// `delivered`, were refused: they are set aside, unless a newer update
+    /// with their key came meanwhile. Returns what was set aside.
+    pub fn settle_refused(
+        &self,
+        delivered: usize,
+        refused: &[(usize, String)],
+        now: Instant,
+    ) -> Vec<SetAside> {
         let mut p = self.lock();
+        let p = &mut *p;
         let batch = std::mem::take(&mut p.inflight);
-        let rest = &batch[delivered.min(batch.len())..];
+        let dealt = delivered.min(batch.len());
+        let mut out = Vec::new();
+        for (i, u) in batch[..dealt].iter().enumerate() {
+            let key = u.key();
+            match refused.iter().find(|(k, _)| *k == i) {
+                Some((_, why)) if !p.items.contains_key(&key) => {
+                    let (wait, tries) = p.aside.refuse(u.clone(), why, now);
+                    out.push(SetAside {
+                        update: u.clone(),
+                        why: why.clone(),
+                        wait,
+                        tries,
+                    });
+                }
+                Some(_) => {} // a newer update with its key waits already
+                None => p.aside.taken(&key),
+            }
+        }
+        let rest = &batch[dealt..];
         for u in rest.iter().rev() {
             let key = u.key();
             if !p.items.contains_key(&key) {
@@ -101,6 +154,43 @@ impl PanelQueue {
                 p.order.push_front(key);
             }
         }
+        out
+    }
+
+    /// Queues again the refused updates whose next try is due; true if
+    /// there were any.
+    pub fn release_due(&self, now: Instant) -> bool {
+        let mut p = self.lock();
+        if p.aside.is_empty() {
+            return false;
+        }
+        let due = p.aside.due(now);
+        for u in &due {
+            let key = u.key();
+            if p.items.contains_key(&key) {
+                // A newer update with its key waits already: it wins.
+                p.aside.replaced(&key);
+                continue;
+            }
+            p.items.insert(key.clone(), u.clone());
+            p.order.push_back(key);
+        }
+        !due.is_empty()
+    }
+
+    /// Whether `key`'s update is a refused one being tried again.
+    pub fn is_retry(&self, key: &Key) -> bool {
+        self.lock().aside.is_retry(key)
+    }
+
+    /// Every refused update (for the state file and `--status`).
+    pub fn aside(&self) -> Vec<Refused> {
+        self.lock().aside.all()
+    }
+
+    /// Puts back a refused update read from the state file.
+    pub fn restore_aside(&self, r: Refused) {
+        self.lock().aside.restore(r, Instant::now());
     }
 
     /// A copy of what the panel has not taken, oldest first: the batch in
@@ -110,6 +200,10 @@ impl PanelQueue {
         let p = self.lock();
         let mut all = (*p.inflight).clone();
         all.extend(p.order.iter().map(|k| p.items[k].clone()));
+        if !p.aside.is_empty() {
+            // A refused update being tried again is kept as set aside.
+            all.retain(|u| !p.aside.is_retry(&u.key()));
+        }
         all
     }
 
@@ -215,5 +309,32 @@ mod tests {
         assert_eq!(q.len(), 50);
         assert_eq!(q.take(20, Duration::ZERO).len(), 20);
         assert_eq!(q.len(), 30);
+    }
+
+    #[test]
+    fn a_refused_update_is_set_aside_and_the_others_flow() {
+        let q = PanelQueue::new();
+        for u in ["a", "b", "c"] {
+            q.push(dom(u, "running"));
+        }
+        let batch = q.take(10, Duration::ZERO);
+        assert_eq!(batch.len(), 3);
+        let t0 = Instant::now();
+        let aside = q.settle_refused(3, &[(1, "no such vm".into())], t0);
+        assert_eq!(aside.len(), 1);
+        assert_eq!(aside[0].update.key().2, "b");
+        assert!(q.pending().is_empty(), "a and c taken, b aside");
+        assert_eq!(q.aside().len(), 1);
+        assert!(!q.release_due(t0), "not due yet");
+        assert!(q.release_due(t0 + crate::master::refused::FIRST_RETRY));
+        let retry = q.take(10, Duration::ZERO);
+        assert!(q.is_retry(&retry[0].key()));
+        assert!(q.pending().is_empty(), "kept as aside, not pending");
+        let again = q.settle_refused(1, &[(0, "still".into())], t0);
+        assert_eq!(again[0].tries, 2);
+        // A newer update for b replaces the refused one.
+        q.push(dom("b", "paused"));
+        assert!(q.aside().is_empty());
+        assert_eq!(q.pending().len(), 1);
     }
 }

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 
 use super::activity::{Activity, IdleWarning};
 use super::duplicates::{Duplicate, Duplicates};
+use super::reboots::{self, RebootStats, Verdict};
 use super::update::{PanelState, Update};
 use crate::protocol::{Body, DomainId, DomainState, Event, Message};
 use crate::vocab::{EventKind, State};
@@ -28,6 +29,9 @@ pub struct DomainRecord {
     pub since_ms: u64,
     /// The reboots of this domain the master has turned into updates.
     pub reboots: RebootCount,
+    /// The id of the domain's last reboot the master knows of, from a node
+    /// that names reboots (`None`: no record; see reboots.rs).
+    pub rebootid: Option<u64>,
 }
 
 /// A node instance's count of a domain's reboots (docs/protocol.md,
@@ -70,6 +74,12 @@ pub struct StateTable {
     activity: Activity,
     check_activity: bool,
     node_timeout_ms: u64,
+    /// How reboot ids were judged (state file counters `reboots.*`).
+    pub reboot_stats: RebootStats,
+    /// The second this master started: a reboot id above it, without a
+    /// record, is a reboot this master missed (reboots.rs); `None`: every
+    /// id without a record is a baseline.
+    pub started_s: Option<u64>,
 }
 
 impl StateTable {
@@ -170,7 +180,16 @@ impl StateTable {
     /// Records that `instance` of `node` counted `count` reboots of `uuid`;
     /// true if that is more than the master had turned into updates (a
     /// count from another instance starts from zero: the node restarted).
-    fn new_reboots(&mut self, node: &str, uuid: &str, instance: u64, count: u64) -> bool {
+    /// `event`: the count of a live reboot event, delivered even without a
+    /// record; else a snapshot's, a baseline without one.
+    fn new_reboots(
+        &mut self,
+        node: &str,
+        uuid: &str,
+        instance: u64,
+        count: u64,
+        event: bool,
+    ) -> bool {
         let Some(d) = self
             .nodes
             .get_mut(node)
@@ -178,31 +197,95 @@ impl StateTable {
         else {
             return count > 0;
         };
-        let known = if d.reboots.instance == instance {
+        // No record (instance 0: a master without its state file, a domain
+        // new to it): in a snapshot, a baseline, not missed reboots
+        // (reboots.rs); a live reboot event is delivered.
+        let known = if d.reboots.instance == instance || d.reboots.instance == 0 {
             d.reboots.count
         } else {
             0
         };
+        if d.reboots.instance == 0 && !event {
+            self.reboot_stats.baselines += 1;
+            d.reboots = RebootCount { instance, count };
+            return false;
+        }
         d.reboots = RebootCount { instance, count };
         count > known
     }
 
+    /// Judges a reboot id a node said for a domain; `event` for the id of
+    /// a `reboot` event, else the id of the domain's last reboot.
+    fn judge_rebootid(&mut self, node: &str, uuid: &str, id: u64, event: bool) -> Verdict {
+        let Some(d) = self
+            .nodes
+            .get_mut(node)
+            .and_then(|n| n.domains.get_mut(uuid))
+        else {
+            // Not in the table (a reboot of a domain the master has never
+            // listed): a live reboot is still delivered.
+            return if event {
+                Verdict::Deliver
+            } else {
+                Verdict::Nothing
+            };
+        };
+        let stats = &mut self.reboot_stats;
+        if event {
+            reboots::reboot_event(&mut d.rebootid, id, stats)
+        } else {
+            reboots::last_reboot(&mut d.rebootid, id, stats, self.started_s)
+        }
+    }
+
     fn event(&mut self, node: &str, instance: u64, ev: &Event, out: &mut Vec<Update>) {
+        self.lifecycle(node, instance, ev, out);
+        // Any other event names the domain's last reboot: a higher id than
+        // the record is a reboot lost on the way.
+        if let (Some(id), false) = (ev.rebootid, ev.event == EventKind::Reboot) {
+            if self.judge_rebootid(node, &ev.domain.uuid, id, false) == Verdict::Deliver {
+                log::info!(
+                    "node {node}: domain {} ({}): reboot {id} never reached the master: delivering it",
+                    ev.domain.name,
+                    ev.domain.uuid
+                );
+                out.push(reboots::update(
+                    node,
+                    &ev.domain.uuid,
+                    &ev.domain.name,
+                    ev.time_ms,
+                    Some(id),
+                ));
+            }
+        }
+    }
+
+    fn lifecycle(&mut self, node: &str, instance: u64, ev: &Event, out: &mut Vec<Update>) {
         match ev.event {
             EventKind::Reboot => {
-                // A node that counts says which reboot this is; one the
-                // master already has (a resent event) is not news.
-                if let Some(n) = ev.reboots {
-                    if !self.new_reboots(node, &ev.domain.uuid, instance, n) {
+                // A node that names reboots says which this is; one the
+                // master already has is not news (reboots.rs).
+                if let Some(id) = ev.rebootid {
+                    if self.judge_rebootid(node, &ev.domain.uuid, id, true) != Verdict::Deliver {
+                        log::debug!(
+                            "node {node}: domain {} ({}): reboot {id} is a repeat; dropped",
+                            ev.domain.name,
+                            ev.domain.uuid
+                        );
+                        return;
+                    }
+                } else if let Some(n) = ev.reboots {
+                    if !self.new_reboots(node, &ev.domain.uuid, instance, n, true) {
                         return;
                     }
                 }
-                out.push(Update::Reboot {
-                    node: node.to_string(),
-                    uuid: ev.domain.uuid.clone(),
-                    name: ev.domain.name.clone(),
-                    time_ms: ev.time_ms,
-                })
+                out.push(reboots::update(
+                    node,
+                    &ev.domain.uuid,
+                    &ev.domain.name,
+                    ev.time_ms,
+                    ev.rebootid,
+                ))
             }
             EventKind::Undefined => {
                 let reason = ev.detail.to_string();
@@ -280,6 +363,7 @@ impl StateTable {
                         reason: reason.clone(),
                         since_ms,
                         reboots: RebootCount::default(),
+                        rebootid: None,
                     },
                 );
                 (reason, None)
@@ -383,9 +467,11 @@ impl StateTable {
             .iter()
             .filter(|d| {
                 let first = listed.insert(d.domain.uuid.as_str());
-                let same = known
-                    .get(&d.domain.uuid)
-                    .is_some_and(|o| o.state == d.state && o.name == d.domain.name);
+                let same = known.get(&d.domain.uuid).is_some_and(|o| {
+                    o.state == d.state
+                        && o.name == d.domain.name
+                        && (d.rebootid.is_none() || o.rebootid == d.rebootid)
+                });
                 !first || !same || d.reboots.is_some()
             })
             .collect();
@@ -393,19 +479,35 @@ impl StateTable {
             self.set(node, &d.domain, d.state, d.reason, now_ms, out);
             // A reboot the node counted but the master never got (lost in
             // an overflowing queue, or sent while the master was down).
-            if let Some(n) = d.reboots {
-                if self.new_reboots(node, &d.domain.uuid, instance, n) {
+            if let Some(id) = d.rebootid {
+                if self.judge_rebootid(node, &d.domain.uuid, id, false) == Verdict::Deliver {
+                    log::info!(
+                        "node {node}: domain {} ({}): the node's last reboot is {id}, the master's record lower: delivering the missed reboot",
+                        d.domain.name,
+                        d.domain.uuid
+                    );
+                    out.push(reboots::update(
+                        node,
+                        &d.domain.uuid,
+                        &d.domain.name,
+                        now_ms,
+                        Some(id),
+                    ));
+                }
+            } else if let Some(n) = d.reboots {
+                if self.new_reboots(node, &d.domain.uuid, instance, n, false) {
                     log::info!(
                         "node {node}: domain {} ({}): the node counted {n} reboots, the master fewer: delivering the missed reboot",
                         d.domain.name,
                         d.domain.uuid
                     );
-                    out.push(Update::Reboot {
-                        node: node.to_string(),
-                        uuid: d.domain.uuid.clone(),
-                        name: d.domain.name.clone(),
-                        time_ms: now_ms,
-                    });
+                    out.push(reboots::update(
+                        node,
+                        &d.domain.uuid,
+                        &d.domain.name,
+                        now_ms,
+                        None,
+                    ));
                 }
             }
         }
@@ -505,6 +607,7 @@ mod tests {
             detail: Detail::parse(EventKind::parse(event).unwrap(), detail).unwrap(),
             time_ms: 5,
             reboots: None,
+            rebootid: None,
         }
     }
 
@@ -527,6 +630,7 @@ mod tests {
             state: State::parse(state).unwrap(),
             reason: Reason::parse(State::parse(state).unwrap(), "unknown").unwrap(),
             reboots: None,
+            rebootid: None,
         }
     }
 

@@ -55,6 +55,10 @@ pub enum Update {
         uuid: String,
         name: String,
         time_ms: u64,
+        /// The reboot's id on its node (`rebootid=`): (node, uuid, id)
+        /// names one reboot, so a panel drops a repeat; `None` from nodes
+        /// that do not name reboots.
+        id: Option<u64>,
     },
     /// A node went silent for `node_timeout`, or came back.
     Node {
@@ -154,7 +158,9 @@ impl Update {
                     old.map_or_else(|| "-".to_string(), |o| o.to_string()),
                 )
                 .field("since", since_ms),
-            Update::Reboot { time_ms, .. } => line.field("time", time_ms),
+            Update::Reboot { time_ms, id, .. } => {
+                line.field("time", time_ms).opt("rebootid", id.as_ref())
+            }
             Update::Node { node, up, since_ms } => line
                 .field("node", node)
                 .field("status", if *up { "up" } else { "down" })
@@ -221,6 +227,7 @@ impl Update {
                 uuid: uuid()?,
                 name: text("name")?,
                 time_ms: f.num("time")?,
+                id: f.opt_num("rebootid")?,
             },
             "vmwatch.node" => Update::Node {
                 node: node()?,
@@ -368,6 +375,14 @@ mod tests {
                 uuid: U.into(),
                 name: "x".into(),
                 time_ms: 3,
+                id: None,
+            },
+            Update::Reboot {
+                node: "1".into(),
+                uuid: U.into(),
+                name: "x".into(),
+                time_ms: 3,
+                id: Some(1795456001),
             },
             Update::Node {
                 node: "2".into(),
@@ -418,6 +433,7 @@ mod tests {
             uuid: U.into(),
             name: "x".into(),
             time_ms: 3,
+            id: None,
         };
         let idle = Update::Idle {
             node: "1".into(),
@@ -458,6 +474,7 @@ mod tests {
             uuid: "a".into(),
             name: "n".into(),
             time_ms: 0,
+            id: None,
         };
         assert_ne!(d("1", "a").key(), r.key());
     }

@@ -37,6 +37,9 @@ pub struct NodeConfig {
     pub status_file: String,
     /// Seconds between status file writes.
     pub status_interval: u64,
+    /// Where the node keeps each domain's last reboot id across its own
+    /// restarts (docs/node-status.md, "Reboot ids").
+    pub reboot_file: String,
 }
 
 impl DaemonConfig for NodeConfig {
@@ -68,6 +71,10 @@ impl DaemonConfig for NodeConfig {
                 Some("/usr/local/mgr5/var/vmwatch-node.status"),
             ),
             status_interval: l.number("status_interval", 5, 1, 3_600),
+            reboot_file: l.string(
+                "reboot_file",
+                Some("/usr/local/mgr5/var/vmwatch-node.reboots"),
+            ),
         }
     }
 
@@ -93,6 +100,7 @@ impl DaemonConfig for NodeConfig {
         out.push(("stats".to_string(), yes_no(self.stats)));
         out.push(("stats_api".to_string(), self.stats_api.clone()));
         out.push(("status_file".to_string(), self.status_file.clone()));
+        out.push(("reboot_file".to_string(), self.reboot_file.clone()));
         out
     }
 }

@@ -13,7 +13,6 @@
 //! or stops answering, the loop ends and the node reports a failure (the
 //! original daemon's documented behaviour is to stop; init restarts it).
 
-use std::collections::HashMap;
 use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
@@ -25,6 +24,7 @@ use virt::sys;
 
 use super::libvirt::{detail_name, domain_id, event_name, lent_domain, snapshot};
 use super::messages::{Flags, Outgoing};
+use super::reboots::RebootIds;
 use super::snapshot_gate::Action;
 use crate::log_limited;
 use crate::protocol::Event;
@@ -44,16 +44,17 @@ struct CallbackCtx {
     dropped: AtomicU64,
     /// -1 while the connection is open, else libvirt's close reason.
     closed: AtomicI32,
-    /// Reboots seen per domain UUID by this process, counted even when the
-    /// event could not be queued; snapshots carry the counts, so the master
-    /// can deliver a reboot it never got (docs/protocol.md, "Reboots").
-    /// Only the loop thread touches it; the mutex makes that checkable.
-    reboots: Mutex<HashMap<String, u64>>,
+    /// The id of each domain's last reboot, kept on disk across instances
+    /// and named even when the event could not be queued; every event and
+    /// snapshot record carries it, so the master can deliver a reboot it
+    /// never got (docs/protocol.md, "Reboots"). Only the loop thread
+    /// touches it; the mutex makes that checkable.
+    reboots: Mutex<RebootIds>,
     limit: Mutex<RateLimit>,
 }
 
 impl CallbackCtx {
-    fn lock_reboots(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+    fn lock_reboots(&self) -> std::sync::MutexGuard<'_, RebootIds> {
         self.reboots.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -121,18 +122,17 @@ unsafe extern "C" fn on_lifecycle(
     let Some(domain) = domain_id(&dom) else {
         return;
     };
+    // Ids are never reset: a domain undefined and defined again with the
+    // same UUID goes on from its last reboot id.
+    let rebootid = Some(ctx.lock_reboots().last(&domain.uuid));
     let ev = Event {
         domain,
         event: event_name(event),
         detail: detail_name(event, detail),
         time_ms: now_ms(),
         reboots: None,
+        rebootid,
     };
-    if ev.event == EventKind::Undefined {
-        // A domain defined again later starts counting afresh, as the
-        // master does once it has removed the domain.
-        ctx.lock_reboots().remove(&ev.domain.uuid);
-    }
     log::debug!("libvirt: {} {} ({})", ev.domain.name, ev.event, ev.detail);
     ctx.push(ev);
 }
@@ -152,19 +152,18 @@ unsafe extern "C" fn on_reboot(
     let Some(domain) = domain_id(&dom) else {
         return;
     };
-    let count = {
-        let mut counts = ctx.lock_reboots();
-        let n = counts.entry(domain.uuid.clone()).or_insert(0);
-        *n += 1;
-        *n
-    };
-    log::debug!("libvirt: {} rebooted ({count} reboots seen)", domain.name);
+    // Named and written to the reboot file before it is queued: from here
+    // on a kill cannot lose it (the next instance's snapshot carries it).
+    let time_ms = now_ms();
+    let id = ctx.lock_reboots().next(&domain.uuid, time_ms / 1000);
+    log::debug!("libvirt: {} rebooted (reboot id {id})", domain.name);
     ctx.push(Event {
         domain,
         event: EventKind::Reboot,
         detail: Detail::NONE,
-        time_ms: now_ms(),
-        reboots: Some(count),
+        time_ms,
+        reboots: None,
+        rebootid: Some(id),
     });
 }
 
@@ -187,6 +186,7 @@ impl EventSource {
         uri: &str,
         keepalive_interval: u64,
         keepalive_count: u64,
+        reboot_file: &str,
         tx: SyncSender<Outgoing>,
     ) -> Result<EventSource, String> {
         let conn = Connect::open(Some(uri)).map_err(|e| {
@@ -197,7 +197,7 @@ impl EventSource {
             overflow: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
             closed: AtomicI32::new(-1),
-            reboots: Mutex::new(HashMap::new()),
+            reboots: Mutex::new(RebootIds::load(reboot_file)),
             limit: Mutex::new(RateLimit::new(5, Duration::from_secs(60))),
         });
         let mut src = EventSource {
@@ -331,9 +331,9 @@ impl EventSource {
     fn send_snapshot(&self, flags: &Flags) {
         let domains = match snapshot(&self.conn) {
             Ok(mut d) => {
-                let counts = self.ctx.lock_reboots();
+                let ids = self.ctx.lock_reboots();
                 for s in &mut d {
-                    s.reboots = counts.get(&s.domain.uuid).copied();
+                    s.rebootid = Some(ids.last(&s.domain.uuid));
                 }
                 d
             }

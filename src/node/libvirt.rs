@@ -115,6 +115,7 @@ fn read(dom: &Domain) -> Read {
             state: state_name(state),
             reason: reason_name(state, reason),
             reboots: None,
+            rebootid: None,
         }),
         None => {
             let e = virt::error::Error::last_error();

@@ -16,6 +16,7 @@ pub mod events;
 pub mod libvirt;
 pub mod messages;
 pub mod pack;
+pub mod reboots;
 pub mod sample;
 pub mod sender;
 pub mod snapshot_gate;
@@ -54,6 +55,7 @@ impl crate::service::Daemon for Node {
             &cfg.uri,
             cfg.keepalive_interval,
             cfg.keepalive_count,
+            &cfg.reboot_file,
             tx.clone(),
         )?;
         status::STATUS.libvirt(true);

@@ -220,6 +220,7 @@ mod tests {
             state: crate::vocab::State::Running,
             reason: crate::vocab::Reason::from_code(1, 1),
             reboots: None,
+            rebootid: None,
         }
     }
 
@@ -279,6 +280,7 @@ mod tests {
                 detail: crate::vocab::Detail::from_code(2, 0),
                 time_ms: 0,
                 reboots: None,
+                rebootid: None,
             })
         };
         let mut out = Outbox::new(3);

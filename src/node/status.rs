@@ -223,6 +223,7 @@ mod tests {
             detail: crate::vocab::Detail::NONE,
             time_ms: 0,
             reboots: None,
+            rebootid: None,
         })
     }
 
@@ -247,6 +248,7 @@ mod tests {
             state: crate::vocab::State::Running,
             reason: crate::vocab::Reason::from_code(1, 1),
             reboots: None,
+            rebootid: None,
         }]));
         s.took(&ev("b", "defined"));
         s.backlog(4);

@@ -496,7 +496,12 @@ fn complete_lines(path: &Path) -> Vec<PanelLine> {
 /// delay such as `0.1`) it takes one line per delay, reporting `applied N`
 /// after each as docs/panel-api.md allows; while `sleepfail` exists
 /// (holding seconds) it waits that long and then refuses the batch; while
-/// `flaky` exists it refuses every other call.
+/// `flaky` exists it refuses every other call. While `refuse` exists
+/// (holding a text, e.g. a UUID) it refuses each line containing that text
+/// alone, as docs/panel-api.md allows (`refused K ...`, the line appended
+/// to `refused.lines`), takes the others, says `applied K` after every
+/// line and exits 0, as the shipped wrapper does for a VM the panel does
+/// not know.
 pub struct Panel {
     dir: PathBuf,
     pub command: PathBuf,
@@ -553,6 +558,23 @@ if [ -e "$d/slow" ]; then
     echo "slow $n ${{VMWATCH_UPDATES:-unset}}" >> "$d/calls"
     exit 0
 fi
+if [ -e "$d/refuse" ]; then
+    pat=$(cat "$d/refuse")
+    i=0
+    while IFS= read -r line; do
+        i=$((i + 1))
+        case "$line" in
+        *"$pat"*)
+            printf '%s\n' "$line" >> "$d/refused.lines"
+            echo "refused $i test panel: no VM with $pat here" ;;
+        *) printf '%s\n' "$line" >> "$d/received" ;;
+        esac
+        echo "applied $i"
+    done < "$batch"
+    rm -f "$batch"
+    echo "refuse $n ${{VMWATCH_UPDATES:-unset}}" >> "$d/calls"
+    exit 0
+fi
 if [ -e "$d/fail" ]; then
     cat "$batch" >> "$d/refused"
     rm -f "$batch"
@@ -607,6 +629,21 @@ exit 0
             Some(d) => fs::write(self.dir.join("sleepfail"), d).expect("sleepfail marker"),
             None => self.marker("sleepfail", false),
         }
+    }
+
+    /// Makes the panel refuse, line by line, every line containing `text`
+    /// (a UUID), taking the others; normal again with `None`.
+    pub fn refuse_lines_with(&self, text: Option<&str>) {
+        match text {
+            Some(t) => fs::write(self.dir.join("refuse"), t).expect("refuse marker"),
+            None => self.marker("refuse", false),
+        }
+    }
+
+    /// The lines the panel refused one by one (`refuse_lines_with`), each
+    /// time it refused them.
+    pub fn refused_lines(&self) -> Vec<PanelLine> {
+        complete_lines(&self.dir.join("refused.lines"))
     }
 
     /// Makes the panel refuse every other call, until `flaky(false)`.
@@ -725,7 +762,9 @@ pub fn start_master(dir: &TestDir, panel: &Panel, extra: &str) -> (Daemon, u16) 
     (m, port)
 }
 
-/// Node configuration text: `tag` names its log; syslog off.
+/// Node configuration text: `tag` names its log and its reboot file (a node
+/// started again with the same tag goes on with the same reboot ids);
+/// syslog off.
 pub fn node_config_text(
     dir: &TestDir,
     tag: &str,
@@ -737,8 +776,9 @@ pub fn node_config_text(
 ) -> String {
     format!(
         "connect=tcp://127.0.0.1:{port}\nsecret={secret}\nnode_id={node_id}\nuri={uri}\n\
-         log={log}\nsyslog=no\n{extra}",
+         log={log}\nsyslog=no\nreboot_file={reboots}\n{extra}",
         log = dir.join(&format!("{tag}.log")).display(),
+        reboots = dir.join(&format!("{tag}.reboots")).display(),
     )
 }
 
@@ -783,6 +823,7 @@ pub fn event(uuid: &str, name: &str, event: &str, detail: &str) -> Event {
             .unwrap_or_else(|| panic!("detail `{detail}` of `{event}`")),
         time_ms: now_ms(),
         reboots: None,
+        rebootid: None,
     }
 }
 
@@ -797,6 +838,7 @@ pub fn domain_state(uuid: &str, name: &str, state: &str, reason: &str) -> Domain
         reason: Reason::parse(State::parse(state).unwrap(), reason)
             .unwrap_or_else(|| panic!("reason `{reason}` of `{state}`")),
         reboots: None,
+        rebootid: None,
     }
 }
 

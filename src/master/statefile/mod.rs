@@ -62,6 +62,7 @@ mod tests {
                 .unwrap(),
                 time_ms: 1000,
                 reboots: (event == "reboot").then_some(1),
+                rebootid: None,
             }]),
         }
     }
@@ -82,12 +83,28 @@ mod tests {
         guard.check(&m1.header, 1000, 0).unwrap();
         table.apply(&m1, 1000);
         table.apply(&ev("1", U1, "web server", "reboot"), 1000);
+        // And from a node that names its reboots.
+        let mut named = ev("1", U1, "web server", "reboot");
+        if let Body::Events(e) = &mut named.body {
+            (e[0].reboots, e[0].rebootid) = (None, Some(7));
+        }
+        table.apply(&named, 1000);
         table.apply(&ev("2", U1, "web server", "started"), 1000); // duplicate
         let pending = vec![Update::Reboot {
             node: "1".into(),
             uuid: U1.into(),
             name: "web server".into(),
             time_ms: 5,
+            id: Some(7),
+        }];
+        let aside = vec![crate::master::refused::Refused {
+            update: Update::Node {
+                node: "9".into(),
+                up: true,
+                since_ms: 4,
+            },
+            tries: 3,
+            why: "mgrctl: no such node 9".into(),
         }];
         let text = render(&View {
             table: &table,
@@ -96,6 +113,7 @@ mod tests {
             panel: &PanelCounters::default(),
             graphite: None,
             pending: &pending,
+            aside: &aside,
             clocks: &[
                 ClockLine {
                     who: Who::Master,
@@ -116,8 +134,10 @@ mod tests {
         assert!(f.problems.is_empty(), "{:?}", f.problems);
         assert!(!f.damaged());
         assert_eq!(got, pending);
+        assert_eq!(f.aside, aside);
         assert_eq!(t2.nodes["1"].domains, table.nodes["1"].domains);
         assert_eq!(t2.nodes["1"].domains[U1].reboots.count, 1);
+        assert_eq!(t2.nodes["1"].domains[U1].rebootid, Some(7));
         assert_eq!(t2.duplicates(), table.duplicates());
         assert!(
             g2.check(&m1.header, 3000, crate::service::mono_ms())
@@ -128,6 +148,8 @@ mod tests {
         let again = t2.apply(&ev("1", U1, "web server", "started"), 3000);
         assert!(again.is_empty(), "{again:?}");
         let again = t2.apply(&ev("1", U1, "web server", "reboot"), 3000);
+        assert!(again.is_empty(), "{again:?}");
+        let again = t2.apply(&named, 3000);
         assert!(again.is_empty(), "{again:?}");
         let shown = report(&f, 2500);
         assert!(shown.contains("web server"));
@@ -148,6 +170,16 @@ mod tests {
             "{shown}"
         );
         assert!(!shown.contains("damaged"));
+        assert!(
+            shown.contains("WARNING: the panel refused 1 updates"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains(
+                "refused 3 times: node 9 is up\n    the panel said: mgrctl: no such node 9"
+            ),
+            "{shown}"
+        );
     }
 
     /// With graphite export on, its counters are `counter graphite.*`
@@ -169,6 +201,7 @@ mod tests {
             graphite,
             clocks: &[],
             pending: &[],
+            aside: &[],
             listen: "tcp://127.0.0.1:1515",
             started_ms: 1,
             now_ms: 2000,

@@ -5,6 +5,7 @@
 use super::*;
 use crate::master::activity::IdleWarning;
 use crate::master::clock::Who;
+use crate::master::refused::Refused;
 use crate::master::replay::SeenInstance;
 use crate::master::state::{DomainRecord, RebootCount};
 use crate::master::update::Update;
@@ -42,6 +43,8 @@ pub struct StateFile {
     pub idle: Vec<IdleWarning>,
     pub seen: Vec<SeenInstance>,
     pub pending: Vec<Update>,
+    /// Updates the panel refused, set aside (`aside` lines).
+    pub aside: Vec<Refused>,
     /// Clocks found off: whose, offset (ms, + ahead), since (ms).
     pub clocks: Vec<(Who, i64, u64)>,
     /// The `end` line was there: the file was not cut short.
@@ -233,8 +236,18 @@ fn parse_line(f: &mut StateFile, line: &str) -> Result<(), String> {
                     reason: text(w[6], "reason")?,
                     since_ms: num(w[4], "time")?,
                     reboots,
+                    rebootid: None,
                 },
             });
+        }
+        "rebootid" => {
+            // Follows its domain's line (docs/state-file.md).
+            words(4)?;
+            let (n, u, id) = (node(w[1])?, uuid(w[2])?, num(w[3], "reboot id")?);
+            match f.domains.last_mut() {
+                Some(d) if d.node == n && d.uuid == u => d.record.rebootid = Some(id),
+                _ => return Err("`rebootid` line not right after its domain's line".into()),
+            }
         }
         "duplicate" => {
             words(4)?;
@@ -282,6 +295,20 @@ fn parse_line(f: &mut StateFile, line: &str) -> Result<(), String> {
                 .ok_or("`pending` line without an update")?;
             f.pending
                 .push(Update::from_panel_line(rest).map_err(|e| format!("pending update: {e}"))?);
+        }
+        "aside" => {
+            let mut parts = line.splitn(4, ' ');
+            let (_, tries, why, rest) = (parts.next(), parts.next(), parts.next(), parts.next());
+            let (Some(tries), Some(why), Some(rest)) = (tries, why, rest) else {
+                return Err("`aside` line without tries, reason and update".into());
+            };
+            let tries = num(tries, "refusal count")?;
+            f.aside.push(Refused {
+                update: Update::from_panel_line(rest)
+                    .map_err(|e| format!("update set aside: {e}"))?,
+                tries: u32::try_from(tries).unwrap_or(u32::MAX),
+                why: text(why, "reason")?,
+            });
         }
         "end" => {
             words(1)?;

@@ -37,6 +37,13 @@ pub fn report(f: &StateFile, now_ms: u64) -> String {
             "WARNING: the state file is old: is vmwatch-master running?"
         );
     }
+    if !f.aside.is_empty() {
+        let _ = writeln!(
+            out,
+            "WARNING: the panel refused {} updates; they are set aside and tried again every 1-15 min (below)",
+            f.aside.len()
+        );
+    }
     for (who, offset, since) in &f.clocks {
         let whose = match who {
             crate::master::clock::Who::Master => "the master's".to_string(),
@@ -102,6 +109,20 @@ pub fn report(f: &StateFile, now_ms: u64) -> String {
                 }
             }
         }
+    }
+    let _ = writeln!(
+        out,
+        "\nRefused by the panel, set aside ({}):",
+        f.aside.len()
+    );
+    for r in &f.aside {
+        let _ = writeln!(
+            out,
+            "  refused {} times: {}\n    the panel said: {}",
+            r.tries,
+            esc(&r.update.log_line().to_string()),
+            esc(&r.why)
+        );
     }
     let _ = writeln!(out, "\nDomains ({}):", f.domains.len());
     let _ = writeln!(

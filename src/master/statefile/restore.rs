@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use super::*;
+use crate::master::refused::Refused;
 use crate::master::replay::ReplayGuard;
 use crate::master::state::StateTable;
 use crate::master::update::Update;
@@ -29,7 +30,8 @@ fn set_aside(path: &str, why: &str) {
 }
 
 /// Reads the file left by the previous run, if any, into `table` and
-/// `guard`, and returns the updates the panel had not taken. Whatever the
+/// `guard`, and returns the updates the panel had not taken and those it
+/// refused (set aside). Whatever the
 /// file holds, the master starts: every unreadable line is logged as
 /// `FILE:LINE: what`, a damaged file is kept aside, and what could be read
 /// is used.
@@ -38,19 +40,19 @@ pub fn restore_file(
     table: &mut StateTable,
     guard: &mut ReplayGuard,
     now_ms: u64,
-) -> Vec<Update> {
+) -> (Vec<Update>, Vec<Refused>) {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             log::info!("no state file at {path}: starting with an empty view");
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         }
         Err(e) => {
             log::error!("cannot read state file {path}: {e}; starting with an empty view");
             if Path::new(path).exists() {
                 set_aside(path, "cannot be read");
             }
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         }
     };
     let f = parse(path, &bytes);
@@ -74,7 +76,13 @@ pub fn restore_file(
         table.nodes.len(),
         pending.len(),
     );
-    pending
+    if !f.aside.is_empty() {
+        log::info!(
+            "{} updates the panel refused are set aside again from {path}: each is tried once now, then on its schedule",
+            f.aside.len()
+        );
+    }
+    (pending, f.aside.clone())
 }
 
 /// Puts a parsed file into `table` and `guard` and returns the updates the

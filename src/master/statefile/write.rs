@@ -11,6 +11,7 @@ use crate::master::clock::{ClockLine, Who};
 use crate::master::panel::PanelCounters;
 use crate::master::panel_queue::PanelQueue;
 use crate::master::receiver::{Counters, Receiver};
+use crate::master::refused::Refused;
 use crate::master::rejection::Rejection;
 use crate::master::replay::ReplayGuard;
 use crate::master::state::StateTable;
@@ -26,6 +27,8 @@ pub struct View<'a> {
     /// The graphite export's counters, when it is on.
     pub graphite: Option<&'a crate::master::graphite::Counters>,
     pub pending: &'a [Update],
+    /// Updates the panel refused, set aside.
+    pub aside: &'a [Refused],
     /// Clocks found off ([`crate::master::clock`]).
     pub clocks: &'a [ClockLine],
     pub listen: &'a str,
@@ -56,6 +59,7 @@ fn write_facts(v: &View, out: &mut String) -> std::fmt::Result {
         ("calls_ok", &p.calls_ok),
         ("calls_failed", &p.calls_failed),
         ("updates_delivered", &p.updates_delivered),
+        ("refused", &p.refused),
     ] {
         writeln!(out, "counter panel.{name} {}", n.load(Relaxed))?;
     }
@@ -65,6 +69,11 @@ fn write_facts(v: &View, out: &mut String) -> std::fmt::Result {
             writeln!(out, "counter graphite.{name} {n}")?;
         }
     }
+    writeln!(out, "counter panel.aside {}", v.aside.len())?;
+    let r = &v.table.reboot_stats;
+    writeln!(out, "counter reboots.repeats {}", r.repeats)?;
+    writeln!(out, "counter reboots.missed {}", r.missed)?;
+    writeln!(out, "counter reboots.baselines {}", r.baselines)?;
     for (name, n) in &v.table.nodes {
         let up = if n.up { "up" } else { "down" };
         writeln!(
@@ -88,6 +97,9 @@ fn write_facts(v: &View, out: &mut String) -> std::fmt::Result {
             escape(&d.reason, out);
             let r = &d.reboots;
             writeln!(out, " {:016x} {}", r.instance, r.count)?;
+            if let Some(id) = d.rebootid {
+                writeln!(out, "rebootid {node} {uuid} {id}")?;
+            }
         }
     }
     for d in v.table.duplicates() {
@@ -115,6 +127,10 @@ fn write_facts(v: &View, out: &mut String) -> std::fmt::Result {
     }
     for u in v.pending {
         writeln!(out, "pending {}", u.panel_line())?;
+    }
+    for r in v.aside {
+        let why = enc(&r.why);
+        writeln!(out, "aside {} {why} {}", r.tries, r.update.panel_line())?;
     }
     Ok(())
 }
@@ -149,6 +165,7 @@ impl StateSaver {
 
     pub fn save(&mut self, r: &Receiver) {
         let pending = self.queue.pending();
+        let aside = self.queue.aside();
         let text = render(&View {
             table: &r.table,
             guard: r.guard(),
@@ -156,6 +173,7 @@ impl StateSaver {
             panel: &self.panel,
             graphite: r.graphite.as_ref().map(|g| &*g.counters),
             pending: &pending,
+            aside: &aside,
             clocks: &r.clocks_off,
             listen: &self.listen,
             started_ms: self.started_ms,

@@ -36,6 +36,7 @@ pub fn event_msg(seq: u64, i: usize, ts: u64) -> Message {
             detail: Detail::from_code(kind.code().unwrap_or(0) as i32, 0),
             time_ms: ts,
             reboots: None,
+            rebootid: None,
         }]),
     }
 }

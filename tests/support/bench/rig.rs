@@ -122,11 +122,12 @@ impl Rig {
         // node_id), the libvirt URI and where its files go; every interval
         // is the default.
         let node_conf = format!(
-            "connect=tcp://127.0.0.1:{port}\nsecret={}\nnode_id={NODE_ID}\nuri={}\nlog={}\nsyslog=no\nstatus_file={}\n",
+            "connect=tcp://127.0.0.1:{port}\nsecret={}\nnode_id={NODE_ID}\nuri={}\nlog={}\nsyslog=no\nstatus_file={}\nreboot_file={}\n",
             String::from_utf8_lossy(SECRET),
             uri(),
             dir.join("rig-node.log").display(),
-            dir.join("rig-node.status").display()
+            dir.join("rig-node.status").display(),
+            dir.join("rig-node.reboots").display()
         );
         let conf_path = dir.join("rig-node.conf");
         std::fs::write(&conf_path, &node_conf).unwrap();

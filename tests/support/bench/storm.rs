@@ -185,6 +185,7 @@ fn state_file_times(path: &std::path::Path, copy: &std::path::Path) -> (f64, f64
             panel: &panel,
             graphite: None,
             pending: &pending,
+            aside: &[],
             clocks: &[],
             listen: "tcp://127.0.0.1:1",
             started_ms: 1,
