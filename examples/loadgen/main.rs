@@ -120,7 +120,7 @@ fn storm(a: &Args) {
     let hello = a.text("hello", "no") == "yes";
     let mut fleet = None;
     if hello {
-        let f = Fleet::connect(&a.endpoint, nodes.len());
+        let f = Fleet::connect(&a.endpoint, &nodes);
         for (i, n) in nodes.iter_mut().enumerate() {
             f.send(i, &n.heartbeat(now_ms()));
         }
@@ -139,7 +139,7 @@ fn storm(a: &Args) {
     ));
     wait_for("go");
     let t0 = now_ms();
-    let fleet = fleet.unwrap_or_else(|| Fleet::connect(&a.endpoint, nodes.len()));
+    let fleet = fleet.unwrap_or_else(|| Fleet::connect(&a.endpoint, &nodes));
     let mut sent = 0;
     for (i, parts) in msgs.iter().enumerate() {
         for m in parts {
@@ -165,7 +165,7 @@ fn ingest(a: &Args) {
     if n == 0 {
         die("--nodes must be at least 1");
     }
-    let fleet = Fleet::connect(&a.endpoint, nodes.len());
+    let fleet = Fleet::connect(&a.endpoint, &nodes);
     for (i, node) in nodes.iter_mut().enumerate() {
         fleet.send(i, &node.heartbeat(now_ms()));
     }

@@ -1,6 +1,8 @@
 //! vmwatch-master: receives node messages and keeps the panel right.
 //!
 //! Threads, each with one job:
+//! - `zap` lets only holders of the secret past the ZeroMQ handshake (see
+//!   [`zap`]);
 //! - `receiver` owns the PULL socket, authenticates every message and keeps
 //!   the state table (see [`receiver`]);
 //! - `panel` delivers queued updates by running the panel command;
@@ -21,6 +23,7 @@ pub mod replay;
 pub mod state;
 pub mod statefile;
 pub mod update;
+pub mod zap;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -59,6 +62,13 @@ impl crate::service::Daemon for Master {
     ) -> Result<(), String> {
         let started_ms = now_ms();
         let ctx = zmq::Context::new();
+        // Before the PULL socket listens: no handshake without the handler.
+        let mut zap = zap::Zap::new(
+            zap::bind(&ctx)?,
+            &cfg.secret,
+            cfg.max_clock_skew,
+            started_ms,
+        );
         let socket = receiver::bind(&ctx, &cfg.listen)?;
         let queue = Arc::new(PanelQueue::new());
         let panel_counters = Arc::new(PanelCounters::default());
@@ -127,6 +137,10 @@ impl crate::service::Daemon for Master {
                 (receiver, saver)
             })
         };
+        let zap_thread = {
+            let shutdown = shutdown.clone();
+            spawn("zap", move || zap.run(&shutdown))
+        };
         readiness.ready();
         supervise(&shutdown);
         let deadline = shutdown
@@ -134,6 +148,7 @@ impl crate::service::Daemon for Master {
             .unwrap_or_else(|| Instant::now() + STOP_BUDGET);
         let (receiver, mut saver) = join_until(receiving, deadline)
             .ok_or_else(|| "the receiver thread did not stop".to_string())?;
+        let _ = join_until(zap_thread, deadline);
         // Saved first: whatever happens to the last panel call, the file lists
         // every update the panel has not taken (a call in flight included).
         saver.save(&receiver);

@@ -13,6 +13,7 @@
 pub mod config;
 pub mod events;
 pub mod libvirt;
+pub mod link;
 pub mod messages;
 pub mod pack;
 pub mod sample;

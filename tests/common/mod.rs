@@ -800,6 +800,12 @@ impl Client {
         let socket = ctx.socket(zmq::PUSH).expect("PUSH socket");
         socket.set_sndtimeo(10_000).expect("ZMQ_SNDTIMEO");
         socket.set_linger(2_000).expect("ZMQ_LINGER");
+        vmwatch::handshake::Credential::fresh(
+            &vmwatch::protocol::Key::new(secret.as_bytes()),
+            node,
+        )
+        .set_on(&socket)
+        .expect("ZMQ_PLAIN_USERNAME");
         socket
             .connect(&format!("tcp://127.0.0.1:{port}"))
             .expect("connect to the master");

@@ -46,6 +46,17 @@ fn write_facts(v: &View, out: &mut String) -> std::fmt::Result {
         let n = v.counters.rejected.get(&reason).copied().unwrap_or(0);
         writeln!(out, "counter rejected.{reason} {n}")?;
     }
+    let h = &crate::master::zap::HANDSHAKES;
+    writeln!(
+        out,
+        "counter rejected.handshake {}",
+        h.refused.load(Relaxed)
+    )?;
+    writeln!(
+        out,
+        "counter handshake.accepted {}",
+        h.accepted.load(Relaxed)
+    )?;
     let p = v.panel;
     for (name, n) in [
         ("calls_ok", &p.calls_ok),
