@@ -3,6 +3,8 @@
 //! Threads, each with one job:
 //! - `zap` lets only holders of the secret past the ZeroMQ handshake (see
 //!   [`zap`]);
+//! - `gate` bounds the connections still in their handshake, per address
+//!   and in all (see [`gate`]);
 //! - `receiver` owns the PULL socket, authenticates every message and keeps
 //!   the state table (see [`receiver`]);
 //! - `panel` delivers queued updates by running the panel command;
@@ -13,6 +15,7 @@
 pub mod activity;
 pub mod config;
 pub mod duplicates;
+pub mod gate;
 pub mod graphite;
 pub mod graphite_sink;
 pub mod panel;
@@ -70,6 +73,11 @@ impl crate::service::Daemon for Master {
             started_ms,
         );
         let socket = receiver::bind(&ctx, &cfg.listen)?;
+        // (A connection accepted before this is merely not counted.)
+        let mut gate = gate::Gate::new(
+            gate::watch(&ctx, &socket)?,
+            Duration::from_millis(receiver::HANDSHAKE_MS as u64),
+        );
         let queue = Arc::new(PanelQueue::new());
         let panel_counters = Arc::new(PanelCounters::default());
         let mut guard = ReplayGuard::new(cfg.max_clock_skew);
@@ -141,6 +149,10 @@ impl crate::service::Daemon for Master {
             let shutdown = shutdown.clone();
             spawn("zap", move || zap.run(&shutdown))
         };
+        let gate_thread = {
+            let shutdown = shutdown.clone();
+            spawn("gate", move || gate.run(&shutdown))
+        };
         readiness.ready();
         supervise(&shutdown);
         let deadline = shutdown
@@ -149,6 +161,7 @@ impl crate::service::Daemon for Master {
         let (receiver, mut saver) = join_until(receiving, deadline)
             .ok_or_else(|| "the receiver thread did not stop".to_string())?;
         let _ = join_until(zap_thread, deadline);
+        let _ = join_until(gate_thread, deadline);
         // Saved first: whatever happens to the last panel call, the file lists
         // every update the panel has not taken (a call in flight included).
         saver.save(&receiver);

@@ -19,6 +19,7 @@
 #![allow(dead_code)]
 
 pub mod guest;
+pub mod zmtp;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;

@@ -13,9 +13,10 @@ fi
 need_pkgs=()
 want() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed' || need_pkgs+=("$1"); }
 # binutils: the end-to-end tests check tests/support/guest-firmware.hex against
-# its assembly source with `as` and `objcopy`.
+# its assembly source with `as` and `objcopy`. iproute2, nftables: the network
+# cut of tests/master_hostile.rs (a namespace, a veth pair, a DROP rule).
 for p in pkg-config g++ make libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu \
-         libvirt-clients qemu-system-x86 binutils ; do
+         libvirt-clients qemu-system-x86 binutils iproute2 nftables ; do
     want "$p"
 done
 # Extra packages asked for by the caller (e.g. packaging tests), space separated.
