@@ -479,3 +479,89 @@ fn a_node_behind_a_network_cut_is_disconnected_within_the_heartbeat_timeout() {
         t.elapsed().as_secs_f64()
     );
 }
+
+/// libzmq offers a socket's credential again on every reconnect, and the
+/// master takes each only once and none from before its start: the node
+/// replaces its socket (a fresh credential) and gets back in.
+#[test]
+fn a_node_gets_back_in_after_a_master_restart() {
+    let dir = TestDir::new("relink");
+    let panel = Panel::new(&dir);
+    let (mut m, port) = start_master(&dir, &panel, "");
+    let endpoint = format!("tcp://127.0.0.1:{port}");
+    let _node = start_test_node(&dir, "relink1", &endpoint, &node_bin());
+    m.wait_log("node relink1 (instance", DAEMON_DEADLINE);
+    assert!(m.stop().success(), "{}", m.report());
+    let mut m2 = Daemon::spawn(
+        "vmwatch-master",
+        &master_bin(),
+        &dir,
+        "master2",
+        &dir.join("master.conf"),
+        &dir.join("master.log"),
+        &[],
+    );
+    m2.wait_log("listening on", DAEMON_DEADLINE);
+    // The restarted master lets the node in again (its counters start at
+    // 0) and takes its messages (the snapshot after the reconnection).
+    let state = dir.join("master.state");
+    wait_for(
+        "the restarted master to accept the node's handshake and a message",
+        Duration::from_secs(60),
+        || {
+            let text = read_text(&state);
+            let counted = |k: &str| text.lines().any(|l| l.starts_with(k) && !l.ends_with(" 0"));
+            (text.contains(&format!("pid {}", m2.pid()))
+                && counted("counter handshake.accepted ")
+                && counted("counter accepted "))
+            .then_some(())
+        },
+        || format!("{}\n{}", read_text(&state), m2.report()),
+    );
+    assert!(m2.stop().success(), "{}", m2.report());
+}
+
+/// A node with another secret is refused within the handshake, says so in
+/// its log, and is counted by the master; nothing of it is read.
+#[test]
+fn a_node_with_another_secret_is_refused_at_the_handshake_and_says_why() {
+    let dir = TestDir::new("wrongnode");
+    let panel = Panel::new(&dir);
+    let (m, port) = start_master(&dir, &panel, "");
+    let text = format!(
+        "connect=tcp://127.0.0.1:{port}\nsecret=ANOTHER-SECRET-0123456789\nnode_id=wrong1\nuri=test:///default\nlog={log}\nsyslog=no\nstatus_file={status}\n",
+        log = dir.join("wrong1.log").display(),
+        status = dir.join("wrong1.status").display(),
+    );
+    let config = dir.write_config("wrong1.conf", &text);
+    let mut node = Daemon::spawn(
+        "vmwatch-node",
+        &node_bin(),
+        &dir,
+        "wrong1",
+        &config,
+        &dir.join("wrong1.log"),
+        &[],
+    );
+    node.wait_log(
+        "refused this node's handshake credential",
+        Duration::from_secs(60),
+    );
+    let state = dir.join("master.state");
+    wait_for(
+        "the refused handshakes counted",
+        Duration::from_secs(30),
+        || {
+            let text = read_text(&state);
+            text.lines()
+                .any(|l| l.starts_with("counter rejected.handshake ") && !l.ends_with(" 0"))
+                .then_some(())
+        },
+        || read_text(&state),
+    );
+    assert!(
+        !m.log_text().contains("node wrong1"),
+        "a node without the secret reached the receiver\n{}",
+        m.report()
+    );
+}
