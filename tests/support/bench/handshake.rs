@@ -3,11 +3,12 @@
 //! transport before it), side by side in one process over loopback, in
 //! alternating rounds: the time from `connect` to the first message received
 //! (a node's reconnection), and messages a second over one connection.
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use vmwatch::handshake::Credential;
 use vmwatch::master::zap::{self, Zap};
 use vmwatch::protocol::Key;
+use vmwatch::service::Shutdown;
 
 use crate::Run;
 
@@ -19,24 +20,19 @@ struct Listener {
     ctx: zmq::Context,
     pull: zmq::Socket,
     endpoint: String,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop: std::sync::Arc<Shutdown>,
     zap: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Listener {
     fn new(plain: bool) -> Listener {
         let ctx = zmq::Context::new();
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = Shutdown::new();
+        // The master's own loop: it sleeps in zmq_poll between requests.
         let zap = plain.then(|| {
             let mut z = Zap::new(zap::bind(&ctx).unwrap(), SECRET, 300, 0);
             let stop = stop.clone();
-            std::thread::spawn(move || {
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    if !z.serve_one() {
-                        std::thread::sleep(Duration::from_micros(50));
-                    }
-                }
-            })
+            std::thread::spawn(move || z.run(&stop))
         });
         let pull = ctx.socket(zmq::PULL).unwrap();
         if plain {
@@ -70,7 +66,7 @@ impl Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.stop.request_stop();
         if let Some(t) = self.zap.take() {
             let _ = t.join();
         }
