@@ -266,11 +266,16 @@ fn ten_thousand_outsiders_do_not_lock_out_a_node() {
     event_reaches_panel(&mut node, &m, &panel, "after");
     let mut fresh = Client::connect(port, SECRET, "23");
     event_reaches_panel(&mut fresh, &m, &panel, "new-node-after");
-    // The memory comes back (the gate gives libzmq's freed buffers back).
+    // With glibc's malloc (the debug build) the memory comes back: the
+    // gate gives libzmq's freed buffers back. The shipped master (static
+    // musl) keeps it and reuses it for the next flood (docs/protocol.md):
+    // there the bound is what holds.
+    let glibc = read_text(std::path::Path::new(&format!("/proc/{pid}/maps"))).contains("libc.so.6");
+    let back_to = if glibc { 8 * 1024 } else { MEMORY_BOUND_KIB };
     wait_for(
         "the master's memory to come back near its idle figure",
         Duration::from_secs(60),
-        || (rss_kib(pid) < idle_rss + 8 * 1024).then_some(()),
+        || (rss_kib(pid) < idle_rss + back_to).then_some(()),
         || format!("VmRSS {} KiB, idle {idle_rss} KiB", rss_kib(pid)),
     );
     let after_rss = rss_kib(pid);
@@ -418,7 +423,10 @@ impl Drop for Netns {
 
 #[test]
 fn a_node_behind_a_network_cut_is_disconnected_within_the_heartbeat_timeout() {
-    if !e2e_allowed("a_node_behind_a_network_cut_is_disconnected_within_the_heartbeat_timeout") {
+    // Root, iproute2 and nftables (tests/support/setup-host.sh): `make test`
+    // sets VMWATCH_E2E=1 on a host it prepared.
+    if std::env::var_os("VMWATCH_E2E").is_none_or(|v| v != "1") {
+        eprintln!("SKIPPED the network-cut test: it makes a network namespace and an nftables rule (root); run `make test`, or set VMWATCH_E2E=1");
         return;
     }
     let n = (std::process::id() % 250) as u8 + 1;
