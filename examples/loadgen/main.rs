@@ -12,7 +12,7 @@
 //! loadgen ingest   ENDPOINT --kind heartbeat|event|snapshot --count N [--nodes 100]
 //! loadgen live     ENDPOINT [--nodes N] [--domains M] --rate EVENTS/S --seconds S
 //!                  [--stats-every S] [--heartbeat-every S]
-//! loadgen raw-pull ENDPOINT --hello N --count N
+//! loadgen raw-pull ENDPOINT --secret S --hello N --count N
 //! common: --secret S  --seed N (instances)  --seq N (first sequence number)
 //!         --prefix P (node ids P-0000, ...)
 //! ```
@@ -227,7 +227,12 @@ fn main() {
             };
             live::run(&a.endpoint, &mut a.nodes(10, 100), &pace)
         }
-        "raw-pull" => raw::pull(&a.endpoint, a.num("hello", 0), a.num("count", 0)),
+        "raw-pull" => raw::pull(
+            &a.endpoint,
+            &a.text("secret", ""),
+            a.num("hello", 0),
+            a.num("count", 0),
+        ),
         other => die(&format!(
             "unknown mode `{other}`: storm, ingest, live or raw-pull"
         )),
