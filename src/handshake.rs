@@ -92,7 +92,7 @@ pub enum Denial {
     BadMac,
     /// The MAC matched but the username is not a credential.
     Malformed(String),
-    /// `ts` is more than `max_clock_skew` from the master's clock.
+    /// `ts` is more than `max_clock_skew` behind the master's clock.
     Stale { ts_ms: u64, now_ms: u64 },
     /// `ts` is not after what the master can still tell apart from a replay
     /// (its start, or the oldest claim it had to forget).
@@ -124,7 +124,7 @@ impl fmt::Display for Denial {
             Denial::Malformed(why) => write!(f, "malformed handshake credential: {why}"),
             Denial::Stale { ts_ms, now_ms } => write!(
                 f,
-                "handshake credential made at {ts_ms} ms, {} s from this host's clock (more than max_clock_skew: check NTP on the node)",
+                "handshake credential made at {ts_ms} ms, {} s behind this host's clock (more than max_clock_skew: check NTP on the node and here)",
                 ts_ms.abs_diff(*now_ms) / 1000
             ),
             Denial::TooOld { ts_ms, floor_ms } => write!(
@@ -167,8 +167,9 @@ pub fn verify(key: &Key, username: &[u8], password: &[u8]) -> Result<Claim, Deni
 
 /// The claims the master accepted, so that none is accepted twice.
 ///
-/// A claim is remembered while its `ts` is within the window (`max_clock_skew`
-/// of now); older ones are refused as stale anyway. Memory is bounded by
+/// A claim is remembered until its `ts` is more than the window
+/// (`max_clock_skew`) behind now; older ones are refused as stale anyway. A
+/// claim from a clock ahead is accepted and remembered until then. Memory is bounded by
 /// [`MAX_REMEMBERED`]: when full, the oldest claim is forgotten and the
 /// floor rises to its `ts`, so nothing as old is accepted any more (never a
 /// replay, at worst a node retries with a fresh credential). The floor
@@ -196,7 +197,11 @@ impl NonceLedger {
 
     /// Accepts a verified claim once.
     pub fn admit(&mut self, claim: &Claim, now_ms: u64) -> Result<(), Denial> {
-        if claim.ts_ms.abs_diff(now_ms) > self.window_ms {
+        // Only a credential older than the window is refused for its time:
+        // one from a clock ahead is remembered until the master's clock has
+        // passed it, so a node whose clock is ahead still gets in and its
+        // messages tell the master about the clock (docs/protocol.md).
+        if claim.ts_ms.saturating_add(self.window_ms) < now_ms {
             return Err(Denial::Stale {
                 ts_ms: claim.ts_ms,
                 now_ms,
@@ -209,6 +214,7 @@ impl NonceLedger {
                 break;
             }
             self.seen.pop_first();
+            self.floor_ms = self.floor_ms.max(first.0 + 1);
         }
         if claim.ts_ms < self.floor_ms {
             return Err(Denial::TooOld {
@@ -345,6 +351,18 @@ mod tests {
             Err(Denial::Stale { .. })
         ));
         assert!(l.is_empty() || l.len() <= 2);
+    }
+
+    #[test]
+    fn a_clock_ahead_gets_in_once() {
+        let mut l = NonceLedger::new(300, 1_000_000);
+        let ahead = Claim {
+            node: "7".into(),
+            ts_ms: 1_000_000 + 3_600_000,
+            nonce: 3,
+        };
+        assert_eq!(l.admit(&ahead, 1_001_000), Ok(()));
+        assert_eq!(l.admit(&ahead, 1_002_000), Err(Denial::Replay));
     }
 
     #[test]

@@ -179,7 +179,7 @@ fn an_outsider_streaming_a_message_without_end_is_dropped_within_the_handshake()
     for why in [
         "MAC does not match",
         "used before",
-        "from this host's clock",
+        "behind this host's clock",
     ] {
         assert!(
             m.log_text()
