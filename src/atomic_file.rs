@@ -1,7 +1,8 @@
 //! The files a daemon keeps for its readers, the master's state file and
 //! the node's status file: the head both start with, and how they reach the
 //! disk, written to a temporary file in the same directory, flushed, then
-//! renamed over the old one, so that no reader ever sees half a file.
+//! renamed over the old one, so that no reader ever sees half a file; then
+//! the directory is flushed too, so that the rename survives a power loss.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -21,12 +22,23 @@ pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
         f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
         f.write_all(text.as_bytes())?;
         f.sync_all()?;
-        std::fs::rename(&tmp, path)
+        std::fs::rename(&tmp, path)?;
+        sync_dir(path)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Flushes the directory holding `path`: a rename is a change of the
+/// directory, and without this a power loss may undo it.
+fn sync_dir(path: &Path) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// The lines both files start with, which check_vmwatch reads the same way

@@ -13,6 +13,7 @@ pub mod atomic_file;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod handshake;
 pub mod kvline;
 pub mod logging;
 pub mod master;

@@ -323,7 +323,9 @@ impl Key {
         parse_payload(payload)
     }
 
-    fn verify(&self, payload: &[u8], mac_hex: &[u8]) -> Result<(), WireError> {
+    /// Checks that `mac_hex` is the lowercase hex MAC of `payload`, in
+    /// constant time (also the handshake credential's check, src/handshake.rs).
+    pub fn verify(&self, payload: &[u8], mac_hex: &[u8]) -> Result<(), WireError> {
         if mac_hex.len() != MAC_HEX_LEN {
             return Err(WireError::BadMac);
         }

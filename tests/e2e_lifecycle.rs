@@ -429,11 +429,11 @@ fn c_wrong_secret_is_rejected_and_the_master_keeps_serving() {
     );
     let ctx = || report(&[&master, &bad], Some(&panel));
     wait_for(
-        "the master to reject the wrong-secret node",
+        "the master to refuse the wrong-secret node at the handshake",
         PANEL_DEADLINE,
         || {
             master
-                .log_lines("rejected message from 127.0.0.1: MAC does not match")
+                .log_lines("refused the ZeroMQ handshake of 127.0.0.1: the handshake credential's MAC does not match")
                 .first()
                 .cloned()
         },
@@ -450,6 +450,11 @@ fn c_wrong_secret_is_rejected_and_the_master_keeps_serving() {
         ctx()
     );
     assert!(!master.log_text().contains("node 5 is up"), "{}", ctx());
+    assert!(
+        !master.log_text().contains("rejected message"),
+        "no message of the wrong-secret node reached the receiver\n{}",
+        ctx()
+    );
 
     // The bad node keeps running; a good one is accepted meanwhile.
     let good = start_node(&dir, "good", &node_text(&dir, "good", port, SECRET, "5"));

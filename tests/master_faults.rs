@@ -413,6 +413,7 @@ fn an_update_in_a_running_panel_call_survives_a_kill() {
     m.wait_exit(DAEMON_DEADLINE);
     panel.sleep_fail(None);
     let m = restart(&dir, "master2");
+    node.reconnect();
     node.send(snapshot(1, vec![domain_state(&u, "vm", "paused", "user")]));
     wait_for(
         "`paused` at the panel after the restart",
@@ -482,8 +483,15 @@ fn half_open_connections_are_dropped_after_the_handshake_timeout() {
     let (m, port) = start_master(&dir, &panel, "");
     let fds = || std::fs::read_dir(format!("/proc/{}/fd", m.pid())).map_or(0, |d| d.count());
     let before = fds();
-    let mut idle: Vec<TcpStream> = (0..300)
-        .map(|_| TcpStream::connect(("127.0.0.1", port)).expect("connect"))
+    // From ten loopback addresses, 30 each: under the gate's 64 an
+    // address, so that the handshake limit is what closes them.
+    let mut idle: Vec<TcpStream> = (0..300u32)
+        .map(|i| {
+            let src = std::net::Ipv4Addr::new(127, 0, 2, (i % 10) as u8 + 1);
+            common::zmtp::RawPeer::connect_from(src, port)
+                .expect("connect")
+                .stream
+        })
         .collect();
     wait_for(
         "the master to accept the idle connections",
@@ -588,6 +596,7 @@ fn a_reboot_the_master_missed_comes_with_the_next_snapshot() {
     m.signal(libc::SIGKILL);
     m.wait_exit(DAEMON_DEADLINE);
     let m = restart(&dir, "master2");
+    node.reconnect();
     node.send(snapshot(3, vec![with_count(3)]));
     node.send(snapshot(4, vec![with_count(4)]));
     wait_reboots(3, &m);

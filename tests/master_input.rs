@@ -133,16 +133,29 @@ fn forged_macs_and_a_wrong_secret_are_rejected() {
     c.send_frames(&f);
     wait_log_count(&m, "rejected message from 127.0.0.1: MAC does not match", 4);
 
-    // A node with another secret.
+    // A node with another secret: refused within the ZeroMQ handshake
+    // (its credential's MAC), so its message never reaches the receiver.
     let mut wrong = Client::connect(port, "SOME-OTHER-SECRET-0123456", "11");
     wrong.send(victim_event(&victim));
-    wait_log_count(&m, "rejected message from 127.0.0.1: MAC does not match", 5);
+    wait_log_count(
+        &m,
+        "refused the ZeroMQ handshake of 127.0.0.1: the handshake credential's MAC does not match",
+        1,
+    );
 
     assert_still_serving(&mut c, &m, &panel);
     assert_victim_unseen(&victim, &m, &panel);
     let (accepted, rejected) = stop_and_count(&mut m);
     assert_eq!(accepted, 1);
-    assert_eq!(rejected, counts(&[("bad_mac", 5)]));
+    assert_eq!(rejected, counts(&[("bad_mac", 4)]));
+    let state = read_text(&dir.join("master.state"));
+    assert!(
+        state
+            .lines()
+            .any(|l| l.starts_with("counter rejected.handshake ")
+                && l != "counter rejected.handshake 0"),
+        "the refused handshake is counted\n{state}"
+    );
 }
 
 #[test]

@@ -18,12 +18,14 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// Creates `n` sockets connecting to `endpoint`. ZeroMQ connects in the
-    /// background and queues what is sent before the connection is up.
-    pub fn connect(endpoint: &str, n: usize) -> Fleet {
+    /// Creates a socket per node connecting to `endpoint`, each with a fresh
+    /// handshake credential of its node. ZeroMQ connects in the background
+    /// and queues what is sent before the connection is up. (A socket keeps
+    /// its credential: after a master restart, a new fleet.)
+    pub fn connect(endpoint: &str, nodes: &[crate::sim::SimNode]) -> Fleet {
         let mut contexts = Vec::new();
-        let mut sockets = Vec::with_capacity(n);
-        for i in 0..n {
+        let mut sockets = Vec::with_capacity(nodes.len());
+        for (i, node) in nodes.iter().enumerate() {
             if i % PER_CONTEXT == 0 {
                 contexts.push(zmq::Context::new());
             }
@@ -33,6 +35,7 @@ impl Fleet {
                 .socket(zmq::PUSH)
                 .unwrap_or_else(|e| die(&format!("cannot create socket {i}: {e}")));
             s.set_linger(LINGER_MS).expect("linger");
+            node.credential().set_on(&s).expect("PLAIN credential");
             s.connect(endpoint)
                 .unwrap_or_else(|e| die(&format!("cannot connect to {endpoint}: {e}")));
             sockets.push(s);

@@ -21,7 +21,7 @@ pub struct Pace {
 }
 
 pub fn run(endpoint: &str, nodes: &mut [SimNode], pace: &Pace) {
-    let fleet = Fleet::connect(endpoint, nodes.len());
+    let fleet = Fleet::connect(endpoint, nodes);
     let start = Instant::now();
     let mut last_sent = vec![start; nodes.len()];
     let (mut snapshots, mut events, mut stats, mut heartbeats) = (0u64, 0u64, 0u64, 0u64);

@@ -12,7 +12,7 @@
 //! loadgen ingest   ENDPOINT --kind heartbeat|event|snapshot --count N [--nodes 100]
 //! loadgen live     ENDPOINT [--nodes N] [--domains M] --rate EVENTS/S --seconds S
 //!                  [--stats-every S] [--heartbeat-every S]
-//! loadgen raw-pull ENDPOINT --hello N --count N
+//! loadgen raw-pull ENDPOINT --secret S --hello N --count N
 //! common: --secret S  --seed N (instances)  --seq N (first sequence number)
 //!         --prefix P (node ids P-0000, ...)
 //! ```
@@ -120,7 +120,7 @@ fn storm(a: &Args) {
     let hello = a.text("hello", "no") == "yes";
     let mut fleet = None;
     if hello {
-        let f = Fleet::connect(&a.endpoint, nodes.len());
+        let f = Fleet::connect(&a.endpoint, &nodes);
         for (i, n) in nodes.iter_mut().enumerate() {
             f.send(i, &n.heartbeat(now_ms()));
         }
@@ -139,7 +139,7 @@ fn storm(a: &Args) {
     ));
     wait_for("go");
     let t0 = now_ms();
-    let fleet = fleet.unwrap_or_else(|| Fleet::connect(&a.endpoint, nodes.len()));
+    let fleet = fleet.unwrap_or_else(|| Fleet::connect(&a.endpoint, &nodes));
     let mut sent = 0;
     for (i, parts) in msgs.iter().enumerate() {
         for m in parts {
@@ -165,7 +165,7 @@ fn ingest(a: &Args) {
     if n == 0 {
         die("--nodes must be at least 1");
     }
-    let fleet = Fleet::connect(&a.endpoint, nodes.len());
+    let fleet = Fleet::connect(&a.endpoint, &nodes);
     for (i, node) in nodes.iter_mut().enumerate() {
         fleet.send(i, &node.heartbeat(now_ms()));
     }
@@ -227,7 +227,12 @@ fn main() {
             };
             live::run(&a.endpoint, &mut a.nodes(10, 100), &pace)
         }
-        "raw-pull" => raw::pull(&a.endpoint, a.num("hello", 0), a.num("count", 0)),
+        "raw-pull" => raw::pull(
+            &a.endpoint,
+            &a.text("secret", ""),
+            a.num("hello", 0),
+            a.num("count", 0),
+        ),
         other => die(&format!(
             "unknown mode `{other}`: storm, ingest, live or raw-pull"
         )),

@@ -1,5 +1,6 @@
 //! The receiving half of the raw ZeroMQ pair: the master's own PULL socket
-//! settings, and nothing else — no MAC, no parsing, no state. What it
+//! settings and handshake (PLAIN, its ZAP handler, with `secret`), and
+//! nothing else — no MAC, no parsing, no state. What it
 //! manages is what the transport allows on this machine, the ceiling for
 //! the master.
 
@@ -8,8 +9,16 @@ use vmwatch::service::now_ms;
 
 /// Binds `endpoint`, says `ready` after `hello` messages, then receives
 /// `count` more and says when the last arrived; waits for `exit`.
-pub fn pull(endpoint: &str, hello: u64, count: u64) {
+pub fn pull(endpoint: &str, secret: &str, hello: u64, count: u64) {
+    use vmwatch::master::zap;
     let ctx = zmq::Context::new();
+    let zap_socket = zap::bind(&ctx).unwrap_or_else(|e| crate::fleet::die(&e));
+    let stop = vmwatch::service::Shutdown::new();
+    let zap_thread = {
+        let stop = stop.clone();
+        let mut z = zap::Zap::new(zap_socket, secret, 300, 0);
+        std::thread::spawn(move || z.run(&stop))
+    };
     let socket =
         vmwatch::master::receiver::bind(&ctx, endpoint).unwrap_or_else(|e| crate::fleet::die(&e));
     say("listening");
@@ -43,4 +52,6 @@ pub fn pull(endpoint: &str, hello: u64, count: u64) {
         bytes - bytes0
     ));
     wait_for("exit");
+    stop.request_stop();
+    let _ = zap_thread.join();
 }

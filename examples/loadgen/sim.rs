@@ -48,6 +48,12 @@ pub fn domain_uuid(i: u64, j: u64) -> String {
 }
 
 impl SimNode {
+    /// A fresh handshake credential of this node (one per connection).
+    pub fn credential(&self) -> vmwatch::handshake::Credential {
+        let key = vmwatch::protocol::Key::new(&self.secret);
+        vmwatch::handshake::Credential::fresh(&key, &self.name)
+    }
+
     /// Node `index` of a run: named `PREFIX-INDEX`, its instance derived
     /// from `seed`, `domains` domains of which four in five run, its
     /// sequence starting at `seq`.

@@ -1,6 +1,10 @@
 //! vmwatch-master: receives node messages and keeps the panel right.
 //!
 //! Threads, each with one job:
+//! - `zap` lets only holders of the secret past the ZeroMQ handshake (see
+//!   [`zap`]);
+//! - `gate` bounds the connections still in their handshake, per address
+//!   and in all (see [`gate`]);
 //! - `receiver` owns the PULL socket, authenticates every message and keeps
 //!   the state table (see [`receiver`]);
 //! - `panel` delivers queued updates by running the panel command;
@@ -12,6 +16,7 @@ pub mod activity;
 pub mod clock;
 pub mod config;
 pub mod duplicates;
+pub mod gate;
 pub mod graphite;
 pub mod graphite_sink;
 pub mod panel;
@@ -24,6 +29,7 @@ pub mod replay;
 pub mod state;
 pub mod statefile;
 pub mod update;
+pub mod zap;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -62,7 +68,19 @@ impl crate::service::Daemon for Master {
     ) -> Result<(), String> {
         let started_ms = now_ms();
         let ctx = zmq::Context::new();
+        // Before the PULL socket listens: no handshake without the handler.
+        let mut zap = zap::Zap::new(
+            zap::bind(&ctx)?,
+            &cfg.secret,
+            cfg.max_clock_skew,
+            started_ms,
+        );
         let socket = receiver::bind(&ctx, &cfg.listen)?;
+        // (A connection accepted before this is merely not counted.)
+        let mut gate = gate::Gate::new(
+            gate::watch(&ctx, &socket)?,
+            Duration::from_millis(receiver::HANDSHAKE_MS as u64),
+        );
         let queue = Arc::new(PanelQueue::new());
         let panel_counters = Arc::new(PanelCounters::default());
         let mut guard = ReplayGuard::new(cfg.max_clock_skew);
@@ -136,6 +154,14 @@ impl crate::service::Daemon for Master {
                 (receiver, saver)
             })
         };
+        let zap_thread = {
+            let shutdown = shutdown.clone();
+            spawn("zap", move || zap.run(&shutdown))
+        };
+        let gate_thread = {
+            let shutdown = shutdown.clone();
+            spawn("gate", move || gate.run(&shutdown))
+        };
         readiness.ready();
         supervise(&shutdown);
         let deadline = shutdown
@@ -143,6 +169,8 @@ impl crate::service::Daemon for Master {
             .unwrap_or_else(|| Instant::now() + STOP_BUDGET);
         let (receiver, mut saver) = join_until(receiving, deadline)
             .ok_or_else(|| "the receiver thread did not stop".to_string())?;
+        let _ = join_until(zap_thread, deadline);
+        let _ = join_until(gate_thread, deadline);
         // Saved first: whatever happens to the last panel call, the file lists
         // every update the panel has not taken (a call in flight included).
         saver.save(&receiver);

@@ -62,7 +62,11 @@ pub fn bind(ctx: &zmq::Context, endpoint: &str) -> Result<zmq::Socket, String> {
         // what half-open connections can hold; the process's file limit
         // bounds how many there can be at once (docs/protocol.md,
         // "Transport").
-        s.set_handshake_ivl(HANDSHAKE_MS)
+        s.set_handshake_ivl(HANDSHAKE_MS)?;
+        // Only holders of the secret get past the handshake (zap.rs); dead
+        // or silent connections are closed (zmq_socket::keep_alive).
+        super::zap::require_credential(s)?;
+        zmq_socket::keep_alive(s)
     })?;
     socket.bind(endpoint).map_err(|e| {
         format!("cannot listen on {endpoint}: {e} (is another master running, or is `listen` an address of this host?)")

@@ -14,6 +14,7 @@ pub mod clock_step;
 pub mod config;
 pub mod events;
 pub mod libvirt;
+pub mod link;
 pub mod messages;
 pub mod pack;
 pub mod reboots;

@@ -16,33 +16,36 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::link::{Link, LinkEvent};
 use super::messages::{Flags, Outgoing};
 use super::pack::Outbox;
 use crate::log_limited;
-use crate::protocol::{encode, Body, Header, Message};
+use crate::protocol::{encode, Body, Header, Key, Message};
 use crate::ratelimit::RateLimit;
 use crate::service::{now_ms, Shutdown};
-use crate::zmq_socket;
 
 /// How long a stopping node keeps trying to deliver what is queued.
 pub const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
-const MONITOR_ENDPOINT: &str = "inproc://vmwatch-push-monitor";
-/// Messages ZeroMQ may hold for a connected master before `try_send` says
-/// EAGAIN.
-const SEND_HWM: i32 = 1000;
-/// ZeroMQ's reconnect interval to an absent master, first and at most.
-const RECONNECT_MS: i32 = 500;
-const RECONNECT_MAX_MS: i32 = 5000;
+/// The longest wait before a new link after the master refused one (the
+/// first wait is ZeroMQ's reconnect interval, then it doubles).
+const FIRST_REFUSED_WAIT: Duration = Duration::from_millis(500);
+const REFUSED_MAX: Duration = Duration::from_secs(5);
 /// How long one wait for a writable socket lasts, between other checks.
 const POLL_MS: i64 = 200;
 
 /// The PUSH socket and what it needs to sign messages.
 pub struct Sender {
-    socket: zmq::Socket,
-    monitor: zmq::Socket,
+    ctx: zmq::Context,
+    /// The current connection attempt; replaced after each disconnect or
+    /// refused handshake, so that no credential is offered twice.
+    link: Link,
+    /// When to replace the link, and the wait after the next refusal.
+    relink_at: Option<Instant>,
+    refused_wait: Duration,
     endpoint: String,
     secret: Vec<u8>,
+    key: Key,
     node: String,
     instance: u64,
     seq: u64,
@@ -67,29 +70,16 @@ impl Sender {
         flags: Arc<Flags>,
         queue_size: usize,
     ) -> Result<Sender, String> {
-        let place = format!("for {endpoint}");
-        let socket = zmq_socket::open(ctx, zmq::PUSH, endpoint, &place, |s| {
-            s.set_immediate(true)?;
-            s.set_sndhwm(SEND_HWM)?;
-            s.set_reconnect_ivl(RECONNECT_MS)?;
-            s.set_reconnect_ivl_max(RECONNECT_MAX_MS)?;
-            s.set_tcp_keepalive(1)
-        })?;
-        let zerr = |what: &str, e: zmq::Error| zmq_socket::error(what, &place, e);
-        let events = zmq::SocketEvent::CONNECTED as u16 | zmq::SocketEvent::DISCONNECTED as u16;
-        socket
-            .monitor(MONITOR_ENDPOINT, events as i32)
-            .map_err(|e| zerr("monitor", e))?;
-        let monitor = ctx.socket(zmq::PAIR).map_err(|e| zerr("create", e))?;
-        monitor
-            .connect(MONITOR_ENDPOINT)
-            .map_err(|e| zerr("monitor", e))?;
-        socket.connect(endpoint).map_err(|e| zerr("connect", e))?;
+        let key = Key::new(secret.as_bytes());
+        let link = Link::open(ctx, endpoint, &key, node)?;
         Ok(Sender {
-            socket,
-            monitor,
+            ctx: ctx.clone(),
+            link,
+            relink_at: None,
+            refused_wait: FIRST_REFUSED_WAIT,
             endpoint: endpoint.to_string(),
             secret: secret.as_bytes().to_vec(),
+            key,
             node: node.to_string(),
             instance: random_instance(),
             seq: 0,
@@ -126,33 +116,79 @@ impl Sender {
             body: body.clone(),
         };
         let frames = encode(&self.secret, &msg);
-        self.socket.send_multipart(frames, zmq::DONTWAIT)
+        self.link.socket.send_multipart(frames, zmq::DONTWAIT)
     }
 
     /// Reads connection events: a new connection after the first asks the
     /// event thread for a snapshot, since the master may have missed things.
+    /// A closed or refused connection gets a new link (a fresh credential).
     fn watch_connection(&mut self) {
-        while let Ok(frames) = self.monitor.recv_multipart(zmq::DONTWAIT) {
-            let Some(ev) = frames.first().filter(|f| f.len() >= 2) else {
-                continue;
-            };
-            let id = u16::from_le_bytes([ev[0], ev[1]]);
-            if id == zmq::SocketEvent::CONNECTED as u16 {
-                log::info!("connected to the master at {}", self.endpoint);
-                super::status::STATUS.master(true);
-                if self.connected_before {
-                    self.flags.snapshot_wanted.store(true, Ordering::SeqCst);
+        while let Some(ev) = self.link.event() {
+            match ev {
+                LinkEvent::Up => {
+                    log::info!("connected to the master at {}", self.endpoint);
+                    super::status::STATUS.master(true);
+                    if self.connected_before {
+                        self.flags.snapshot_wanted.store(true, Ordering::SeqCst);
+                    }
+                    self.connected_before = true;
+                    self.refused_wait = FIRST_REFUSED_WAIT;
                 }
-                self.connected_before = true;
-            } else if id == zmq::SocketEvent::DISCONNECTED as u16 {
-                super::status::STATUS.master(false);
-                log_limited!(
-                    self.limit,
-                    log::Level::Warn,
-                    "disconnected from the master at {}; reconnecting",
-                    self.endpoint
-                );
+                LinkEvent::Down => {
+                    super::status::STATUS.master(false);
+                    log_limited!(
+                        self.limit,
+                        log::Level::Warn,
+                        "disconnected from the master at {}; reconnecting",
+                        self.endpoint
+                    );
+                    self.relink_after(Duration::ZERO);
+                }
+                LinkEvent::Refused(code) => {
+                    log_limited!(
+                        self.limit,
+                        log::Level::Error,
+                        "the master at {} refused this node's handshake credential (ZAP status {code}): is `secret` the same as the master's, and this host's clock within the master's max_clock_skew? The master logs why",
+                        self.endpoint
+                    );
+                    self.relink_refused();
+                }
+                LinkEvent::Failed(code) => {
+                    log_limited!(
+                        self.limit,
+                        log::Level::Error,
+                        "the ZeroMQ handshake with {} failed (code {code:#x}): is the master a vmwatch-master that asks for the handshake credential? Upgrade the master and the nodes together (docs/protocol.md, \"Handshake\")",
+                        self.endpoint
+                    );
+                    self.relink_refused();
+                }
             }
+        }
+        if self.relink_at.is_some_and(|t| Instant::now() >= t) {
+            self.relink_at = None;
+            match Link::open(&self.ctx, &self.endpoint, &self.key, &self.node) {
+                Ok(link) => self.link = link,
+                Err(e) => {
+                    log_limited!(self.limit, log::Level::Error, "{e}; retrying");
+                    self.relink_refused();
+                }
+            }
+        }
+    }
+
+    /// A new link at once (or after `wait`), unless one is already due.
+    fn relink_after(&mut self, wait: Duration) {
+        let at = Instant::now() + wait;
+        self.relink_at = Some(self.relink_at.map_or(at, |t| t.min(at)));
+    }
+
+    /// A new link after a refusal, waiting longer each time (a master that
+    /// refuses is not asked ten times a second).
+    fn relink_refused(&mut self) {
+        if self.relink_at.is_none() {
+            let wait = self.refused_wait;
+            self.refused_wait = (wait * 2).min(REFUSED_MAX);
+            self.relink_after(wait);
         }
     }
 
@@ -217,8 +253,8 @@ impl Sender {
                     // No connected master: wait until the socket can take a
                     // message, watching connection events meanwhile.
                     let mut items = [
-                        self.socket.as_poll_item(zmq::POLLOUT),
-                        self.monitor.as_poll_item(zmq::POLLIN),
+                        self.link.socket.as_poll_item(zmq::POLLOUT),
+                        self.link.monitor_item(),
                     ];
                     let _ = zmq::poll(&mut items, POLL_MS);
                 }
@@ -249,7 +285,7 @@ impl Sender {
         let linger = drain_deadline
             .map(|d| d.saturating_duration_since(Instant::now()))
             .unwrap_or(DRAIN_LIMIT);
-        let _ = self.socket.set_linger(linger.as_millis() as i32);
+        let _ = self.link.socket.set_linger(linger.as_millis() as i32);
     }
 }
 

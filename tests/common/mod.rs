@@ -21,6 +21,7 @@
 pub mod guest;
 pub mod nagios;
 pub mod ops;
+pub mod zmtp;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -847,6 +848,7 @@ pub fn domain_state(uuid: &str, name: &str, state: &str, reason: &str) -> Domain
 pub struct Client {
     socket: zmq::Socket,
     _ctx: zmq::Context,
+    port: u16,
     pub secret: Vec<u8>,
     pub node: String,
     pub instance: u64,
@@ -858,23 +860,46 @@ static INSTANCES: AtomicUsize = AtomicUsize::new(1);
 impl Client {
     pub fn connect(port: u16, secret: &str, node: &str) -> Client {
         let ctx = zmq::Context::new();
-        let socket = ctx.socket(zmq::PUSH).expect("PUSH socket");
-        socket.set_sndtimeo(10_000).expect("ZMQ_SNDTIMEO");
-        socket.set_linger(2_000).expect("ZMQ_LINGER");
-        socket
-            .connect(&format!("tcp://127.0.0.1:{port}"))
-            .expect("connect to the master");
+        let socket = Client::socket(&ctx, port, secret, node);
         let instance = (u64::from(std::process::id()) << 32)
             | (INSTANCES.fetch_add(1, Ordering::SeqCst) as u64)
             | (1 << 63);
         Client {
             socket,
             _ctx: ctx,
+            port,
             secret: secret.as_bytes().to_vec(),
             node: node.to_string(),
             instance,
             seq: 0,
         }
+    }
+
+    /// A PUSH socket connecting with a fresh handshake credential.
+    fn socket(ctx: &zmq::Context, port: u16, secret: &str, node: &str) -> zmq::Socket {
+        let socket = ctx.socket(zmq::PUSH).expect("PUSH socket");
+        socket.set_sndtimeo(10_000).expect("ZMQ_SNDTIMEO");
+        socket.set_linger(2_000).expect("ZMQ_LINGER");
+        vmwatch::handshake::Credential::fresh(
+            &vmwatch::protocol::Key::new(secret.as_bytes()),
+            node,
+        )
+        .set_on(&socket)
+        .expect("ZMQ_PLAIN_USERNAME");
+        socket
+            .connect(&format!("tcp://127.0.0.1:{port}"))
+            .expect("connect to the master");
+        socket
+    }
+
+    /// What a node does after its master restarted (docs/protocol.md,
+    /// "Handshake"): a new socket with a fresh credential, the same
+    /// instance and sequence.
+    pub fn reconnect(&mut self) {
+        let secret = String::from_utf8(self.secret.clone()).expect("UTF-8 secret");
+        let socket = Client::socket(&self._ctx, self.port, &secret, &self.node);
+        let old = std::mem::replace(&mut self.socket, socket);
+        let _ = old.set_linger(0);
     }
 
     /// The next header: sequence + 1, signed now.

@@ -118,6 +118,26 @@ lifecycle() {
     check "$name: start after a crash runs a daemon" pid_alive "$(pid_in "$pidf")"
     initd "$name" "$sc" stop
     check_rc "$name: stop after the crash round" 0
+    # A pidfile naming another live process (its pid reused after a crash): not ours.
+    sleep 300 >/dev/null 2>&1 &
+    local other=$!
+    echo "$other" >"$pidf"
+    initd "$name" "$sc" status
+    check_rc "$name: status, pidfile naming another process: dead but pid file exists" 1
+    initd "$name" "$sc" reload
+    check_rc "$name: reload, pidfile naming another process: not running" 7
+    echo "$other" >"$pidf"
+    initd "$name" "$sc" stop
+    check_rc "$name: stop, pidfile naming another process" 0
+    check "$name: stop left the other process alone" pid_alive "$other"
+    echo "$other" >"$pidf"
+    initd "$name" "$sc" start
+    check_rc "$name: start, pidfile naming another process" 0
+    check_eq "$name: ... started the daemon, not 'already running'" "$BIN_DIR/$name" "$(exe_of "$(pid_in "$pidf")")"
+    initd "$name" "$sc" stop
+    check_rc "$name: stop after the reused-pid round" 0
+    check "$name: the other process survived start, stop and reload" pid_alive "$other"
+    kill "$other"
 }
 
 # bad_config NAME DIR GOOD_CONFIG BAD_CONFIG_TEXT: an invalid file refuses start and

@@ -323,6 +323,34 @@ panel_command=/bin/true"
     check "pid reused: the other process was left alone" pid_alive "$other"
     kill "$other"
 
+    # A daemon started by hand while the watchdog decides (between its last check and its
+    # restart): its pidfile stays, and no second daemon is started. The window is made
+    # certain by a logger(1) in front of the real one, which starts the daemon by hand when
+    # the watchdog says "restarting it" (the watchdog's last words before restarting).
+    pid=$(wd_pid vmwatch-node)
+    kill -KILL "$pid"
+    check "the killed daemon has gone" wait_gone "$pid" 30
+    mkdir -p "$WD/shim"
+    {
+        echo '#!/bin/bash'
+        echo 'case "$*" in'
+        echo "    *'restarting it'*) '$WD_BIN/vmwatch-node' -c '$WD/vmwatch-node/vmwatch-node.conf' -p '$WD/vmwatch-node/run/vmwatch-node.pid' >/dev/null 2>&1 ;;"
+        echo 'esac'
+        echo 'exec /usr/bin/logger "$@"'
+    } >"$WD/shim/logger"
+    chmod 755 "$WD/shim/logger"
+    run_cmd env -i PATH="$WD/shim:/usr/sbin:/usr/bin:/sbin:/bin" LANG=C \
+        VMWATCH_WATCHDOG_INITD="$TOP/init.d" \
+        VMWATCH_WATCHDOG_SYSCONFIG_DIR="$WD/sysconfig.d" \
+        VMWATCH_WATCHDOG_STATE_DIR="$WD/state" \
+        VMWATCH_WATCHDOG_SERVICE="$WD/service" \
+        VMWATCH_WATCHDOG_SYSLOG_SOCKET="$WD/log.sock" \
+        bash "$TOP/packaging/vmwatch-watchdog" vmwatch-node
+    check_rc "started by hand meanwhile: the watchdog run succeeds" 0
+    pid=$(wd_pid vmwatch-node)
+    check_eq "started by hand meanwhile: its pidfile is kept and names the daemon" "$WD_BIN/vmwatch-node" "$(exe_of "$pid")"
+    check_eq "started by hand meanwhile: one daemon runs" 1 "$(pgrep -c -f "^$WD_BIN/vmwatch-node -c $WD/vmwatch-node/")"
+
     # 5. disabled=yes (the panel turned the master off): left alone, lockfile or not.
     pid=$(wd_pid vmwatch-master)
     kill -KILL "$pid"

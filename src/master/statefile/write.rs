@@ -54,6 +54,22 @@ fn write_facts(v: &View, out: &mut String) -> std::fmt::Result {
         let n = v.counters.rejected.get(&reason).copied().unwrap_or(0);
         writeln!(out, "counter rejected.{reason} {n}")?;
     }
+    // Connections turned away before any message (docs/protocol.md).
+    let (h, gated) = (
+        &crate::master::zap::HANDSHAKES,
+        &crate::master::gate::CLOSED,
+    );
+    writeln!(
+        out,
+        "counter rejected.handshake {}",
+        h.refused.load(Relaxed)
+    )?;
+    writeln!(out, "counter rejected.gate {}", gated.load(Relaxed))?;
+    writeln!(
+        out,
+        "counter handshake.accepted {}",
+        h.accepted.load(Relaxed)
+    )?;
     let p = v.panel;
     for (name, n) in [
         ("calls_ok", &p.calls_ok),

@@ -132,6 +132,8 @@ fn raw_run(kind: &str, count: u64, nodes: u64, round: u64) -> Measured {
     let mut pull = Loadgen::spawn(&[
         "raw-pull".to_string(),
         ep.clone(),
+        "--secret".to_string(),
+        crate::cluster::secret(),
         "--hello".to_string(),
         nodes.to_string(),
         "--count".to_string(),

@@ -18,6 +18,7 @@
 mod cluster;
 mod common;
 mod guests;
+mod handshake;
 mod ingest;
 mod latency;
 mod master;
@@ -88,6 +89,7 @@ const SECTIONS: &[(&str, Section)] = &[
     ("panel", panel::panel_batching),
     ("master", master::master_end_to_end),
     ("flood", master::flood),
+    ("handshake", handshake::handshake),
     ("stats", stats::stats_sampling),
     ("storm", storm::storm),
     ("ingest", ingest::ingest),

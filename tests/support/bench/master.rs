@@ -8,6 +8,11 @@ use vmwatch::vocab::{Detail, EventKind};
 use crate::common::{event_msg, memory, now_ms, start_master, SECRET};
 use crate::Run;
 
+/// A fresh handshake credential (docs/protocol.md, "Handshake").
+fn credential(node: &str) -> vmwatch::handshake::Credential {
+    vmwatch::handshake::Credential::fresh(&vmwatch::protocol::Key::new(SECRET), node)
+}
+
 /// Section 3: the real master over loopback: N messages, then a marker
 /// event; timed until the marker reaches the panel command's output.
 pub fn master_end_to_end(run: &Run, out: &mut String) {
@@ -16,6 +21,7 @@ pub fn master_end_to_end(run: &Run, out: &mut String) {
     let (master, port, panel_out) = start_master(dir, "m");
     let ctx = zmq::Context::new();
     let push = ctx.socket(zmq::PUSH).unwrap();
+    credential("bench").set_on(&push).unwrap();
     push.set_sndhwm(0).unwrap();
     push.connect(&format!("tcp://127.0.0.1:{port}")).unwrap();
     let ts = now_ms();
@@ -80,6 +86,7 @@ pub fn flood(run: &Run, out: &mut String) {
         std::thread::spawn(move || {
             let ctx = zmq::Context::new();
             let push = ctx.socket(zmq::PUSH).unwrap();
+            credential("valid").set_on(&push).unwrap();
             push.connect(&format!("tcp://127.0.0.1:{port}")).unwrap();
             let mut sent = 0u64;
             while !stop.load(std::sync::atomic::Ordering::SeqCst) && sent < 2_000 {
@@ -100,6 +107,7 @@ pub fn flood(run: &Run, out: &mut String) {
     };
     let ctx = zmq::Context::new();
     let push = ctx.socket(zmq::PUSH).unwrap();
+    credential("bench").set_on(&push).unwrap();
     push.set_sndhwm(10_000).unwrap();
     push.connect(&format!("tcp://127.0.0.1:{port}")).unwrap();
     let t = Instant::now();
