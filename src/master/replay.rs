@@ -157,6 +157,7 @@ mod tests {
             instance,
             seq,
             ts_ms,
+            host: None,
         }
     }
 

@@ -472,6 +472,7 @@ mod tests {
                 instance: 1,
                 seq: 1,
                 ts_ms: 0,
+                host: None,
             },
             body,
         }

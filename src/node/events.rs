@@ -269,6 +269,11 @@ impl EventSource {
         Ok(src)
     }
 
+    /// The libvirt host UUID of this connection (see [`super::host`]).
+    pub fn host_uuid(&self) -> Option<String> {
+        super::host::host_uuid(&self.conn)
+    }
+
     /// Runs the loop until a stop is requested or the connection is lost.
     /// `sync_interval` is how often a full snapshot is sent regardless.
     pub fn run(self, shutdown: &Shutdown, flags: &Flags, sync_interval: Duration) {

@@ -788,6 +788,8 @@ pub struct Client {
     _ctx: zmq::Context,
     pub secret: Vec<u8>,
     pub node: String,
+    /// The libvirt host UUID sent as `host=` (none by default, as old nodes).
+    pub host: Option<String>,
     pub instance: u64,
     pub seq: u64,
 }
@@ -811,6 +813,7 @@ impl Client {
             _ctx: ctx,
             secret: secret.as_bytes().to_vec(),
             node: node.to_string(),
+            host: None,
             instance,
             seq: 0,
         }
@@ -824,6 +827,7 @@ impl Client {
             instance: self.instance,
             seq: self.seq,
             ts_ms: now_ms(),
+            host: self.host.clone(),
         }
     }
 

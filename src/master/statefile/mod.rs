@@ -47,6 +47,7 @@ mod tests {
                 instance: 0xabc,
                 seq: 1,
                 ts_ms: 1000,
+                host: None,
             },
             body: Body::Events(vec![Event {
                 domain: DomainId {
