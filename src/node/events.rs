@@ -26,7 +26,8 @@ use virt::sys;
 use super::libvirt::{detail_name, domain_id, event_name, lent_domain, snapshot};
 use super::messages::{Flags, Outgoing};
 use crate::log_limited;
-use crate::protocol::Event;
+use super::gone::GoneChecks;
+use crate::protocol::{DomainId, Event};
 use crate::ratelimit::RateLimit;
 use crate::service::{now_ms, Shutdown};
 use crate::vocab::{Detail, EventKind};
@@ -48,6 +49,9 @@ struct CallbackCtx {
     /// can deliver a reboot it never got (docs/protocol.md, "Reboots").
     /// Only the loop thread touches it; the mutex makes that checkable.
     reboots: Mutex<HashMap<String, u64>>,
+    /// Domains that stopped (true) or were undefined or started (false)
+    /// since the loop last looked, in order: see [`super::gone`].
+    stops: Mutex<Vec<(DomainId, bool)>>,
     limit: Mutex<RateLimit>,
 }
 
@@ -132,6 +136,16 @@ unsafe extern "C" fn on_lifecycle(
         // master does once it has removed the domain.
         ctx.lock_reboots().remove(&ev.domain.uuid);
     }
+    if matches!(
+        ev.event,
+        EventKind::Stopped | EventKind::Undefined | EventKind::Started
+    ) {
+        let stopped = ev.event == EventKind::Stopped;
+        ctx.stops
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((ev.domain.clone(), stopped));
+    }
     log::debug!("libvirt: {} {} ({})", ev.domain.name, ev.event, ev.detail);
     ctx.push(ev);
 }
@@ -197,6 +211,7 @@ impl EventSource {
             dropped: AtomicU64::new(0),
             closed: AtomicI32::new(-1),
             reboots: Mutex::new(HashMap::new()),
+            stops: Mutex::new(Vec::new()),
             limit: Mutex::new(RateLimit::new(5, Duration::from_secs(60))),
         });
         let mut src = EventSource {
@@ -278,6 +293,7 @@ impl EventSource {
     /// `sync_interval` is how often a full snapshot is sent regardless.
     pub fn run(self, shutdown: &Shutdown, flags: &Flags, sync_interval: Duration) {
         let mut next_sync = Instant::now() + sync_interval;
+        let mut gone = GoneChecks::default();
         loop {
             if shutdown.stopping() {
                 break;
@@ -301,6 +317,7 @@ impl EventSource {
             {
                 self.send_snapshot(flags);
             }
+            self.check_gone(&mut gone);
             if let Err(e) = virt::event::event_run_default_impl() {
                 shutdown.fail(format!("libvirt event loop failed: {e}"));
                 break;
@@ -309,6 +326,40 @@ impl EventSource {
         let dropped = self.ctx.dropped.load(Ordering::Relaxed);
         if dropped > 0 {
             log::warn!("{dropped} libvirt events could not be queued during this run");
+        }
+    }
+
+    /// Sends `undefined` (detail `removed`) for stopped domains whose
+    /// definition went without an event (docs/protocol.md, "Domains that
+    /// vanish"; see [`super::gone`]).
+    fn check_gone(&self, gone: &mut GoneChecks) {
+        let now = Instant::now();
+        let news: Vec<(DomainId, bool)> =
+            std::mem::take(&mut *self.ctx.stops.lock().unwrap_or_else(|p| p.into_inner()));
+        for (domain, stopped) in news {
+            if stopped {
+                gone.stopped(domain, now);
+            } else {
+                gone.forget(&domain.uuid);
+            }
+        }
+        if gone.is_empty() {
+            return;
+        }
+        for domain in gone.run(&self.conn, now) {
+            log::debug!(
+                "libvirt: {} ({}) stopped and its definition is gone: sending undefined",
+                domain.name,
+                domain.uuid
+            );
+            self.ctx.lock_reboots().remove(&domain.uuid);
+            self.ctx.push(Event {
+                domain,
+                event: EventKind::Undefined,
+                detail: Detail::parse(EventKind::Undefined, "removed").expect("a libvirt detail"),
+                time_ms: now_ms(),
+                reboots: None,
+            });
         }
     }
 

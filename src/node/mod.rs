@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod events;
+pub mod gone;
 pub mod host;
 pub mod libvirt;
 pub mod messages;
