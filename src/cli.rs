@@ -70,6 +70,8 @@ pub struct Args {
     pub verbose: bool,
     /// Print the daemon's status for a person and exit.
     pub status: bool,
+    /// vmwatch-master only: forget this node id now and exit.
+    pub forget_node: Option<String>,
 }
 
 /// Either options to run with, or an exit status (help, version, bad usage).
@@ -113,6 +115,15 @@ pub fn parse(program: &str, argv: &[String], with_status: bool) -> Parsed {
             "print the daemon's status (the check_vmwatch facts) for a person and exit",
         );
     }
+    let forget = with_status && program == "vmwatch-master";
+    if forget {
+        opts.optopt(
+            "",
+            "forget-node",
+            "forget a retired node id now: the panel is told its domains are undefined (applied by the running master, or at its next start)",
+            "ID",
+        );
+    }
     let m = match opts.parse(argv) {
         Ok(m) => m,
         Err(e) => {
@@ -153,6 +164,11 @@ pub fn parse(program: &str, argv: &[String], with_status: bool) -> Parsed {
         foreground: m.opt_present("f"),
         verbose: m.opt_present("v"),
         status: with_status && m.opt_present("s"),
+        forget_node: if forget {
+            m.opt_str("forget-node")
+        } else {
+            None
+        },
     })
 }
 

@@ -762,10 +762,21 @@ mod tests {
     #[test]
     fn a_host_that_is_not_a_uuid_makes_the_message_malformed() {
         let key = Key::new(b"k");
-        for bad in ["host=x", "host=5A37D478-D7EF-4D4E-85C3-F160891D662A", "host=-"] {
-            let payload = format!("vmwatch/1 heartbeat node=1 inst=0123456789abcdef seq=1 ts=1 {bad}\n");
-            let frames = vec![payload.clone().into_bytes(), sign(b"k", payload.as_bytes()).into_bytes()];
-            assert!(matches!(key.decode(&frames), Err(WireError::Malformed(_))), "{bad}");
+        for bad in [
+            "host=x",
+            "host=5A37D478-D7EF-4D4E-85C3-F160891D662A",
+            "host=-",
+        ] {
+            let payload =
+                format!("vmwatch/1 heartbeat node=1 inst=0123456789abcdef seq=1 ts=1 {bad}\n");
+            let frames = vec![
+                payload.clone().into_bytes(),
+                sign(b"k", payload.as_bytes()).into_bytes(),
+            ];
+            assert!(
+                matches!(key.decode(&frames), Err(WireError::Malformed(_))),
+                "{bad}"
+            );
         }
     }
 }

@@ -236,6 +236,17 @@ pub fn master_facts(
                     dec(nodes)
                 ));
             }
+            ["clash", node, hosts, peers] => {
+                f.problems.push((
+                    Level::Critical,
+                    format!(
+                        "node id {} is used by two hosts at once: libvirt hosts {} (from {}); give each node its own node_id",
+                        dec(node),
+                        dec(hosts),
+                        dec(peers)
+                    ),
+                ));
+            }
             ["idle", node, uuid, tx, wr, name] => {
                 idle += 1;
                 f.details.push(format!(

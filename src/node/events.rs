@@ -23,10 +23,10 @@ use std::time::{Duration, Instant};
 use virt::connect::Connect;
 use virt::sys;
 
+use super::gone::GoneChecks;
 use super::libvirt::{detail_name, domain_id, event_name, lent_domain, snapshot};
 use super::messages::{Flags, Outgoing};
 use crate::log_limited;
-use super::gone::GoneChecks;
 use crate::protocol::{DomainId, Event};
 use crate::ratelimit::RateLimit;
 use crate::service::{now_ms, Shutdown};

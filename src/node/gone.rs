@@ -127,6 +127,9 @@ mod tests {
             t += EVERY;
             assert!(checks.run(&conn, t).is_empty());
         }
-        assert!(checks.is_empty(), "an existing domain is looked at {TRIES} times, then left");
+        assert!(
+            checks.is_empty(),
+            "an existing domain is looked at {TRIES} times, then left"
+        );
     }
 }

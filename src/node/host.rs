@@ -56,10 +56,7 @@ mod tests {
             Some("5a37d478-d7ef-4d4e-85c3-f160891d662a")
         );
         assert_eq!(from_capabilities("<capabilities><host><cpu/></host><guest><uuid>5a37d478-d7ef-4d4e-85c3-f160891d662a</uuid></guest></capabilities>"), None, "a uuid outside <host> is not the host's");
-        assert_eq!(
-            from_capabilities("<host><uuid>garbage</uuid></host>"),
-            None
-        );
+        assert_eq!(from_capabilities("<host><uuid>garbage</uuid></host>"), None);
         let sysinfo = "<sysinfo type='smbios'>\n <bios><entry name='uuid'>00000000-0000-0000-0000-00000000000f</entry></bios>\n <system>\n  <entry name='manufacturer'>X</entry>\n  <entry name='uuid'>4b3b2f6e-1c9a-4f8e-9d6a-2a7c1e5b9f00</entry>\n </system>\n</sysinfo>";
         assert_eq!(
             from_sysinfo(sysinfo).as_deref(),

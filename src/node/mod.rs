@@ -73,7 +73,8 @@ impl crate::service::Daemon for Node {
             "node {} watching {} (libvirt host {}) and sending to {} (instance {:016x})",
             cfg.node_id,
             cfg.uri,
-            host.as_deref().unwrap_or("unknown: no host UUID in its capabilities or sysinfo"),
+            host.as_deref()
+                .unwrap_or("unknown: no host UUID in its capabilities or sysinfo"),
             cfg.connect,
             sender.instance()
         );

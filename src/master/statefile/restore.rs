@@ -101,6 +101,9 @@ pub fn restore(
     for s in &f.seen {
         guard.import(s);
     }
+    for (node, h) in &f.hosts {
+        table.identity.restore(node, h.clone());
+    }
     table.settle_restored();
     f.pending.clone()
 }
