@@ -19,6 +19,7 @@
 #![allow(dead_code)]
 
 pub mod guest;
+pub mod second_libvirtd;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -598,6 +599,11 @@ exit 0
     /// Makes the panel hang until killed, until `hang(false)`.
     pub fn hang(&self, on: bool) {
         self.marker("hang", on);
+    }
+
+    /// The file the accepted lines are appended to.
+    pub fn received_path(&self) -> PathBuf {
+        self.dir.join("received")
     }
 
     /// Every line the panel accepted, in order.
