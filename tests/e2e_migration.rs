@@ -26,9 +26,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::guest::URI;
-use common::second_libvirtd::{
-    virsh_ok, Firmware, MigGuest, PanelClock, SecondLibvirtd,
-};
+use common::second_libvirtd::{virsh_ok, Firmware, MigGuest, PanelClock, SecondLibvirtd};
 use common::*;
 
 /// The two nodes of these tests, one per daemon.
@@ -183,8 +181,8 @@ fn live_migrations_both_ways_are_no_duplicates_and_leave_no_ghost() {
             &format!("the panel to follow move {} ({src} -> {dst})", round + 1),
             PANEL_DEADLINE,
             || {
-                let at_dst = last_state(&rig.panel, &g.uuid, dst)
-                    .is_some_and(|(s, _)| s == "running");
+                let at_dst =
+                    last_state(&rig.panel, &g.uuid, dst).is_some_and(|(s, _)| s == "running");
                 let gone = last_state(&rig.panel, &g.uuid, src)
                     .is_some_and(|(s, r)| s == "undefined" && r == "migrated");
                 (at_dst && gone).then_some(())
@@ -237,14 +235,18 @@ fn live_migrations_both_ways_are_no_duplicates_and_leave_no_ghost() {
     }
     assert_eq!(rig.duplicates(), Vec::<String>::new(), "{}", rig.report());
     assert_eq!(
-        last_state(&rig.panel, &g.uuid, NODE_B).map(|s| s.0).as_deref(),
+        last_state(&rig.panel, &g.uuid, NODE_B)
+            .map(|s| s.0)
+            .as_deref(),
         Some("running")
     );
     assert_eq!(
         last_state(&rig.panel, &g.uuid, NODE_A),
         Some(("undefined".into(), "migrated".into()))
     );
-    println!("timings (running on destination, gone from source) after virsh returned, ms: {timings:?}");
+    println!(
+        "timings (running on destination, gone from source) after virsh returned, ms: {timings:?}"
+    );
 }
 
 /// Starts `virsh migrate` of a dirty guest that cannot converge (1 MiB/s,
@@ -267,9 +269,8 @@ fn start_endless_migration(rig: &Rig, g: &MigGuest) -> std::process::Child {
         "the destination to be announced paused for the migration",
         PANEL_DEADLINE,
         || {
-            (last_state(&rig.panel, &g.uuid, NODE_B)
-                == Some(("paused".into(), "migration".into())))
-            .then_some(())
+            (last_state(&rig.panel, &g.uuid, NODE_B) == Some(("paused".into(), "migration".into())))
+                .then_some(())
         },
         || rig.report(),
     );
@@ -330,7 +331,10 @@ fn cancelled_and_failed_migrations_are_no_duplicates() {
         || rig.report(),
     );
     signal(pid, libc::SIGKILL);
-    let why = wait_failed(child, "virsh migrate to fail with the destination QEMU killed");
+    let why = wait_failed(
+        child,
+        "virsh migrate to fail with the destination QEMU killed",
+    );
     println!("failed at the destination: virsh said {why:?}");
     rig.wait_line("the destination's copy gone after the failure", |l| {
         domain_on(l, &g.uuid, NODE_B, "undefined") && clock_after(l, seen, &clock)
@@ -347,7 +351,9 @@ fn cancelled_and_failed_migrations_are_no_duplicates() {
     );
     assert_eq!(rig.duplicates(), Vec::<String>::new(), "{}", rig.report());
     assert_eq!(
-        last_state(&rig.panel, &g.uuid, NODE_A).map(|s| s.0).as_deref(),
+        last_state(&rig.panel, &g.uuid, NODE_A)
+            .map(|s| s.0)
+            .as_deref(),
         Some("running"),
         "{}",
         rig.report()
@@ -389,7 +395,10 @@ fn the_same_guest_on_both_daemons_is_a_duplicate_and_a_renamed_copy_by_name() {
     virsh_ok(&rig.b.uri, &["define", &xml_b.display().to_string()]);
     virsh_ok(&rig.b.uri, &["start", &g.name]);
     let started = Instant::now();
-    let want = format!("vmwatch.duplicate by=uuid uuid={} nodes={NODE_A},{NODE_B} active=yes", g.uuid);
+    let want = format!(
+        "vmwatch.duplicate by=uuid uuid={} nodes={NODE_A},{NODE_B} active=yes",
+        g.uuid
+    );
     rig.wait_line("the duplicate by uuid", |l| l.raw == want);
     println!(
         "duplicate by uuid reported {} ms after virsh start returned ({} ms for virsh)",
@@ -445,17 +454,26 @@ fn a_node_re_added_under_a_new_id_retires_the_old_id() {
     if !e2e_allowed("a_node_re_added_under_a_new_id_retires_the_old_id") {
         return;
     }
-    let mut rig = Rig::start("mig-readd", "node_timeout=3\n", [NODE_A, "mig-b1"], "heartbeat_interval=1\n");
+    let mut rig = Rig::start(
+        "mig-readd",
+        "node_timeout=3\n",
+        [NODE_A, "mig-b1"],
+        "heartbeat_interval=1\n",
+    );
     let g = MigGuest::new(&rig.dir, "mig-readd", Firmware::Quiet, &rig.b.uri);
     g.start_on(&rig.b.uri);
-    rig.wait_line("the guest on mig-b1", |l| domain_on(l, &g.uuid, "mig-b1", "running"));
+    rig.wait_line("the guest on mig-b1", |l| {
+        domain_on(l, &g.uuid, "mig-b1", "running")
+    });
     rig.nodes[1].stop();
     rig.wait_line("mig-b1 down", |l| {
         l.function == "vmwatch.node" && l.field("node") == "mig-b1" && l.field("status") == "down"
     });
     let b_uri = rig.b.uri.clone();
     rig.start_node("node-b2", "mig-b2", &b_uri, "heartbeat_interval=1\n");
-    rig.wait_line("the guest on mig-b2", |l| domain_on(l, &g.uuid, "mig-b2", "running"));
+    rig.wait_line("the guest on mig-b2", |l| {
+        domain_on(l, &g.uuid, "mig-b2", "running")
+    });
     wait_forgotten(&rig, "mig-b1", &g.uuid);
     let active: Vec<String> = rig
         .duplicates()
@@ -464,12 +482,16 @@ fn a_node_re_added_under_a_new_id_retires_the_old_id() {
         .collect();
     assert_eq!(active, Vec::<String>::new(), "{}", rig.report());
     let state = master_state(&rig.dir);
-    assert!(state.nodes.iter().all(|n| n.node != "mig-b1"), "mig-b1 is gone from the state file");
+    assert!(
+        state.nodes.iter().all(|n| n.node != "mig-b1"),
+        "mig-b1 is gone from the state file"
+    );
 }
 
 #[test]
 fn a_node_down_for_node_forget_after_and_one_named_by_forget_node_are_forgotten() {
-    if !e2e_allowed("a_node_down_for_node_forget_after_and_one_named_by_forget_node_are_forgotten") {
+    if !e2e_allowed("a_node_down_for_node_forget_after_and_one_named_by_forget_node_are_forgotten")
+    {
         return;
     }
     let mut rig = Rig::start(
@@ -480,14 +502,18 @@ fn a_node_down_for_node_forget_after_and_one_named_by_forget_node_are_forgotten(
     );
     let g = MigGuest::new(&rig.dir, "mig-forget", Firmware::Quiet, &rig.b.uri);
     g.start_on(&rig.b.uri);
-    rig.wait_line("the guest on B", |l| domain_on(l, &g.uuid, NODE_B, "running"));
+    rig.wait_line("the guest on B", |l| {
+        domain_on(l, &g.uuid, NODE_B, "running")
+    });
     rig.nodes[1].stop();
     wait_forgotten(&rig, NODE_B, &g.uuid);
 
     // --forget-node, with the master running: node A's guest.
     let a = MigGuest::new(&rig.dir, "mig-forget-a", Firmware::Quiet, &rig.b.uri);
     a.start_on(URI);
-    rig.wait_line("the guest on A", |l| domain_on(l, &a.uuid, NODE_A, "running"));
+    rig.wait_line("the guest on A", |l| {
+        domain_on(l, &a.uuid, NODE_A, "running")
+    });
     rig.nodes[0].stop();
     let forget = |rig: &Rig| {
         let out = Command::new(master_bin())
@@ -503,7 +529,10 @@ fn a_node_down_for_node_forget_after_and_one_named_by_forget_node_are_forgotten(
     };
     let said = forget(&rig);
     println!("--forget-node said: {said}");
-    assert!(said.contains(&format!("node {NODE_A}: forgotten")), "{said}");
+    assert!(
+        said.contains(&format!("node {NODE_A}: forgotten")),
+        "{said}"
+    );
     assert!(said.contains(&a.uuid), "it names the domains: {said}");
     wait_forgotten(&rig, NODE_A, &a.uuid);
 
@@ -573,7 +602,10 @@ fn two_nodes_with_one_node_id_clash_and_erase_nothing() {
     );
     println!("clash: {clash:?}");
     let host_a = read_host(URI);
-    assert!(clash.1.contains(&host_a) && clash.1.contains(&rig.b.host_uuid), "{clash:?}");
+    assert!(
+        clash.1.contains(&host_a) && clash.1.contains(&rig.b.host_uuid),
+        "{clash:?}"
+    );
     // Several full lists of each node later (sync_interval=2: nearly
     // every message the master accepts now is one), neither guest was
     // erased by the other host's lists.
@@ -602,7 +634,10 @@ fn two_nodes_with_one_node_id_clash_and_erase_nothing() {
         assert_eq!(gone, Vec::<String>::new(), "{}", rig.report());
         assert_eq!(saved_state(&rig.dir, &g.uuid).as_deref(), Some("running"));
     }
-    assert!(rig.master.log_text().contains("node id mig-x is used by two hosts at once"));
+    assert!(rig
+        .master
+        .log_text()
+        .contains("node id mig-x is used by two hosts at once"));
     let out = Command::new(PathBuf::from(env!("CARGO_BIN_EXE_check_vmwatch")))
         .args(["-M", "master", "-f"])
         .arg(&state_file)
@@ -628,7 +663,10 @@ fn two_nodes_with_one_node_id_clash_and_erase_nothing() {
         .output()
         .expect("vmwatch-master --status");
     let text = String::from_utf8_lossy(&status.stdout);
-    assert!(text.contains("node id mig-x is used by two hosts at once"), "{text}");
+    assert!(
+        text.contains("node id mig-x is used by two hosts at once"),
+        "{text}"
+    );
 }
 
 /// The host UUID of the daemon at `uri`.
@@ -636,4 +674,3 @@ fn read_host(uri: &str) -> String {
     let caps = virsh_ok(uri, &["capabilities"]);
     vmwatch::node::host::from_capabilities(&caps).expect("a host uuid")
 }
-

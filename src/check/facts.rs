@@ -395,6 +395,28 @@ mod tests {
         future line of a newer master\nend\n";
 
     #[test]
+    fn a_node_id_two_hosts_send_under_is_critical() {
+        let text = STATE.replace(
+            "end\n",
+            "clash web%20x 00000000-0000-0000-0000-00000000000a,00000000-0000-0000-0000-00000000000b tcp://10.0.0.1:1,tcp://10.0.0.2:2\nend\n",
+        );
+        let (f, _) = master_facts(&text, "s", 130_000, None);
+        assert_eq!(f.problems.len(), 1, "{:?}", f.problems);
+        let (level, what) = &f.problems[0];
+        assert_eq!(*level, Level::Critical);
+        for word in [
+            "node id web x",
+            "00000000-0000-0000-0000-00000000000a",
+            "00000000-0000-0000-0000-00000000000b",
+            "tcp://10.0.0.2:2",
+        ] {
+            assert!(what.contains(word), "{what}");
+        }
+        let (clean, _) = master_facts(STATE, "s", 130_000, None);
+        assert!(clean.problems.is_empty());
+    }
+
+    #[test]
     fn master_facts_from_a_state_file() {
         let (f, mem) = master_facts(STATE, "s", 130_000, None);
         assert!(f.problems.is_empty(), "{:?}", f.problems);

@@ -119,6 +119,44 @@ mod tests {
     }
 
     #[test]
+    fn hosts_and_clashes_are_kept_and_shown() {
+        const A: &str = "00000000-0000-0000-0000-00000000000a";
+        const B: &str = "00000000-0000-0000-0000-00000000000b";
+        let mut table = StateTable::new(false, 90);
+        table.identity.introduce("c", A, "tcp://10.0.0.1:5".into());
+        for (host, at) in [(A, 1000), (B, 1500)] {
+            let mut m = ev("c", U1, "web", "started");
+            m.header.host = Some(host.into());
+            table.apply(&m, at);
+        }
+        let text = render(&View {
+            table: &table,
+            guard: &ReplayGuard::new(300),
+            counters: &Counters::default(),
+            panel: &PanelCounters::default(),
+            pending: &[],
+            listen: "tcp://127.0.0.1:1515",
+            started_ms: 1,
+            now_ms: 2000,
+        });
+        let (f, t2, _, _) = restored(text.as_bytes());
+        assert!(f.problems.is_empty(), "{:?}", f.problems);
+        assert_eq!(f.hosts.len(), 2);
+        assert_eq!(
+            f.clashes,
+            vec![("c".into(), format!("{B},{A}"), "-,tcp://10.0.0.1:5".into())]
+        );
+        assert_eq!(t2.clashes(2000).len(), 1, "restored");
+        let shown = report(&f, 2500);
+        assert!(
+            shown.contains(&format!(
+                "CRITICAL: node id c is used by two hosts at once (libvirt hosts {B},{A}"
+            )),
+            "{shown}"
+        );
+    }
+
+    #[test]
     fn damaged_lines_are_named_and_skipped() {
         let (f, t, _, _) = restored(b"version 1\nnode 1 sideways 5 0\ndomain 1\nnode 2 up 5 0\n");
         assert_eq!(
