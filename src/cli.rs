@@ -217,6 +217,18 @@ mod tests {
     }
 
     #[test]
+    fn only_the_master_takes_forget_node() {
+        let Parsed::Run(a) = parse("vmwatch-master", &args(&["--forget-node", "n-7"]), true) else {
+            panic!("expected options")
+        };
+        assert_eq!(a.forget_node.as_deref(), Some("n-7"));
+        assert!(matches!(
+            parse("vmwatch-node", &args(&["--forget-node", "n-7"]), true),
+            Parsed::Exit(ExitStatus::Usage)
+        ));
+    }
+
+    #[test]
     fn bad_usage_exits_2() {
         assert!(matches!(
             parse("n", &args(&["--bogus"]), false),
