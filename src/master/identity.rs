@@ -102,6 +102,11 @@ impl Identity {
             let s = hosts.remove(at);
             hosts.insert(0, s);
         }
+        // Only the current host and those heard within node_timeout
+        // matter (a reinstalled host's old UUID goes).
+        hosts.retain(|s| {
+            s.host == host || s.last_ms == 0 || now_ms.saturating_sub(s.last_ms) <= timeout_ms
+        });
         if let Some(other) = hosts[1..]
             .iter()
             .find(|o| o.last_ms > 0 && now_ms.saturating_sub(o.last_ms) <= timeout_ms)
@@ -174,8 +179,13 @@ impl Identity {
         }
     }
 
-    /// Records the host that reported a domain (events and snapshots).
+    /// Records the host that reported a domain (events and snapshots),
+    /// while more than one host speaks under the node id: one host alone
+    /// owns every domain of its id, and the table stays empty.
     pub fn reported(&mut self, node: &str, uuid: &str, host: &str) {
+        if self.nodes.get(node).is_none_or(|h| h.len() < 2) {
+            return;
+        }
         let key = (node.to_string(), uuid.to_string());
         match self.domains.get_mut(&key) {
             Some(h) if h == host => {}
