@@ -444,7 +444,11 @@ fn wait_forgotten(rig: &Rig, node: &str, uuid: &str) {
         .unwrap_or_else(|| panic!("no undefined/node forgotten line\n{}", rig.report()));
     let forgotten = lines
         .iter()
-        .position(|l| l.function == "vmwatch.node" && l.get("status") == Some("forgotten"))
+        .position(|l| {
+            l.function == "vmwatch.node"
+                && l.field("node") == node
+                && l.get("status") == Some("forgotten")
+        })
         .unwrap();
     assert!(undefined < forgotten, "domains first, then the node");
 }

@@ -7,8 +7,8 @@
 //! /var/lib/libvirt, /etc/libvirt, /var/log/libvirt and /var/cache/libvirt
 //! are bind-mounted from directories of the test's own, with a libvirtd.conf
 //! holding a random `host_uuid`, a qemu.conf of the machine's plus its own
-//! migration ports and no cgroups (the two daemons would share cgroup
-//! names), then `virtlogd -d` and `libvirtd -d` with pidfiles in that run
+//! migration ports (`cgroup_controllers = [ ]` makes libvirt 9 fail every
+//! incoming migration: it is left as it is), then `virtlogd -d` and `libvirtd -d` with pidfiles in that run
 //! directory. The network namespace is shared, so both QEMUs reach each
 //! other on 127.0.0.1; from outside the daemon is
 //! `qemu:///system?socket=DIR/run/libvirt-sock`. The namespace lives as long
@@ -124,7 +124,7 @@ impl SecondLibvirtd {
         std::fs::write(
             dir.join("etc/qemu.conf"),
             format!(
-                "{qemu_conf}\n# vmwatch test: second daemon\nmigration_port_min = {port}\nmigration_port_max = {}\ncgroup_controllers = [ ]\n",
+                "{qemu_conf}\n# vmwatch test: second daemon\nmigration_port_min = {port}\nmigration_port_max = {}\n",
                 port + 1,
             ),
         )
