@@ -6,9 +6,11 @@
 //! alive. Each call returns the [`Update`]s that changed, in order, and
 //! nothing for a message that changed nothing, so the panel hears only news.
 //!
-//! Why one file of about 410 lines: events, snapshots, liveness and reboot
-//! counts all change the same table and must agree on what is news; the
-//! indexes that follow it live in duplicates.rs and activity.rs.
+//! Why one file of about 560 lines (tests aside): events, snapshots,
+//! liveness, reboot counts and forgetting a node all change the same table
+//! and must agree on what is news; the indexes and rules that follow it live
+//! in duplicates.rs, activity.rs, migration.rs (how a copy weighs in a
+//! duplicate) and identity.rs (which host speaks under which node id).
 
 use std::collections::BTreeMap;
 
