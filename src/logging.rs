@@ -408,7 +408,15 @@ mod tests {
             syslog_socket: String::new(),
         };
         init("vmwatch-test", &settings, false).unwrap();
-        let text = || std::fs::read_to_string(&file).unwrap_or_default();
+        // Only this test's lines: the other tests of the binary run at the
+        // same time and log through the same global logger.
+        let text = || {
+            let all = std::fs::read_to_string(&file).unwrap_or_default();
+            all.lines()
+                .filter(|l| l.contains("[logging::tests::"))
+                .map(|l| format!("{l}\n"))
+                .collect::<String>()
+        };
         log::info!("before hold");
         assert!(text().contains("before hold"), "not held: written at once");
         hold();

@@ -228,6 +228,7 @@ fn render_restored(table: &StateTable, guard: &ReplayGuard, pending: &[Update]) 
         counters: &Counters::default(),
         panel: &PanelCounters::default(),
         pending,
+        clocks: &[],
         listen: "tcp://0.0.0.0:1515",
         started_ms: NOW_MS,
         now_ms: NOW_MS,

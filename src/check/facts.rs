@@ -72,6 +72,18 @@ impl Facts {
     }
 }
 
+/// A `clock` line's signed offset in ms, as a person would say it.
+fn clock_offset(word: &str) -> String {
+    let ms = match word.strip_prefix('-') {
+        Some(n) => n.parse::<i64>().map(|v| -v),
+        None => word.parse::<i64>(),
+    };
+    ms.map_or_else(
+        |_| format!("off by `{}`", dec(word)),
+        crate::service::offset_text,
+    )
+}
+
 fn dec(s: &str) -> String {
     unescape(s).unwrap_or_else(|_| s.to_string())
 }
@@ -255,6 +267,22 @@ pub fn master_facts(
                     dec(node)
                 ));
             }
+            // docs/state-file.md: a clock found off, CRITICAL by itself.
+            ["clock", "master", off, _since] => f.problems.push((
+                Level::Critical,
+                format!(
+                    "the master's clock is {}: check NTP on the master",
+                    clock_offset(off)
+                ),
+            )),
+            ["clock", "node", n, off, _since] => f.problems.push((
+                Level::Critical,
+                format!(
+                    "node {}'s clock is {}: check NTP on that node",
+                    dec(n),
+                    clock_offset(off)
+                ),
+            )),
             ["pending", rest @ ..] => {
                 pending += 1;
                 let t = rest.iter().find_map(|kv| {
@@ -333,6 +361,14 @@ pub fn node_facts(text: &str, path: &str, now_ms: u64) -> Facts {
             ["last_send", t] => last_send = t.parse().unwrap_or(0),
             ["domains", n] => domains = n.parse().unwrap_or(0),
             ["stopped", t, why] => stopped = Some((t.parse().unwrap_or(0), dec(why))),
+            // docs/node-status.md: the node's own wall clock stepped.
+            ["clock", step, _since] => f.problems.push((
+                Level::Critical,
+                format!(
+                    "this node's clock stepped: it is now {} what it was (check NTP on this node)",
+                    clock_offset(step)
+                ),
+            )),
             _ => {}
         }
     }
@@ -414,6 +450,27 @@ mod tests {
         }
         let (clean, _) = master_facts(STATE, "s", 130_000, None);
         assert!(clean.problems.is_empty());
+    }
+
+    #[test]
+    fn a_clock_found_off_is_critical_and_named() {
+        let text = STATE.replace(
+            "end\n",
+            "clock master -7200000 99000\nclock node web%20x 3600000 99500\nend\n",
+        );
+        let (f, _) = master_facts(&text, "s", 130_000, None);
+        let all: Vec<String> = f
+            .problems
+            .iter()
+            .map(|p| format!("{:?} {}", p.0, p.1))
+            .collect();
+        assert_eq!(
+            all,
+            vec![
+                "Critical the master's clock is 2 h 0 min behind: check NTP on the master",
+                "Critical node web x's clock is 1 h 0 min ahead: check NTP on that node",
+            ]
+        );
     }
 
     #[test]

@@ -69,6 +69,18 @@ fn snap(node: &str, host: &str, uuids: &[&str]) -> Message {
     )
 }
 
+/// Applies a message as the receiver does (noting the node heard).
+fn apply(table: &mut StateTable, m: &Message, now: u64) -> Vec<Update> {
+    let out = table.apply(m, now);
+    table.heard(&m.header.node, now);
+    out
+}
+
+/// The housekeeping tick, wall and monotonic clocks alike.
+fn tick(table: &mut StateTable, now: u64) -> Vec<Update> {
+    table.tick(now, now)
+}
+
 fn dups(out: &[Update]) -> Vec<(bool, Vec<String>)> {
     out.iter()
         .filter_map(|u| match u {
@@ -108,8 +120,8 @@ fn run(table: &mut StateTable, at: u64, msgs: &[Message]) -> Vec<Update> {
     let mut out = Vec::new();
     for (i, m) in msgs.iter().enumerate() {
         let now = at + 100 * i as u64;
-        out.extend(table.apply(m, now));
-        out.extend(table.tick(now));
+        out.extend(apply(table, m, now));
+        out.extend(tick(table, now));
     }
     out
 }
@@ -138,11 +150,11 @@ fn a_live_migration_is_no_duplicate_in_either_order_and_leaves_no_ghost() {
     ];
     for order in orders {
         let mut table = StateTable::new(false, 90);
-        table.apply(&ev("1", U, "started", "booted"), 1_000);
-        table.apply(&msg("2", None, Body::Heartbeat), 1_000);
+        apply(&mut table, &ev("1", U, "started", "booted"), 1_000);
+        apply(&mut table, &msg("2", None, Body::Heartbeat), 1_000);
         let mut out = run(&mut table, 2_000, &order);
         for s in 0..30 {
-            out.extend(table.tick(3_000 + s * 1_000));
+            out.extend(tick(&mut table, 3_000 + s * 1_000));
         }
         assert_eq!(dups(&out), vec![], "no duplicate: {out:?}");
         let lines = domain_lines(&out);
@@ -161,7 +173,7 @@ fn a_live_migration_is_no_duplicate_in_either_order_and_leaves_no_ghost() {
 #[test]
 fn an_aborted_or_failed_incoming_migration_is_no_duplicate() {
     let mut table = StateTable::new(false, 90);
-    table.apply(&ev("1", U, "started", "booted"), 1_000);
+    apply(&mut table, &ev("1", U, "started", "booted"), 1_000);
     let out = run(
         &mut table,
         2_000,
@@ -185,12 +197,12 @@ fn an_aborted_or_failed_incoming_migration_is_no_duplicate() {
 #[test]
 fn an_ordinary_second_start_is_reported_at_once_and_a_move_without_its_source_after_the_grace() {
     let mut table = StateTable::new(false, 90);
-    table.apply(&ev("1", U, "started", "booted"), 1_000);
-    let out = table.apply(&ev("2", U, "started", "booted"), 1_100);
+    apply(&mut table, &ev("1", U, "started", "booted"), 1_000);
+    let out = apply(&mut table, &ev("2", U, "started", "booted"), 1_100);
     assert_eq!(dups(&out), vec![(true, vec!["1".into(), "2".into()])]);
 
     let mut table = StateTable::new(false, 90);
-    table.apply(&ev("1", U, "started", "booted"), 1_000);
+    apply(&mut table, &ev("1", U, "started", "booted"), 1_000);
     let out = run(
         &mut table,
         2_000,
@@ -201,7 +213,7 @@ fn an_ordinary_second_start_is_reported_at_once_and_a_move_without_its_source_af
     );
     assert_eq!(dups(&out), vec![], "held");
     assert_eq!(
-        dups(&table.tick(2_100 + ARRIVAL_GRACE_MS)),
+        dups(&tick(&mut table, 2_100 + ARRIVAL_GRACE_MS)),
         vec![(true, vec!["1".into(), "2".into()])],
         "the source never paused: a real duplicate"
     );
@@ -210,20 +222,20 @@ fn an_ordinary_second_start_is_reported_at_once_and_a_move_without_its_source_af
 #[test]
 fn a_domain_on_a_node_that_is_down_is_no_duplicate_until_it_comes_back() {
     let mut table = StateTable::new(false, 90);
-    table.apply(&ev("1", U, "started", "booted"), 1_000);
-    table.apply(&msg("2", None, Body::Heartbeat), 1_000);
-    table.apply(&msg("2", None, Body::Heartbeat), 91_000);
-    let down = table.tick(91_500);
+    apply(&mut table, &ev("1", U, "started", "booted"), 1_000);
+    apply(&mut table, &msg("2", None, Body::Heartbeat), 1_000);
+    apply(&mut table, &msg("2", None, Body::Heartbeat), 91_000);
+    let down = tick(&mut table, 91_500);
     assert!(down.contains(&Update::Node {
         node: "1".into(),
         up: false,
         since_ms: 91_500
     }));
     // HA restarts the VM on node 2.
-    let out = table.apply(&ev("2", U, "started", "booted"), 92_000);
+    let out = apply(&mut table, &ev("2", U, "started", "booted"), 92_000);
     assert_eq!(dups(&out), vec![]);
     // Node 1 comes back still running it: a real duplicate.
-    let out = table.apply(&msg("1", None, Body::Heartbeat), 95_000);
+    let out = apply(&mut table, &msg("1", None, Body::Heartbeat), 95_000);
     assert_eq!(dups(&out), vec![(true, vec!["1".into(), "2".into()])]);
 }
 
@@ -233,8 +245,8 @@ fn two_hosts_under_one_node_id_keep_their_domains_and_clash() {
     let mut table = StateTable::new(false, 90);
     let mut out = Vec::new();
     for s in 0..5u64 {
-        out.extend(table.apply(&snap("1", HOST_A, &[U]), 1_000 + s * 3_000));
-        out.extend(table.apply(&snap("1", HOST_B, &[U2]), 1_500 + s * 3_000));
+        out.extend(apply(&mut table, &snap("1", HOST_A, &[U]), 1_000 + s * 3_000));
+        out.extend(apply(&mut table, &snap("1", HOST_B, &[U2]), 1_500 + s * 3_000));
     }
     let gone: Vec<_> = domain_lines(&out)
         .into_iter()
@@ -246,7 +258,7 @@ fn two_hosts_under_one_node_id_keep_their_domains_and_clash() {
     assert_eq!(c.len(), 1);
     assert_eq!(c[0].node, "1");
     // B goes away for good: A's list wins after node_timeout.
-    let out = table.apply(&snap("1", HOST_A, &[U]), 14_000 + 91_000);
+    let out = apply(&mut table, &snap("1", HOST_A, &[U]), 14_000 + 91_000);
     assert_eq!(
         domain_lines(&out),
         vec![t("1", "undefined", "absent from snapshot")]
@@ -257,13 +269,13 @@ fn two_hosts_under_one_node_id_keep_their_domains_and_clash() {
 #[test]
 fn a_host_re_added_under_a_new_id_retires_the_old_one() {
     let mut table = StateTable::new(false, 90);
-    table.apply(&snap("1", HOST_A, &[U]), 1_000);
+    apply(&mut table, &snap("1", HOST_A, &[U]), 1_000);
     // While node 1 is up, a second id on the same host retires nothing.
-    let out = table.apply(&snap("2", HOST_A, &[U]), 2_000);
+    let out = apply(&mut table, &snap("2", HOST_A, &[U]), 2_000);
     assert!(table.nodes.contains_key("1"), "{out:?}");
     // Node 1 goes down (its service was stopped): forgotten at once.
-    table.apply(&snap("2", HOST_A, &[U]), 60_000);
-    let out = table.tick(92_000);
+    apply(&mut table, &snap("2", HOST_A, &[U]), 60_000);
+    let out = tick(&mut table, 92_000);
     let lines: Vec<String> = out.iter().map(Update::panel_line).collect();
     assert!(
         lines.iter().any(|l| l.starts_with("vmwatch.domain node=1 ")
@@ -278,9 +290,9 @@ fn a_host_re_added_under_a_new_id_retires_the_old_one() {
         "the duplicate the two ids made is cleared"
     );
     // Already down when the host speaks under a new id: at once too.
-    table.apply(&snap("3", HOST_B, &[]), 100_000);
-    table.tick(191_000);
-    let out = table.apply(&snap("4", HOST_B, &[]), 192_000);
+    apply(&mut table, &snap("3", HOST_B, &[]), 100_000);
+    tick(&mut table, 191_000);
+    let out = apply(&mut table, &snap("4", HOST_B, &[]), 192_000);
     assert!(out.contains(&Update::NodeForgotten {
         node: "3".into(),
         since_ms: 192_000
@@ -292,10 +304,10 @@ fn a_host_re_added_under_a_new_id_retires_the_old_one() {
 fn a_node_down_for_node_forget_after_is_forgotten() {
     let mut table = StateTable::new(false, 90);
     table.forget_after_ms = 600_000;
-    table.apply(&ev("1", U, "started", "booted"), 1_000);
-    table.tick(92_000);
-    assert!(table.tick(601_000).is_empty());
-    let out = table.tick(601_001);
+    apply(&mut table, &ev("1", U, "started", "booted"), 1_000);
+    tick(&mut table, 92_000);
+    assert!(tick(&mut table, 601_000).is_empty());
+    let out = tick(&mut table, 601_001);
     assert_eq!(
         domain_lines(&out),
         vec![t("1", "undefined", "node forgotten")]

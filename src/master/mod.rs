@@ -9,6 +9,7 @@
 //! The main thread only waits for signals.
 
 pub mod activity;
+pub mod clock;
 pub mod config;
 pub mod duplicates;
 pub mod forget;
@@ -71,8 +72,10 @@ impl crate::service::Daemon for Master {
         for u in statefile::restore_file(&cfg.state_file, &mut table, &mut guard, now_ms()) {
             queue.push(u);
         }
+        let mut clock = clock::ClockWatch::new(cfg.max_clock_skew, cfg.node_timeout);
+        clock.start(now_ms(), crate::service::mono_ms());
         let mut receiver =
-            receiver::Receiver::new(socket, &cfg.secret, guard, table, queue.clone());
+            receiver::Receiver::new(socket, &cfg.secret, guard, table, queue.clone(), clock);
         let (exporter, graphite_thread) = graphite::start(&cfg.graphite).unzip();
         receiver.graphite = exporter;
         log::info!(

@@ -12,15 +12,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::clock::{ClockLine, ClockWatch};
 use super::panel_queue::PanelQueue;
 use super::rejection::Rejection;
-use super::replay::{Accepted, ReplayGuard};
+use super::replay::{Accepted, Refusal, ReplayGuard};
 use super::state::StateTable;
 use super::update::Update;
 use crate::log_limited;
 use crate::protocol::{Key, MAX_PAYLOAD};
 use crate::ratelimit::RateLimit;
-use crate::service::{now_ms, Shutdown};
+use crate::service::{mono_ms, now_ms, Shutdown};
 use crate::zmq_socket;
 
 /// Frames kept from one multipart message; a message with more is rejected
@@ -102,6 +103,9 @@ pub struct Receiver {
     held: Vec<Update>,
     /// Graphite export, when configured (see [`super::graphite`]).
     pub graphite: Option<super::graphite::Exporter>,
+    /// Whose clock is off ([`super::clock`]), and what the last tick found.
+    pub clock: ClockWatch,
+    pub clocks_off: Vec<ClockLine>,
 }
 
 impl Receiver {
@@ -111,6 +115,7 @@ impl Receiver {
         guard: ReplayGuard,
         table: StateTable,
         queue: Arc<PanelQueue>,
+        clock: ClockWatch,
     ) -> Receiver {
         Receiver {
             socket,
@@ -122,6 +127,8 @@ impl Receiver {
             limits: BTreeMap::new(),
             held: Vec::new(),
             graphite: None,
+            clock,
+            clocks_off: Vec::new(),
         }
     }
 
@@ -177,8 +184,15 @@ impl Receiver {
             Ok(m) => m,
             Err(e) => return self.reject(Rejection::from(&e), &r.peer(), &e),
         };
-        let now = now_ms();
-        match self.guard.check(&msg.header, now) {
+        let (now, mono) = (now_ms(), mono_ms());
+        let checked = self.guard.check(&msg.header, now, mono);
+        // Authenticated, and not a replay: its timestamp tells the node's
+        // clock, even when it is too far off to accept a new instance.
+        if matches!(checked, Ok(_) | Err(Refusal::Stale { .. })) {
+            let h = &msg.header;
+            self.clock.measured(&h.node, h.ts_ms, now, mono);
+        }
+        match checked {
             Ok(Accepted::NewInstance) => {
                 log::info!(
                     "node {} (instance {:016x}) connected from {}",
@@ -209,6 +223,7 @@ impl Receiver {
             }
         }
         let updates = self.table.apply(&msg, now);
+        self.table.heard(&msg.header.node, mono);
         if let Some(g) = self.graphite.as_mut() {
             g.message(msg);
         }
@@ -264,7 +279,9 @@ impl Receiver {
             crate::logging::release();
             if last.elapsed() >= tick {
                 last = Instant::now();
-                let updates = self.table.tick(now_ms());
+                let (now, mono) = (now_ms(), mono_ms());
+                self.clocks_off = self.clock.tick(now, mono);
+                let updates = self.table.tick(now, mono);
                 self.emit(updates);
                 self.deliver();
                 housekeeping(self);

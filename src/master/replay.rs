@@ -1,11 +1,18 @@
 //! Replay and staleness checks on authenticated message headers.
 //!
 //! Every node process picks a random instance id and numbers its messages
-//! from 1. A message is accepted only if its timestamp is within
-//! `max_clock_skew` of the master's clock and its sequence number is above
-//! the last one accepted from that (node, instance). Instances not heard from
-//! for twice the skew are forgotten: any message of theirs is stale by then,
-//! so forgetting them cannot let a replay through.
+//! from 1. A message of an instance the master remembers is accepted if its
+//! sequence number is above the last one accepted from that (node,
+//! instance), whatever its timestamp: the sequence number is what refuses
+//! replays, and a clock stepped on either side must not silence a node. The
+//! timestamp only bounds how long instances must be remembered: the first
+//! message of an instance not remembered is accepted only if its timestamp
+//! is within `max_clock_skew` of the master's clock (a replay of a forgotten
+//! instance cannot be told from a new one otherwise). An instance is
+//! forgotten once it has not been heard for twice the skew on the monotonic
+//! clock *and* its last timestamp is that far behind the wall clock: by then
+//! any message of theirs is stale, so forgetting cannot let a replay through
+//! (docs/protocol.md, "Freshness and replay rules").
 
 use std::collections::HashMap;
 use std::fmt;
@@ -46,6 +53,8 @@ struct Seen {
     instance: u64,
     last_seq: u64,
     last_ts: u64,
+    /// When it was last heard, on the monotonic clock (ms).
+    heard_mono: u64,
 }
 
 /// The replay memory of one node instance, as the state file keeps it
@@ -83,18 +92,21 @@ impl ReplayGuard {
         }
     }
 
-    /// Checks a header and, if accepted, remembers it.
-    pub fn check(&mut self, h: &Header, now_ms: u64) -> Result<Accepted, Refusal> {
-        let skew = h.ts_ms as i64 - now_ms as i64;
-        if skew.unsigned_abs() > self.skew_ms {
-            return Err(Refusal::Stale { skew_ms: skew });
-        }
-        let horizon = now_ms.saturating_sub(2 * self.skew_ms);
+    /// Checks a header and, if accepted, remembers it. `now_ms` is the
+    /// wall clock, `mono_ms` the monotonic one.
+    pub fn check(&mut self, h: &Header, now_ms: u64, mono_ms: u64) -> Result<Accepted, Refusal> {
+        let window = 2 * self.skew_ms;
+        let horizon = now_ms.saturating_sub(window);
+        // No allocation for a node already known (every message but its
+        // first).
         if !self.nodes.contains_key(&h.node) {
             self.nodes.insert(h.node.clone(), Vec::new());
         }
         let seen = self.nodes.get_mut(&h.node).expect("just made sure");
-        seen.retain(|s| s.last_ts >= horizon);
+        // Forgotten only when both clocks say so: a wall clock stepped back
+        // must not make the master forget what it heard a minute ago, nor
+        // one stepped forward what it heard a second ago.
+        seen.retain(|s| mono_ms.saturating_sub(s.heard_mono) <= window || s.last_ts >= horizon);
         if let Some(s) = seen.iter_mut().find(|s| s.instance == h.instance) {
             if h.seq <= s.last_seq {
                 return Err(Refusal::Replay {
@@ -104,16 +116,22 @@ impl ReplayGuard {
             }
             s.last_seq = h.seq;
             s.last_ts = s.last_ts.max(h.ts_ms);
+            s.heard_mono = mono_ms;
             return Ok(Accepted::Known);
         }
+        let skew = h.ts_ms as i64 - now_ms as i64;
+        if skew.unsigned_abs() > self.skew_ms {
+            return Err(Refusal::Stale { skew_ms: skew });
+        }
         if seen.len() >= MAX_INSTANCES {
-            seen.sort_by_key(|s| s.last_ts);
+            seen.sort_by_key(|s| s.heard_mono);
             seen.remove(0);
         }
         seen.push(Seen {
             instance: h.instance,
             last_seq: h.seq,
             last_ts: h.ts_ms,
+            heard_mono: mono_ms,
         });
         Ok(Accepted::NewInstance)
     }
@@ -137,12 +155,15 @@ impl ReplayGuard {
         out
     }
 
-    /// Restores what [`export`](Self::export) gave (from the state file).
-    pub fn import(&mut self, s: &SeenInstance) {
+    /// Restores what [`export`](Self::export) gave (from the state file),
+    /// as heard at `mono_ms`: a restarted master remembers each instance for
+    /// a full window from its start.
+    pub fn import(&mut self, s: &SeenInstance, mono_ms: u64) {
         self.nodes.entry(s.node.clone()).or_default().push(Seen {
             instance: s.instance,
             last_seq: s.seq,
             last_ts: s.ts_ms,
+            heard_mono: mono_ms,
         });
     }
 }
@@ -166,45 +187,125 @@ mod tests {
     #[test]
     fn sequence_must_grow_per_instance() {
         let mut g = ReplayGuard::new(300);
-        assert_eq!(g.check(&h("1", 7, 1, NOW), NOW), Ok(Accepted::NewInstance));
-        assert_eq!(g.check(&h("1", 7, 2, NOW), NOW), Ok(Accepted::Known));
         assert_eq!(
-            g.check(&h("1", 7, 2, NOW), NOW),
+            g.check(&h("1", 7, 1, NOW), NOW, 0),
+            Ok(Accepted::NewInstance)
+        );
+        assert_eq!(g.check(&h("1", 7, 2, NOW), NOW, 0), Ok(Accepted::Known));
+        assert_eq!(
+            g.check(&h("1", 7, 2, NOW), NOW, 0),
             Err(Refusal::Replay { seq: 2, last: 2 })
         );
         assert_eq!(
-            g.check(&h("1", 7, 1, NOW), NOW),
+            g.check(&h("1", 7, 1, NOW), NOW, 0),
             Err(Refusal::Replay { seq: 1, last: 2 })
         );
         // Gaps are fine (a send that failed used a number).
-        assert_eq!(g.check(&h("1", 7, 10, NOW), NOW), Ok(Accepted::Known));
+        assert_eq!(g.check(&h("1", 7, 10, NOW), NOW, 0), Ok(Accepted::Known));
         // Another node, and a restarted node, have their own sequences.
-        assert_eq!(g.check(&h("2", 7, 1, NOW), NOW), Ok(Accepted::NewInstance));
-        assert_eq!(g.check(&h("1", 8, 1, NOW), NOW), Ok(Accepted::NewInstance));
+        assert_eq!(
+            g.check(&h("2", 7, 1, NOW), NOW, 0),
+            Ok(Accepted::NewInstance)
+        );
+        assert_eq!(
+            g.check(&h("1", 8, 1, NOW), NOW, 0),
+            Ok(Accepted::NewInstance)
+        );
         // The old instance's messages are still refused after the restart.
-        assert!(g.check(&h("1", 7, 3, NOW), NOW).is_err());
+        assert!(g.check(&h("1", 7, 3, NOW), NOW, 0).is_err());
     }
 
     #[test]
     fn timestamps_outside_the_skew_are_stale() {
         let mut g = ReplayGuard::new(300);
         assert_eq!(
-            g.check(&h("1", 7, 1, NOW - 301_000), NOW),
+            g.check(&h("1", 7, 1, NOW - 301_000), NOW, 0),
             Err(Refusal::Stale { skew_ms: -301_000 })
         );
-        assert!(g.check(&h("1", 7, 1, NOW + 301_000), NOW).is_err());
-        assert!(g.check(&h("1", 7, 1, NOW - 299_000), NOW).is_ok());
+        assert!(g.check(&h("1", 7, 1, NOW + 301_000), NOW, 0).is_err());
+        assert!(g.check(&h("1", 7, 1, NOW - 299_000), NOW, 0).is_ok());
     }
 
     #[test]
     fn exported_memory_survives_a_restart() {
         let mut g = ReplayGuard::new(300);
-        g.check(&h("1", 7, 5, NOW), NOW).unwrap();
+        g.check(&h("1", 7, 5, NOW), NOW, 0).unwrap();
         let mut g2 = ReplayGuard::new(300);
         for seen in g.export() {
-            g2.import(&seen);
+            g2.import(&seen, 0);
         }
-        assert!(g2.check(&h("1", 7, 5, NOW), NOW + 1000).is_err());
-        assert!(g2.check(&h("1", 7, 6, NOW), NOW + 1000).is_ok());
+        assert!(g2.check(&h("1", 7, 5, NOW), NOW + 1000, 0).is_err());
+        assert!(g2.check(&h("1", 7, 6, NOW), NOW + 1000, 0).is_ok());
+    }
+
+    const SKEW: u64 = 300_000;
+
+    /// Issue 16: a master clock stepped back 2 h refused every message as
+    /// stale, and its liveness said nothing.
+    #[test]
+    fn a_known_instance_is_accepted_whatever_either_clock_says() {
+        let mut g = ReplayGuard::new(300);
+        assert_eq!(
+            g.check(&h("1", 7, 1, NOW), NOW, 0),
+            Ok(Accepted::NewInstance)
+        );
+        // The master's clock steps back 2 h, then forward 1 h from the truth.
+        let back = NOW - 7_200_000;
+        assert_eq!(
+            g.check(&h("1", 7, 2, NOW + 1000), back + 1000, 1000),
+            Ok(Accepted::Known)
+        );
+        let ahead = NOW + 3_600_000;
+        assert_eq!(
+            g.check(&h("1", 7, 3, NOW + 2000), ahead + 2000, 2000),
+            Ok(Accepted::Known)
+        );
+        // The node's own clock steps too: still its instance, still in order.
+        assert_eq!(
+            g.check(&h("1", 7, 4, NOW - 3_600_000), NOW + 3000, 3000),
+            Ok(Accepted::Known)
+        );
+        // Replays stay refused whatever the timestamps.
+        assert_eq!(
+            g.check(&h("1", 7, 4, NOW + 4000), NOW + 4000, 4000),
+            Err(Refusal::Replay { seq: 4, last: 4 })
+        );
+        // A new instance with a far timestamp cannot be told from a replay
+        // of a forgotten one: stale.
+        assert_eq!(
+            g.check(&h("1", 8, 1, NOW + 3_600_000), NOW + 5000, 5000),
+            Err(Refusal::Stale { skew_ms: 3_595_000 })
+        );
+    }
+
+    #[test]
+    fn instances_are_forgotten_only_when_unheard_on_both_clocks() {
+        let mut g = ReplayGuard::new(300);
+        g.check(&h("1", 7, 5, NOW), NOW, 0).unwrap();
+        // The wall clock jumps 2 h forward a second later: the instance was
+        // heard a second ago, it is remembered and its replay refused.
+        let later = NOW + 7_200_000;
+        assert!(matches!(
+            g.check(&h("1", 7, 5, later), later, 1000),
+            Err(Refusal::Replay { .. })
+        ));
+        // The wall clock steps back 2 h: an hour of monotonic silence, yet
+        // its timestamps are still recent on the wall clock: remembered.
+        let mut g = ReplayGuard::new(300);
+        g.check(&h("1", 7, 5, NOW), NOW, 0).unwrap();
+        assert!(matches!(
+            g.check(&h("1", 7, 5, NOW), NOW - 7_200_000 + 3_600_000, 3_600_000),
+            Err(Refusal::Replay { .. })
+        ));
+        // Unheard for longer than the window on both clocks: forgotten, and
+        // its old messages are stale anyway.
+        let mut g = ReplayGuard::new(300);
+        g.check(&h("1", 7, 5, NOW), NOW, 0).unwrap();
+        let t = NOW + 2 * SKEW + 1;
+        assert!(matches!(
+            g.check(&h("1", 7, 5, NOW), t, 2 * SKEW + 1),
+            Err(Refusal::Stale { .. })
+        ));
+        assert!(g.export().is_empty(), "{:?}", g.export());
     }
 }

@@ -58,7 +58,10 @@ struct Assembly {
 #[derive(Debug, Clone, Default)]
 pub struct NodeRecord {
     pub domains: BTreeMap<String, DomainRecord>,
+    /// When its last accepted message arrived (wall clock, for people).
     pub last_seen_ms: u64,
+    /// The same on the monotonic clock: what `node_timeout` is judged on.
+    pub heard_mono_ms: u64,
     pub up: bool,
     assembly: Option<Assembly>,
 }
@@ -219,15 +222,25 @@ impl StateTable {
         out
     }
 
-    /// Marks nodes silent for longer than `node_timeout` as down.
+    /// Notes that `node` was heard at `mono_ms` (monotonic clock); called
+    /// with every accepted message and for every restored node.
+    pub fn heard(&mut self, node: &str, mono_ms: u64) {
+        if let Some(rec) = self.nodes.get_mut(node) {
+            rec.heard_mono_ms = mono_ms;
+        }
+    }
+
+    /// Marks nodes silent for longer than `node_timeout` as down, judged on
+    /// the monotonic clock (`mono_ms`): a stepped wall clock neither
+    /// silences nor kills a node. `now_ms` is the wall time reported.
     /// Forgets nodes retired (their host speaks under another id) or down
     /// longer than `node_forget_after`; re-judges duplicates that time
     /// changes (migration.rs).
-    pub fn tick(&mut self, now_ms: u64) -> Vec<Update> {
+    pub fn tick(&mut self, now_ms: u64, mono_ms: u64) -> Vec<Update> {
         let mut out = Vec::new();
         let mut went_down = Vec::new();
         for (name, rec) in self.nodes.iter_mut() {
-            if rec.up && now_ms.saturating_sub(rec.last_seen_ms) > self.node_timeout_ms {
+            if rec.up && mono_ms.saturating_sub(rec.heard_mono_ms) > self.node_timeout_ms {
                 rec.up = false;
                 rec.assembly = None;
                 for uuid in rec.domains.keys() {
@@ -247,6 +260,8 @@ impl StateTable {
                 self.forget_node(&old, &why, now_ms, &mut out);
             }
         }
+        // On the wall clock, as last_seen_ms survives master restarts (a
+        // week-scale limit; the monotonic clock starts afresh each run).
         if self.forget_after_ms > 0 {
             let stale: Vec<String> = self
                 .nodes
@@ -843,16 +858,18 @@ mod tests {
     fn silent_nodes_go_down_and_come_back() {
         let mut t = StateTable::new(false, 90);
         t.apply(&msg("1", Body::Heartbeat), 1_000);
-        assert!(t.tick(91_000).is_empty());
+        t.heard("1", 1_000);
+        // The wall clock steps forward 2 h: nobody is silent for that.
+        assert!(t.tick(7_201_000, 91_000).is_empty());
         assert_eq!(
-            t.tick(91_001),
+            t.tick(91_001, 91_001),
             vec![Update::Node {
                 node: s("1"),
                 up: false,
                 since_ms: 91_001
             }]
         );
-        assert!(t.tick(200_000).is_empty(), "reported once");
+        assert!(t.tick(200_000, 200_000).is_empty(), "reported once");
         let back = t.apply(&msg("1", Body::Heartbeat), 200_000);
         assert_eq!(
             back,

@@ -26,6 +26,7 @@ use virt::sys;
 use super::gone::GoneChecks;
 use super::libvirt::{detail_name, domain_id, event_name, lent_domain, snapshot};
 use super::messages::{Flags, Outgoing};
+use super::snapshot_gate::Action;
 use crate::log_limited;
 use crate::protocol::{DomainId, Event};
 use crate::ratelimit::RateLimit;
@@ -290,8 +291,15 @@ impl EventSource {
     }
 
     /// Runs the loop until a stop is requested or the connection is lost.
-    /// `sync_interval` is how often a full snapshot is sent regardless.
-    pub fn run(self, shutdown: &Shutdown, flags: &Flags, sync_interval: Duration) {
+    /// `sync_interval` is how often a full snapshot is sent regardless;
+    /// `queue_size` is the channel's capacity (no list while it is full).
+    pub fn run(
+        self,
+        shutdown: &Shutdown,
+        flags: &Flags,
+        sync_interval: Duration,
+        queue_size: usize,
+    ) {
         let mut next_sync = Instant::now() + sync_interval;
         let mut gone = GoneChecks::default();
         loop {
@@ -312,10 +320,19 @@ impl EventSource {
                 flags.snapshot_wanted.store(true, Ordering::SeqCst);
                 next_sync = Instant::now() + sync_interval;
             }
-            if flags.snapshot_wanted.load(Ordering::SeqCst)
-                || self.ctx.overflow.load(Ordering::SeqCst)
-            {
-                self.send_snapshot(flags);
+            let room = super::status::STATUS.in_channel() < queue_size;
+            match flags.gate.decide(
+                flags.snapshot_wanted.load(Ordering::SeqCst),
+                self.ctx.overflow.load(Ordering::SeqCst),
+                room,
+                Instant::now(),
+            ) {
+                Action::List => self.send_snapshot(flags),
+                Action::Satisfied => {
+                    log::debug!("a full list is wanted: the one queued and not yet sent will do");
+                    flags.snapshot_wanted.store(false, Ordering::SeqCst);
+                }
+                Action::Wait => {}
             }
             self.check_gone(&mut gone);
             if let Err(e) = virt::event::event_run_default_impl() {
@@ -363,8 +380,10 @@ impl EventSource {
         }
     }
 
-    /// Lists every domain and queues the snapshot if there is room; if not,
-    /// the flags stay set and the next loop turn tries again.
+    /// Lists every domain and queues the list. A list that could not read
+    /// every domain is not sent (the master would take the missing ones for
+    /// gone): the gate retries later. If the channel filled up meanwhile,
+    /// the request stays and the gate waits for room.
     fn send_snapshot(&self, flags: &Flags) {
         let domains = match snapshot(&self.conn) {
             Ok(mut d) => {
@@ -375,12 +394,20 @@ impl EventSource {
                 d
             }
             Err(e) => {
-                log::warn!("cannot list domains on {}: {e}", self.uri);
+                flags.gate.failed(Instant::now());
+                let mut limit = self.ctx.limit.lock().unwrap_or_else(|p| p.into_inner());
+                log_limited!(
+                    limit,
+                    log::Level::Warn,
+                    "full list of {} not sent: {e}; trying again in {} s",
+                    self.uri,
+                    super::snapshot_gate::RETRY.as_secs()
+                );
                 return;
             }
         };
         let count = domains.len();
-        // If the queue is full, the flags stay set and the next turn retries.
+        flags.gate.queuing();
         if self.ctx.tx.try_send(Outgoing::Snapshot(domains)).is_ok() {
             super::status::STATUS.queued();
             flags.snapshot_wanted.store(false, Ordering::SeqCst);
@@ -391,6 +418,8 @@ impl EventSource {
             } else {
                 log::debug!("snapshot of {count} domains queued");
             }
+        } else {
+            flags.gate.not_queued();
         }
     }
 }

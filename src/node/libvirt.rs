@@ -6,7 +6,8 @@
 //! stats) go through `virt::sys`. This file holds the pieces both node
 //! threads share: libvirt's numeric states, reasons and event codes turned
 //! into the stable names the protocol carries, a domain's identity and state,
-//! a view of a domain pointer libvirt lends us, and the full snapshot listing.
+//! a view of a domain pointer libvirt lends us, and the full snapshot listing
+//! (whole or not at all).
 
 use std::ffi::c_int;
 use std::mem::ManuallyDrop;
@@ -88,27 +89,71 @@ pub fn domain_state(dom: &Domain) -> Option<(c_int, c_int)> {
     Some((state, reason))
 }
 
-/// Every domain on the connection with its state and reason. A domain that
-/// vanishes while we list is simply left out: the undefine event that
-/// removed it is on its way.
-pub fn snapshot(conn: &Connect) -> Result<Vec<DomainState>, virt::error::Error> {
-    let domains = conn.list_all_domains(ALL_DOMAINS)?;
-    let mut out = Vec::with_capacity(domains.len());
-    for dom in &domains {
-        let Some((state, reason)) = domain_state(dom) else {
-            continue;
-        };
-        if let Some(id) = domain_id(dom) {
-            out.push(DomainState {
-                domain: id,
-                state: state_name(state),
-                reason: reason_name(state, reason),
-                reboots: None,
-            });
+/// What reading one listed domain gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Read {
+    Got(DomainState),
+    /// It vanished while we listed (libvirt: no such domain): its undefine
+    /// event is on its way, so leaving it out is the truth.
+    Gone,
+    /// libvirt could not tell (a lookup or state failure, libvirtd dying
+    /// half way): what is wrong, naming the domain.
+    Failed(String),
+}
+
+/// Reads one listed domain's identity and state.
+fn read(dom: &Domain) -> Read {
+    let Some(id) = domain_id(dom) else {
+        return Read::Failed(format!(
+            "cannot read a domain's name or UUID: {}",
+            virt::error::Error::last_error()
+        ));
+    };
+    match domain_state(dom) {
+        Some((state, reason)) => Read::Got(DomainState {
+            domain: id,
+            state: state_name(state),
+            reason: reason_name(state, reason),
+            reboots: None,
+        }),
+        None => {
+            let e = virt::error::Error::last_error();
+            if e.code() == virt::error::ErrorNumberEnum::from(virt::error::ErrorNumber::NoDomain) {
+                Read::Gone
+            } else {
+                Read::Failed(format!(
+                    "cannot read the state of domain {} ({}): {e}",
+                    id.name, id.uuid
+                ))
+            }
+        }
+    }
+}
+
+/// A full list from what reading each domain gave: every domain read, or an
+/// error naming the first that could not be. A list missing a domain that
+/// still exists must never be sent: the master takes a domain missing from
+/// a full list for gone, and would tell the panel it was undefined.
+pub fn complete(reads: impl IntoIterator<Item = Read>) -> Result<Vec<DomainState>, String> {
+    let mut out = Vec::new();
+    for r in reads {
+        match r {
+            Read::Got(d) => out.push(d),
+            Read::Gone => {}
+            Read::Failed(why) => return Err(why),
         }
     }
     out.sort_by(|a, b| a.domain.cmp(&b.domain));
     Ok(out)
+}
+
+/// Every domain on the connection with its state and reason, or why the
+/// list is not whole (see [`complete`]).
+pub fn snapshot(conn: &Connect) -> Result<Vec<DomainState>, String> {
+    let domains = conn
+        .list_all_domains(ALL_DOMAINS)
+        .map_err(|e| format!("cannot list domains: {e}"))?;
+    complete(domains.iter().map(read))
 }
 
 /// Stops libvirt from printing its errors on stderr (a daemon's stderr is
@@ -144,5 +189,27 @@ mod tests {
         assert_eq!(snap[0].domain.name, "test");
         assert_eq!(snap[0].state, State::Running);
         assert!(crate::protocol::is_uuid(&snap[0].domain.uuid));
+    }
+
+    /// Issue 16: a domain whose state could not be read was left out and
+    /// the list still sent, so the master told the panel it was undefined.
+    /// A stand-in for libvirt here (the reads); tests/e2e_clock.rs cuts a
+    /// real libvirtd's connection half way through a list.
+    #[test]
+    fn a_list_missing_a_domain_that_exists_is_not_whole() {
+        silence_default_errors();
+        let conn = Connect::open(Some("test:///default")).unwrap();
+        let got = match read(&conn.list_all_domains(ALL_DOMAINS).unwrap()[0]) {
+            Read::Got(d) => d,
+            other => panic!("{other:?}"),
+        };
+        let list = complete([Read::Got(got.clone()), Read::Gone]).unwrap();
+        assert_eq!(list, vec![got.clone()], "a vanished domain is left out");
+        let failed = complete([
+            Read::Got(got),
+            Read::Failed("cannot read the state of domain b".into()),
+            Read::Gone,
+        ]);
+        assert_eq!(failed, Err("cannot read the state of domain b".into()));
     }
 }

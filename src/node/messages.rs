@@ -7,6 +7,7 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use super::snapshot_gate::SnapshotGate;
 use crate::protocol::{DomainState, Event, StatSample};
 
 /// What producers hand to the sender.
@@ -25,6 +26,8 @@ pub struct Flags {
     /// Set by the sender (master reconnected) or at start; the event thread
     /// sends a full snapshot and clears it.
     pub snapshot_wanted: AtomicBool,
+    /// At most one unsent full list in the queue ([`SnapshotGate`]).
+    pub gate: SnapshotGate,
 }
 
 impl Flags {
@@ -33,6 +36,7 @@ impl Flags {
     pub fn shared() -> Arc<Flags> {
         Arc::new(Flags {
             snapshot_wanted: AtomicBool::new(true),
+            gate: SnapshotGate::new(),
         })
     }
 }

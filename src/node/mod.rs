@@ -10,6 +10,7 @@
 //! A bounded channel joins the producers to the sender; the main thread only
 //! waits for signals.
 
+pub mod clock_step;
 pub mod config;
 pub mod events;
 pub mod gone;
@@ -19,6 +20,7 @@ pub mod messages;
 pub mod pack;
 pub mod sample;
 pub mod sender;
+pub mod snapshot_gate;
 pub mod stats;
 pub mod status;
 
@@ -81,9 +83,9 @@ impl crate::service::Daemon for Node {
 
         let sync = Duration::from_secs(cfg.sync_interval);
         let events = {
-            let (shutdown, flags) = (shutdown.clone(), flags.clone());
+            let (shutdown, flags, capacity) = (shutdown.clone(), flags.clone(), cfg.queue_size);
             spawn("libvirt-events", move || {
-                source.run(&shutdown, &flags, sync)
+                source.run(&shutdown, &flags, sync, capacity)
             })
         };
         let sampling = cfg.stats.then(|| {

@@ -213,6 +213,9 @@ impl Sender {
             };
             match self.try_send(&body) {
                 Ok(()) => {
+                    if let Body::Snapshot { part, parts, .. } = &body {
+                        self.flags.gate.sent_part(*part, *parts, true);
+                    }
                     self.outbox.pop();
                     self.sent += 1;
                     super::status::STATUS.sent();
@@ -234,6 +237,11 @@ impl Sender {
                         body.kind(),
                         self.endpoint
                     );
+                    if let Body::Snapshot { part, parts, .. } = &body {
+                        // The list is incomplete at the master: another.
+                        self.flags.gate.sent_part(*part, *parts, false);
+                        self.flags.snapshot_wanted.store(true, Ordering::SeqCst);
+                    }
                     self.outbox.pop();
                 }
             }

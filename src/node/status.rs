@@ -17,7 +17,7 @@ use std::time::Duration;
 use super::messages::Outgoing;
 use crate::atomic_file::{head, write_atomic, Rewritten};
 use crate::kvline::escaped;
-use crate::service::{now_ms, Shutdown};
+use crate::service::{mono_ms, now_ms, Shutdown};
 
 /// Version of the format, first line after the comment.
 pub const FORMAT: u32 = 1;
@@ -37,6 +37,10 @@ pub struct NodeStatus {
     last_send_ms: AtomicU64,
     sent: AtomicU64,
     domains: Mutex<BTreeSet<String>>,
+    /// A step of this node's wall clock ([`super::clock_step`]): total ms
+    /// and since when (0: none).
+    clock_step: AtomicI64,
+    clock_since: AtomicU64,
 }
 
 impl Default for NodeStatus {
@@ -60,6 +64,8 @@ impl NodeStatus {
             last_send_ms: AtomicU64::new(0),
             sent: AtomicU64::new(0),
             domains: Mutex::new(BTreeSet::new()),
+            clock_step: AtomicI64::new(0),
+            clock_since: AtomicU64::new(0),
         }
     }
 
@@ -103,9 +109,21 @@ impl NodeStatus {
         }
     }
 
+    /// Items in the channel now (queued by producers, not yet taken).
+    pub fn in_channel(&self) -> usize {
+        self.channel.load(Relaxed).max(0) as usize
+    }
+
     /// How many messages the sender holds now.
     pub fn backlog(&self, n: usize) {
         self.backlog.store(n as u64, Relaxed);
+    }
+
+    /// What the clock watch reports now (`None`: the clock did not step).
+    pub fn clock(&self, step: Option<(i64, u64)>) {
+        let (ms, since) = step.unwrap_or((0, 0));
+        self.clock_step.store(ms, Relaxed);
+        self.clock_since.store(since, Relaxed);
     }
 
     /// A message was handed to a connected master.
@@ -150,6 +168,10 @@ impl NodeStatus {
         let domains = self.domains.lock().map(|d| d.len()).unwrap_or(0);
         writeln!(out, "domains {domains}")?;
         writeln!(out, "counter sent {}", self.sent.load(Relaxed))?;
+        let step = self.clock_step.load(Relaxed);
+        if step != 0 {
+            writeln!(out, "clock {step} {}", self.clock_since.load(Relaxed))?;
+        }
         if let Some(why) = stopped {
             writeln!(out, "stopped {now_ms} {}", escaped(why))?;
         }
@@ -169,8 +191,11 @@ pub struct Info {
 pub fn run(path: String, every: Duration, info: Info, shutdown: &Shutdown) -> Info {
     let check = "check that its directory exists and is writable, or set status_file";
     let mut file = Rewritten::new("status file", &path, check);
+    let mut clock = super::clock_step::ClockStep::new();
     while !shutdown.stopping() {
-        file.write(&STATUS.render(&info, now_ms(), None));
+        let now = now_ms();
+        STATUS.clock(clock.look(now, mono_ms()));
+        file.write(&STATUS.render(&info, now, None));
         shutdown.nap(every);
     }
     info
@@ -248,5 +273,16 @@ mod tests {
         );
         let f = crate::check::facts::node_facts(&text, "st", now_ms());
         assert!(f.problems.is_empty(), "{:?}", f.problems);
+        s.clock(Some((-3_600_000, 1000)));
+        let text = s.render(&info, now_ms(), None);
+        assert!(text.contains("\nclock -3600000 1000\n"), "{text}");
+        let f = crate::check::facts::node_facts(&text, "st", now_ms());
+        assert_eq!(
+            f.problems,
+            vec![(
+                crate::check::facts::Level::Critical,
+                "this node's clock stepped: it is now 1 h 0 min behind what it was (check NTP on this node)".to_string()
+            )]
+        );
     }
 }

@@ -24,7 +24,7 @@ mod thread;
 
 use std::sync::Arc;
 
-pub use clock::now_ms;
+pub use clock::{mono_ms, now_ms, offset_text, StepDetector, STEP_MS};
 pub use detach::{detach, Detached, Readiness};
 pub use pidfile::PidFile;
 pub use signals::{block_signals, supervise};

@@ -246,6 +246,22 @@ impl Daemon {
         log: &Path,
         extra: &[&str],
     ) -> Daemon {
+        Daemon::spawn_env(program, bin, dir, tag, config, log, extra, &[])
+    }
+
+    /// As [`spawn`](Self::spawn), with `env` added to its environment (e.g.
+    /// libfaketime's, to step its wall clock).
+    #[allow(clippy::too_many_arguments)]
+    pub fn spawn_env(
+        program: &'static str,
+        bin: &Path,
+        dir: &TestDir,
+        tag: &str,
+        config: &Path,
+        log: &Path,
+        extra: &[&str],
+        env: &[(String, String)],
+    ) -> Daemon {
         let pidfile = dir.join(&format!("{tag}.pid"));
         let log_from = read_text(log).len();
         let stderr = dir.join(&format!("{tag}.stderr"));
@@ -257,6 +273,7 @@ impl Daemon {
             .arg("-p")
             .arg(&pidfile)
             .args(extra)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("dup stderr file"))
             .stderr(out)

@@ -13,9 +13,10 @@ fi
 need_pkgs=()
 want() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed' || need_pkgs+=("$1"); }
 # binutils: the end-to-end tests check tests/support/guest-firmware.hex against
-# its assembly source with `as` and `objcopy`.
+# its assembly source with `as` and `objcopy`. faketime (libfaketime): the
+# clock tests step the wall clock of the daemon under test (tests/e2e_clock.rs).
 for p in pkg-config g++ make libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu \
-         libvirt-clients qemu-system-x86 binutils ; do
+         libvirt-clients qemu-system-x86 binutils faketime ; do
     want "$p"
 done
 # Extra packages asked for by the caller (e.g. packaging tests), space separated.

@@ -30,6 +30,7 @@ const TITLE: &str = "vmwatch-master state (format: docs/state-file.md)";
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::master::clock::{ClockLine, Who};
     use crate::master::panel::PanelCounters;
     use crate::master::receiver::Counters;
     use crate::master::replay::ReplayGuard;
@@ -79,7 +80,7 @@ mod tests {
         let mut table = StateTable::new(true, 90);
         let mut guard = ReplayGuard::new(300);
         let m1 = ev("1", U1, "web server", "started");
-        guard.check(&m1.header, 1000).unwrap();
+        guard.check(&m1.header, 1000, 0).unwrap();
         table.apply(&m1, 1000);
         table.apply(&ev("1", U1, "web server", "reboot"), 1000);
         table.apply(&ev("2", U1, "web server", "started"), 1000); // duplicate
@@ -95,6 +96,18 @@ mod tests {
             counters: &Counters::default(),
             panel: &PanelCounters::default(),
             pending: &pending,
+            clocks: &[
+                ClockLine {
+                    who: Who::Master,
+                    offset_ms: -7_200_000,
+                    since_ms: 1500,
+                },
+                ClockLine {
+                    who: Who::Node("n2".into()),
+                    offset_ms: 3_600_000,
+                    since_ms: 1600,
+                },
+            ],
             listen: "tcp://127.0.0.1:1515",
             started_ms: 1,
             now_ms: 2000,
@@ -106,7 +119,11 @@ mod tests {
         assert_eq!(t2.nodes["1"].domains, table.nodes["1"].domains);
         assert_eq!(t2.nodes["1"].domains[U1].reboots.count, 1);
         assert_eq!(t2.duplicates(), table.duplicates());
-        assert!(g2.check(&m1.header, 3000).is_err(), "replay still refused");
+        assert!(
+            g2.check(&m1.header, 3000, crate::service::mono_ms())
+                .is_err(),
+            "replay still refused"
+        );
         // Nothing is news: the same event and the same reboot again.
         let again = t2.apply(&ev("1", U1, "web server", "started"), 3000);
         assert!(again.is_empty(), "{again:?}");
@@ -115,6 +132,21 @@ mod tests {
         let shown = report(&f, 2500);
         assert!(shown.contains("web server"));
         assert!(shown.contains(&format!("same uuid {U1} on nodes 1,2")));
+        assert_eq!(
+            f.clocks,
+            vec![
+                (Who::Master, -7_200_000, 1500),
+                (Who::Node("n2".into()), 3_600_000, 1600)
+            ]
+        );
+        assert!(
+            shown.contains("the master's clock is 2 h 0 min behind"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("node n2's clock is 1 h 0 min ahead"),
+            "{shown}"
+        );
         assert!(!shown.contains("damaged"));
     }
 
@@ -135,6 +167,7 @@ mod tests {
             counters: &Counters::default(),
             panel: &PanelCounters::default(),
             pending: &[],
+            clocks: &[],
             listen: "tcp://127.0.0.1:1515",
             started_ms: 1,
             now_ms: 2000,

@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::master::activity::IdleWarning;
+use crate::master::clock::Who;
 use crate::master::identity::HostSeen;
 use crate::master::replay::SeenInstance;
 use crate::master::state::{DomainRecord, RebootCount};
@@ -46,6 +47,8 @@ pub struct StateFile {
     pub clashes: Vec<(String, String, String)>,
     pub seen: Vec<SeenInstance>,
     pub pending: Vec<Update>,
+    /// Clocks found off: whose, offset (ms, + ahead), since (ms).
+    pub clocks: Vec<(Who, i64, u64)>,
     /// The `end` line was there: the file was not cut short.
     pub complete: bool,
     /// A `version` other than [`FORMAT`]: nothing after it was used.
@@ -280,6 +283,19 @@ fn parse_line(f: &mut StateFile, line: &str) -> Result<(), String> {
                 seq: num(w[3], "sequence number")?,
                 ts_ms: num(w[4], "time")?,
             });
+        }
+        "clock" => {
+            // Not restored: a restarted master measures the clocks afresh.
+            let (who, rest) = match w.get(1) {
+                Some(&"master") if w.len() == 4 => (Who::Master, &w[2..]),
+                Some(&"node") if w.len() == 5 => (Who::Node(node(w[2])?), &w[3..]),
+                _ => return Err("`clock` line is neither `clock master OFFSET SINCE` nor `clock node NODE OFFSET SINCE`".into()),
+            };
+            let offset = match rest[0].strip_prefix('-') {
+                Some(n) => -(num(n, "offset")? as i64),
+                None => num(rest[0], "offset")? as i64,
+            };
+            f.clocks.push((who, offset, num(rest[1], "time")?));
         }
         "pending" => {
             let rest = line

@@ -37,6 +37,18 @@ pub fn report(f: &StateFile, now_ms: u64) -> String {
             "WARNING: the state file is old: is vmwatch-master running?"
         );
     }
+    for (who, offset, since) in &f.clocks {
+        let whose = match who {
+            crate::master::clock::Who::Master => "the master's".to_string(),
+            crate::master::clock::Who::Node(n) => format!("node {}'s", esc(n)),
+        };
+        let _ = writeln!(
+            out,
+            "CRITICAL: {whose} clock is {} (found {}); check NTP",
+            crate::service::offset_text(*offset),
+            ago(*since)
+        );
+    }
     let _ = writeln!(out, "\nNodes ({}):", f.nodes.len());
     for n in &f.nodes {
         let _ = writeln!(

@@ -8,7 +8,7 @@ use super::*;
 use crate::master::replay::ReplayGuard;
 use crate::master::state::StateTable;
 use crate::master::update::Update;
-use crate::service::now_ms;
+use crate::service::{mono_ms, now_ms};
 
 /// Where a damaged state file is kept for a person: beside it, named by the
 /// time it was set aside.
@@ -88,9 +88,13 @@ pub fn restore(
     guard: &mut ReplayGuard,
     now_ms: u64,
 ) -> Vec<Update> {
+    // Liveness runs on the monotonic clock: every restored node counts as
+    // heard now (one that was up gets a fresh node_timeout to speak).
+    let mono = mono_ms();
     for n in &f.nodes {
         let seen = if n.up { now_ms } else { n.last_seen_ms };
         table.restore_node(&n.node, seen, n.up);
+        table.heard(&n.node, mono);
     }
     for d in &f.domains {
         table.restore_domain(&d.node, &d.uuid, d.record.clone());
@@ -99,7 +103,7 @@ pub fn restore(
         table.restore_idle(&i.node, &i.uuid, &i.name, i.tx_pkts, i.wr_reqs);
     }
     for s in &f.seen {
-        guard.import(s);
+        guard.import(s, mono);
     }
     for (node, h) in &f.hosts {
         table.identity.restore(node, h.clone());

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::*;
 use crate::atomic_file::{head, Rewritten};
 use crate::kvline::{escape, escaped as enc};
+use crate::master::clock::{ClockLine, Who};
 use crate::master::panel::PanelCounters;
 use crate::master::panel_queue::PanelQueue;
 use crate::master::receiver::{Counters, Receiver};
@@ -23,6 +24,8 @@ pub struct View<'a> {
     pub counters: &'a Counters,
     pub panel: &'a PanelCounters,
     pub pending: &'a [Update],
+    /// Clocks found off ([`crate::master::clock`]).
+    pub clocks: &'a [ClockLine],
     pub listen: &'a str,
     pub started_ms: u64,
     pub now_ms: u64,
@@ -113,6 +116,13 @@ fn write_facts(v: &View, out: &mut String) -> std::fmt::Result {
             i.uuid, i.tx_pkts, i.wr_reqs
         )?;
     }
+    for c in v.clocks {
+        match &c.who {
+            Who::Master => write!(out, "clock master")?,
+            Who::Node(n) => write!(out, "clock node {}", enc(n))?,
+        }
+        writeln!(out, " {} {}", c.offset_ms, c.since_ms)?;
+    }
     for s in v.guard.export() {
         let node = enc(&s.node);
         writeln!(out, "seen {node} {:016x} {} {}", s.instance, s.seq, s.ts_ms)?;
@@ -159,6 +169,7 @@ impl StateSaver {
             counters: &r.counters,
             panel: &self.panel,
             pending: &pending,
+            clocks: &r.clocks_off,
             listen: &self.listen,
             started_ms: self.started_ms,
             now_ms: now_ms(),

@@ -27,7 +27,7 @@ pub fn pipeline(run: &Run, out: &mut String) {
         let mut updates = 0;
         for f in &good {
             let m = decode(SECRET, f.as_ref()).expect("valid");
-            guard.check(&m.header, ts).expect("fresh");
+            guard.check(&m.header, ts, 0).expect("fresh");
             updates += table.apply(&m, ts).len();
         }
         good_ns.push(t.elapsed().as_nanos() as f64 / n as f64);

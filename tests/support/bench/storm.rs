@@ -184,6 +184,7 @@ fn state_file_times(path: &std::path::Path, copy: &std::path::Path) -> (f64, f64
             counters: &counters,
             panel: &panel,
             pending: &pending,
+            clocks: &[],
             listen: "tcp://127.0.0.1:1",
             started_ms: 1,
             now_ms: now_ms(),
