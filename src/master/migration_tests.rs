@@ -245,8 +245,16 @@ fn two_hosts_under_one_node_id_keep_their_domains_and_clash() {
     let mut table = StateTable::new(false, 90);
     let mut out = Vec::new();
     for s in 0..5u64 {
-        out.extend(apply(&mut table, &snap("1", HOST_A, &[U]), 1_000 + s * 3_000));
-        out.extend(apply(&mut table, &snap("1", HOST_B, &[U2]), 1_500 + s * 3_000));
+        out.extend(apply(
+            &mut table,
+            &snap("1", HOST_A, &[U]),
+            1_000 + s * 3_000,
+        ));
+        out.extend(apply(
+            &mut table,
+            &snap("1", HOST_B, &[U2]),
+            1_500 + s * 3_000,
+        ));
     }
     let gone: Vec<_> = domain_lines(&out)
         .into_iter()
