@@ -33,14 +33,15 @@ use common::*;
 const NODE_A: &str = "mig-a";
 const NODE_B: &str = "mig-b";
 
-/// A master and a node on each daemon.
+/// A master and a node on each daemon. Fields drop in this order: the
+/// daemons first, the second libvirtd, then the directory.
 struct Rig {
-    dir: TestDir,
-    b: SecondLibvirtd,
-    panel: Panel,
-    master: Daemon,
-    port: u16,
     nodes: Vec<Daemon>,
+    master: Daemon,
+    panel: Panel,
+    port: u16,
+    b: SecondLibvirtd,
+    dir: TestDir,
 }
 
 impl Rig {

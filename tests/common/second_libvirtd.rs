@@ -96,6 +96,9 @@ pub struct SecondLibvirtd {
     pub dir: PathBuf,
     pub uri: String,
     pub host_uuid: String,
+    /// libvirtd's and virtlogd's pids, read once they run (the directory
+    /// may be gone by the time the test drops this).
+    daemons: Vec<u32>,
     stopped: bool,
 }
 
@@ -157,13 +160,25 @@ impl SecondLibvirtd {
             ),
             dir,
             host_uuid,
+            daemons: Vec::new(),
             stopped: false,
         };
-        let out = Command::new("unshare")
-            .args(["--mount", "--uts", "--propagation", "private", "sh"])
-            .arg(d.dir.join("start.sh"))
-            .output()
-            .expect("run unshare");
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--mount", "--uts", "--propagation", "private", "sh"])
+            .arg(d.dir.join("start.sh"));
+        // SAFETY: only close(2), async-signal-safe, between fork and exec.
+        // The daemons must inherit no descriptor of the test: the tests run
+        // under `flock /tmp/vmwatch-libvirt.lock`, and a daemon holding that
+        // lock's descriptor would hold the lock for as long as it lives.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                for fd in 3..4096 {
+                    libc::close(fd);
+                }
+                Ok(())
+            });
+        }
+        let out = cmd.output().expect("run unshare");
         assert!(
             out.status.success(),
             "cannot start the second libvirtd ({}): {}",
@@ -180,6 +195,18 @@ impl SecondLibvirtd {
                     .map(|_| ())
             },
             || read_text(&d.dir.join("log/libvirtd.log")),
+        );
+        d.daemons = wait_for(
+            "the second daemons' pidfiles",
+            Duration::from_secs(10),
+            || {
+                let pids: Vec<u32> = ["libvirtd.pid", "virtlogd.pid"]
+                    .iter()
+                    .filter_map(|f| d.pid(f))
+                    .collect();
+                (pids.len() == 2).then_some(pids)
+            },
+            String::new,
         );
         let caps = virsh_ok(&d.uri, &["capabilities"]);
         assert!(
@@ -225,10 +252,7 @@ impl SecondLibvirtd {
             .filter(|e| e.file_name().to_string_lossy().ends_with(".pid"))
             .filter_map(|e| read_text(&e.path()).trim().parse().ok())
             .collect();
-        let daemons: Vec<u32> = ["libvirtd.pid", "virtlogd.pid"]
-            .iter()
-            .filter_map(|f| self.pid(f))
-            .collect();
+        let daemons = self.daemons.clone();
         for pid in daemons.iter().chain(&qemus) {
             signal(*pid, libc::SIGTERM);
         }
