@@ -520,19 +520,19 @@ fn a_node_down_for_node_forget_after_and_one_named_by_forget_node_are_forgotten(
         domain_on(l, &a.uuid, NODE_A, "running")
     });
     rig.nodes[0].stop();
-    let forget = |rig: &Rig| {
+    let forget = |rig: &Rig, node: &str| {
         let out = Command::new(master_bin())
             .arg("-c")
             .arg(&rig.master.config)
             .arg("-p")
             .arg(&rig.master.pidfile)
-            .args(["--forget-node", NODE_A])
+            .args(["--forget-node", node])
             .output()
             .expect("run vmwatch-master --forget-node");
         assert!(out.status.success(), "{out:?}");
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    let said = forget(&rig);
+    let said = forget(&rig, NODE_A);
     println!("--forget-node said: {said}");
     assert!(
         said.contains(&format!("node {NODE_A}: forgotten")),
@@ -541,26 +541,16 @@ fn a_node_down_for_node_forget_after_and_one_named_by_forget_node_are_forgotten(
     assert!(said.contains(&a.uuid), "it names the domains: {said}");
     wait_forgotten(&rig, NODE_A, &a.uuid);
 
-    // With the master stopped, the request waits for its next start.
-    let node_a_uri = URI.to_string();
-    rig.start_node("node-a2", NODE_A, &node_a_uri, "heartbeat_interval=1\n");
-    let seen = rig.panel.lines().len();
-    wait_for(
-        "the guest on A again",
-        PANEL_DEADLINE,
-        || {
-            rig.panel
-                .lines()
-                .iter()
-                .skip(seen)
-                .any(|l| domain_on(l, &a.uuid, NODE_A, "running"))
-                .then_some(())
-        },
-        || rig.report(),
-    );
+    // With the master stopped, the request waits for its next start: a
+    // node mig-c on B, with B's guest.
+    let b_uri = rig.b.uri.clone();
+    rig.start_node("node-c", "mig-c", &b_uri, "heartbeat_interval=1\n");
+    rig.wait_line("the guest on mig-c", |l| {
+        domain_on(l, &g.uuid, "mig-c", "running")
+    });
     rig.nodes[2].stop();
     rig.master.stop();
-    let said = forget(&rig);
+    let said = forget(&rig, "mig-c");
     assert!(said.contains("applied when the master starts"), "{said}");
     let seen = rig.panel.lines().len();
     let config = rig.master.config.clone();
@@ -581,7 +571,11 @@ fn a_node_down_for_node_forget_after_and_one_named_by_forget_node_are_forgotten(
                 .lines()
                 .iter()
                 .skip(seen)
-                .any(|l| l.function == "vmwatch.node" && l.get("status") == Some("forgotten"))
+                .any(|l| {
+                    l.function == "vmwatch.node"
+                        && l.get("node") == Some("mig-c")
+                        && l.get("status") == Some("forgotten")
+                })
                 .then_some(())
         },
         || rig.report(),

@@ -326,3 +326,20 @@ fn a_node_down_for_node_forget_after_is_forgotten() {
     }));
     assert!(table.nodes.is_empty());
 }
+
+#[test]
+fn a_forgotten_node_id_that_speaks_again_is_new_with_its_domains() {
+    let mut table = StateTable::new(false, 90);
+    apply(&mut table, &snap("1", HOST_A, &[U]), 1_000);
+    let out = table.forget_now("1", 2_000);
+    assert_eq!(
+        domain_lines(&out),
+        vec![t("1", "undefined", "node forgotten")]
+    );
+    let out = apply(&mut table, &snap("1", HOST_A, &[U]), 3_000);
+    assert_eq!(
+        domain_lines(&out),
+        vec![t("1", "running", "booted")],
+        "{out:?}"
+    );
+}
