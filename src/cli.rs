@@ -70,6 +70,8 @@ pub struct Args {
     pub verbose: bool,
     /// Print the daemon's status for a person and exit.
     pub status: bool,
+    /// vmwatch-master only: forget this node id now and exit.
+    pub forget_node: Option<String>,
 }
 
 /// Either options to run with, or an exit status (help, version, bad usage).
@@ -113,6 +115,15 @@ pub fn parse(program: &str, argv: &[String], with_status: bool) -> Parsed {
             "print the daemon's status (the check_vmwatch facts) for a person and exit",
         );
     }
+    let forget = with_status && program == "vmwatch-master";
+    if forget {
+        opts.optopt(
+            "",
+            "forget-node",
+            "forget a retired node id now: the panel is told its domains are undefined (applied by the running master, or at its next start)",
+            "ID",
+        );
+    }
     let m = match opts.parse(argv) {
         Ok(m) => m,
         Err(e) => {
@@ -153,6 +164,11 @@ pub fn parse(program: &str, argv: &[String], with_status: bool) -> Parsed {
         foreground: m.opt_present("f"),
         verbose: m.opt_present("v"),
         status: with_status && m.opt_present("s"),
+        forget_node: if forget {
+            m.opt_str("forget-node")
+        } else {
+            None
+        },
     })
 }
 
@@ -198,6 +214,18 @@ mod tests {
         assert_eq!(a.config, PathBuf::from("/x.conf"));
         assert_eq!(a.pidfile, PathBuf::from("/p"));
         assert!(a.foreground && a.check_config && a.verbose && a.status);
+    }
+
+    #[test]
+    fn only_the_master_takes_forget_node() {
+        let Parsed::Run(a) = parse("vmwatch-master", &args(&["--forget-node", "n-7"]), true) else {
+            panic!("expected options")
+        };
+        assert_eq!(a.forget_node.as_deref(), Some("n-7"));
+        assert!(matches!(
+            parse("vmwatch-node", &args(&["--forget-node", "n-7"]), true),
+            Parsed::Exit(ExitStatus::Usage)
+        ));
     }
 
     #[test]

@@ -41,6 +41,9 @@ pub struct Header {
     pub seq: u64,
     /// Sender's clock when the message was signed, ms since the Unix epoch.
     pub ts_ms: u64,
+    /// The libvirt host UUID of the node (`host=`, optional: older nodes do
+    /// not send it), so the master can tell a re-added host from a clone.
+    pub host: Option<String>,
 }
 
 /// A domain's identity as libvirt reports it.
@@ -193,7 +196,8 @@ pub fn encode_payload(msg: &Message) -> String {
         .field("node", &h.node)
         .field("inst", format!("{:016x}", h.instance))
         .field("seq", h.seq)
-        .field("ts", h.ts_ms);
+        .field("ts", h.ts_ms)
+        .opt("host", h.host.as_deref());
     match &msg.body {
         Body::Snapshot {
             id, part, parts, ..
@@ -439,6 +443,16 @@ fn parse_payload(payload: &[u8]) -> Result<Message, WireError> {
         instance: u64::from_str_radix(inst, 16).map_err(|e| bad(e.to_string()))?,
         seq: head.num("seq").map_err(bad)?,
         ts_ms: head.num("ts").map_err(bad)?,
+        host: match head.get("host") {
+            Ok(h) if is_uuid(h) => Some(h.to_string()),
+            Ok(h) => {
+                return Err(bad(format!(
+                    "`host` is `{}`, not a lowercase UUID",
+                    short(h)
+                )))
+            }
+            Err(_) => None,
+        },
     };
     if header.seq == 0 {
         return Err(bad("`seq` is 0; sequence numbers start at 1".into()));
@@ -537,6 +551,7 @@ mod tests {
             instance: 0x0123_4567_89ab_cdef,
             seq: 42,
             ts_ms: 1_763_900_000_123,
+            host: None,
         }
     }
 
@@ -747,6 +762,40 @@ mod tests {
         let frames = vec![payload.clone().into_bytes(), mac.as_bytes().to_vec()];
         let msg = decode(secret.as_bytes(), &frames).expect("documented vector decodes");
         assert_eq!(msg.header.node, "7");
+        assert_eq!(msg.header.host, None);
         assert_eq!(encode_payload(&msg), payload, "encoding is canonical");
+        // The vector with `host=`.
+        let payload = block("vector-host-payload");
+        let mac = block("vector-host-mac");
+        let mac = mac.trim_end_matches('\n');
+        assert_eq!(sign(secret.as_bytes(), payload.as_bytes()), mac);
+        let frames = vec![payload.clone().into_bytes(), mac.as_bytes().to_vec()];
+        let msg = decode(secret.as_bytes(), &frames).expect("documented host vector decodes");
+        assert_eq!(
+            msg.header.host.as_deref(),
+            Some("5a37d478-d7ef-4d4e-85c3-f160891d662a")
+        );
+        assert_eq!(encode_payload(&msg), payload, "encoding is canonical");
+    }
+
+    #[test]
+    fn a_host_that_is_not_a_uuid_makes_the_message_malformed() {
+        let key = Key::new(b"k");
+        for bad in [
+            "host=x",
+            "host=5A37D478-D7EF-4D4E-85C3-F160891D662A",
+            "host=-",
+        ] {
+            let payload =
+                format!("vmwatch/1 heartbeat node=1 inst=0123456789abcdef seq=1 ts=1 {bad}\n");
+            let frames = vec![
+                payload.clone().into_bytes(),
+                sign(b"k", payload.as_bytes()).into_bytes(),
+            ];
+            assert!(
+                matches!(key.decode(&frames), Err(WireError::Malformed(_))),
+                "{bad}"
+            );
+        }
     }
 }

@@ -87,6 +87,7 @@ impl SimNode {
                 instance: self.instance,
                 seq: self.seq,
                 ts_ms,
+                host: None,
             },
             body,
         };

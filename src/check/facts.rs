@@ -249,6 +249,17 @@ pub fn master_facts(
                     dec(nodes)
                 ));
             }
+            ["clash", node, hosts, peers] => {
+                f.problems.push((
+                    Level::Critical,
+                    format!(
+                        "node id {} is used by two hosts at once: libvirt hosts {} (from {}); give each node its own node_id",
+                        dec(node),
+                        dec(hosts),
+                        dec(peers)
+                    ),
+                ));
+            }
             ["idle", node, uuid, tx, wr, name] => {
                 idle += 1;
                 f.details.push(format!(
@@ -432,6 +443,28 @@ mod tests {
         duplicate uuid u-1 1,2\nidle 1 u-2 0 0 vm%202\n\
         pending vmwatch.domain node=1 uuid=u since=70000\npending vmwatch.reboot node=1 time=80000\n\
         future line of a newer master\nend\n";
+
+    #[test]
+    fn a_node_id_two_hosts_send_under_is_critical() {
+        let text = STATE.replace(
+            "end\n",
+            "clash web%20x 00000000-0000-0000-0000-00000000000a,00000000-0000-0000-0000-00000000000b tcp://10.0.0.1:1,tcp://10.0.0.2:2\nend\n",
+        );
+        let (f, _) = master_facts(&text, "s", 130_000, None);
+        assert_eq!(f.problems.len(), 1, "{:?}", f.problems);
+        let (level, what) = &f.problems[0];
+        assert_eq!(*level, Level::Critical);
+        for word in [
+            "node id web x",
+            "00000000-0000-0000-0000-00000000000a",
+            "00000000-0000-0000-0000-00000000000b",
+            "tcp://10.0.0.2:2",
+        ] {
+            assert!(what.contains(word), "{what}");
+        }
+        let (clean, _) = master_facts(STATE, "s", 130_000, None);
+        assert!(clean.problems.is_empty());
+    }
 
     #[test]
     fn a_clock_found_off_is_critical_and_named() {

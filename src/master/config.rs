@@ -29,6 +29,8 @@ pub struct MasterConfig {
     pub check_activity: bool,
     /// Seconds of silence after which a node is reported down.
     pub node_timeout: u64,
+    /// Seconds down after which a node id is forgotten (0: never).
+    pub node_forget_after: u64,
     /// Seconds a message's timestamp may differ from the master's clock.
     pub max_clock_skew: u64,
     /// Graphite export (`graphite*` keys; off by default).
@@ -62,6 +64,7 @@ impl DaemonConfig for MasterConfig {
             state_interval: l.number("state_interval", 5, 1, 3_600),
             check_activity: l.boolean("check_activity", false),
             node_timeout: l.number("node_timeout", 90, 2, 86_400),
+            node_forget_after: l.number("node_forget_after", 604_800, 0, 315_360_000),
             max_clock_skew: l.number("max_clock_skew", 300, 1, 86_400),
             graphite: super::graphite::Settings::load(l),
         }
@@ -88,6 +91,10 @@ impl DaemonConfig for MasterConfig {
         ));
         out.push(("check_activity".to_string(), yes_no(self.check_activity)));
         out.push(("node_timeout".to_string(), self.node_timeout.to_string()));
+        out.push((
+            "node_forget_after".to_string(),
+            self.node_forget_after.to_string(),
+        ));
         out.push((
             "max_clock_skew".to_string(),
             self.max_clock_skew.to_string(),

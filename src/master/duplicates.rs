@@ -71,6 +71,21 @@ fn change(nodes: &mut Nodes, node: &str, present: bool) -> bool {
     }
 }
 
+/// How one active copy of a UUID weighs in its duplicate verdict
+/// (decided by the state table: see migration.rs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Copy {
+    /// An ordinary active copy: two of them are a duplicate.
+    Counts,
+    /// Not counted: its node is down, or it is the other end of a live
+    /// migration (paused for it). Re-judged on the housekeeping tick.
+    Ignored,
+    /// Counted, but it arrived by migration moments ago: a duplicate it is
+    /// part of is held until the other end's events arrive (the two nodes'
+    /// messages reach the master in either order). Re-judged on the tick.
+    Moving,
+}
+
 #[derive(Debug, Default)]
 pub struct Duplicates {
     /// uuid -> nodes where it is active.
@@ -84,6 +99,9 @@ pub struct Duplicates {
     /// healthy cluster are never checked.
     dirty_uuids: HashSet<String>,
     dirty_names: HashSet<String>,
+    /// UUIDs whose verdict depended on a copy that was not [`Copy::Counts`]:
+    /// judged again on each housekeeping tick, as time alone changes them.
+    recheck: HashSet<String>,
 }
 
 impl Duplicates {
@@ -141,8 +159,29 @@ impl Duplicates {
         }
     }
 
+    /// Marks `uuid`'s verdict for a new look, if it has one to change: a
+    /// copy's weight changed without its being active or not (a migration
+    /// went on, its node went down or came back).
+    pub fn touch(&mut self, uuid: &str) {
+        if self.active.get(uuid).is_some_and(|n| n.len() >= 2)
+            || self
+                .reported
+                .contains_key(&(DuplicateBy::Uuid, uuid.to_string()))
+        {
+            self.dirty_uuids.insert(uuid.to_string());
+        }
+    }
+
+    /// Marks every UUID whose verdict may change with time for a new look
+    /// (the housekeeping tick).
+    pub fn recheck(&mut self) {
+        let due: Vec<String> = self.recheck.drain().collect();
+        self.dirty_uuids.extend(due);
+    }
+
     /// Compares the touched keys with what was reported; returns updates.
-    pub fn changes(&mut self) -> Vec<Update> {
+    /// `judge(node, uuid)` says how an active copy weighs.
+    pub fn changes(&mut self, judge: &dyn Fn(&str, &str) -> Copy) -> Vec<Update> {
         let mut out = Vec::new();
         if self.dirty_uuids.is_empty() && self.dirty_names.is_empty() {
             // Draining an empty set still walks its whole table.
@@ -151,7 +190,28 @@ impl Duplicates {
         let mut uuids: Vec<String> = self.dirty_uuids.drain().collect();
         uuids.sort();
         for uuid in uuids {
-            let nodes: Vec<String> = self.active.get(&uuid).cloned().unwrap_or_default();
+            let all: &[String] = self.active.get(&uuid).map_or(&[], |n| n.as_slice());
+            let weights: Vec<Copy> = if all.len() >= 2 {
+                all.iter().map(|n| judge(n, &uuid)).collect()
+            } else {
+                Vec::new()
+            };
+            let nodes: Vec<String> = all
+                .iter()
+                .zip(&weights)
+                .filter(|(_, w)| **w != Copy::Ignored)
+                .map(|(n, _)| n.clone())
+                .collect();
+            if weights.iter().any(|w| *w != Copy::Counts) {
+                self.recheck.insert(uuid.clone());
+            }
+            let reported = self
+                .reported
+                .contains_key(&(DuplicateBy::Uuid, uuid.clone()));
+            if nodes.len() >= 2 && !reported && weights.contains(&Copy::Moving) {
+                // Held: the other end's events are on their way.
+                continue;
+            }
             self.verdict(DuplicateBy::Uuid, uuid, nodes, &mut out);
         }
         let mut names: Vec<String> = self.dirty_names.drain().collect();
@@ -227,18 +287,68 @@ mod tests {
     fn same_uuid_active_on_two_nodes_is_reported_then_cleared() {
         let mut d = Duplicates::default();
         d.set("1", "u", "vm", Some(State::Running));
-        assert!(d.changes().is_empty());
+        assert!(d.changes(&|_, _| Copy::Counts).is_empty());
         d.set("2", "u", "vm", Some(State::Shutoff));
         assert!(
-            d.changes().is_empty(),
+            d.changes(&|_, _| Copy::Counts).is_empty(),
             "defined but not running elsewhere is fine"
         );
         d.set("2", "u", "vm", Some(State::Running));
-        assert_eq!(d.changes(), on_nodes_1_and_2(DuplicateBy::Uuid, "u", true));
-        assert!(d.changes().is_empty(), "reported once");
+        assert_eq!(
+            d.changes(&|_, _| Copy::Counts),
+            on_nodes_1_and_2(DuplicateBy::Uuid, "u", true)
+        );
+        assert!(d.changes(&|_, _| Copy::Counts).is_empty(), "reported once");
         d.set("1", "u", "vm", None);
-        assert_eq!(d.changes(), on_nodes_1_and_2(DuplicateBy::Uuid, "u", false));
+        assert_eq!(
+            d.changes(&|_, _| Copy::Counts),
+            on_nodes_1_and_2(DuplicateBy::Uuid, "u", false)
+        );
         assert!(d.current().is_empty());
+    }
+
+    #[test]
+    fn ignored_copies_do_not_count_and_moving_ones_hold_the_verdict() {
+        let mut d = Duplicates::default();
+        let node1_ignored = |n: &str, _: &str| {
+            if n == "1" {
+                Copy::Ignored
+            } else {
+                Copy::Counts
+            }
+        };
+        let node2_moving = |n: &str, _: &str| if n == "2" { Copy::Moving } else { Copy::Counts };
+        d.set("1", "u", "vm", Some(State::Running));
+        d.set("2", "u", "vm", Some(State::Paused));
+        assert!(d.changes(&node1_ignored).is_empty(), "one counted copy");
+        d.touch("u");
+        assert!(d.changes(&node2_moving).is_empty(), "held while moving");
+        d.recheck();
+        assert!(d.changes(&node2_moving).is_empty(), "still held");
+        d.recheck();
+        assert_eq!(
+            d.changes(&|_, _| Copy::Counts),
+            on_nodes_1_and_2(DuplicateBy::Uuid, "u", true),
+            "reported once the hold ends"
+        );
+        d.touch("u"); // node 1 went down
+        assert_eq!(
+            d.changes(&node1_ignored),
+            on_nodes_1_and_2(DuplicateBy::Uuid, "u", false),
+            "a copy that stops counting clears the report"
+        );
+        d.recheck();
+        assert_eq!(
+            d.changes(&|_, _| Copy::Counts),
+            on_nodes_1_and_2(DuplicateBy::Uuid, "u", true),
+            "counted again (its node came back): reported at once"
+        );
+        d.recheck();
+        assert!(
+            d.changes(&|_, _| Copy::Counts).is_empty(),
+            "reported once; no recheck once every copy counts"
+        );
+        assert!(d.recheck.is_empty());
     }
 
     #[test]
@@ -246,11 +356,11 @@ mod tests {
         let mut d = Duplicates::default();
         d.set("1", "u1", "web", Some(State::Running));
         d.set("2", "u2", "web", Some(State::Shutoff));
-        let ch = d.changes();
+        let ch = d.changes(&|_, _| Copy::Counts);
         assert_eq!(ch, on_nodes_1_and_2(DuplicateBy::Name, "web", true));
         d.set("2", "u2", "web", None);
         assert!(matches!(
-            &d.changes()[..],
+            &d.changes(&|_, _| Copy::Counts)[..],
             [Update::Duplicate { active: false, .. }]
         ));
     }

@@ -16,9 +16,12 @@ pub mod activity;
 pub mod clock;
 pub mod config;
 pub mod duplicates;
+pub mod forget;
 pub mod gate;
 pub mod graphite;
 pub mod graphite_sink;
+pub mod identity;
+pub mod migration;
 pub mod panel;
 pub mod panel_queue;
 pub mod reboots;
@@ -85,6 +88,7 @@ impl crate::service::Daemon for Master {
         let panel_counters = Arc::new(PanelCounters::default());
         let mut guard = ReplayGuard::new(cfg.max_clock_skew);
         let mut table = StateTable::new(cfg.check_activity, cfg.node_timeout);
+        table.forget_after_ms = cfg.node_forget_after * 1000;
         table.started_s = Some(started_ms / 1000);
         let (pending, aside) =
             statefile::restore_file(&cfg.state_file, &mut table, &mut guard, now_ms());
@@ -134,9 +138,17 @@ impl crate::service::Daemon for Master {
         let receiving = {
             let shutdown = shutdown.clone();
             let every = Duration::from_secs(cfg.state_interval);
+            let state_file = cfg.state_file.clone();
             spawn("receiver", move || {
                 let mut last_save = Instant::now();
                 receiver.run(&shutdown, Duration::from_secs(1), |r| {
+                    let forgotten = forget::serve(&state_file, &mut r.table, now_ms());
+                    if !forgotten.is_empty() {
+                        r.emit(forgotten);
+                        r.deliver();
+                        last_save = Instant::now();
+                        saver.save(r);
+                    }
                     if last_save.elapsed() >= every {
                         last_save = Instant::now();
                         saver.save(r);
@@ -197,6 +209,12 @@ impl crate::service::Daemon for Master {
             let _ = join_until(t, deadline);
         }
         Ok(())
+    }
+
+    /// `--forget-node ID` (see [`forget`]).
+    fn command(cfg: &MasterConfig, args: &crate::cli::Args) -> u8 {
+        let node = args.forget_node.as_deref().unwrap_or_default();
+        forget::command(&cfg.state_file, &args.pidfile.to_string_lossy(), node)
     }
 
     fn status_file(cfg: &MasterConfig) -> &str {

@@ -180,6 +180,7 @@ mod tests {
                     instance,
                     seq: 1,
                     ts_ms: 0,
+                    host: None,
                 },
                 body,
             }

@@ -218,6 +218,14 @@ impl Receiver {
             msg.header.node,
             msg.header.seq
         );
+        if let Some(host) = &msg.header.host {
+            // The address is looked up once per host and node id.
+            if !self.table.identity.knows(&msg.header.node, host) {
+                self.table
+                    .identity
+                    .introduce(&msg.header.node, host, r.peer());
+            }
+        }
         let updates = self.table.apply(&msg, now);
         self.table.heard(&msg.header.node, mono);
         if let Some(g) = self.graphite.as_mut() {
@@ -231,7 +239,9 @@ impl Receiver {
     pub fn emit(&mut self, updates: Vec<Update>) {
         for u in &updates {
             match u {
-                Update::Node { up: false, .. } | Update::Duplicate { active: true, .. } => {
+                Update::Node { up: false, .. }
+                | Update::NodeForgotten { .. }
+                | Update::Duplicate { active: true, .. } => {
                     log::warn!("{}", u.log_line())
                 }
                 _ => log::info!("{}", u.log_line()),

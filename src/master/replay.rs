@@ -178,6 +178,7 @@ mod tests {
             instance,
             seq,
             ts_ms,
+            host: None,
         }
     }
 

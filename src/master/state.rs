@@ -6,14 +6,18 @@
 //! alive. Each call returns the [`Update`]s that changed, in order, and
 //! nothing for a message that changed nothing, so the panel hears only news.
 //!
-//! Why one file of about 410 lines: events, snapshots, liveness and reboot
-//! counts all change the same table and must agree on what is news; the
-//! indexes that follow it live in duplicates.rs and activity.rs.
+//! Why one file of about 560 lines (tests aside): events, snapshots,
+//! liveness, reboot counts and forgetting a node all change the same table
+//! and must agree on what is news; the indexes and rules that follow it live
+//! in duplicates.rs, activity.rs, migration.rs (how a copy weighs in a
+//! duplicate) and identity.rs (which host speaks under which node id).
 
 use std::collections::BTreeMap;
 
 use super::activity::{Activity, IdleWarning};
-use super::duplicates::{Duplicate, Duplicates};
+use super::duplicates::{Copy, Duplicate, Duplicates};
+use super::identity::Identity;
+use super::migration::{self, Migrations};
 use super::reboots::{self, RebootStats, Verdict};
 use super::update::{PanelState, Update};
 use crate::protocol::{Body, DomainId, DomainState, Event, Message};
@@ -80,6 +84,15 @@ pub struct StateTable {
     /// record, is a reboot this master missed (reboots.rs); `None`: every
     /// id without a record is a baseline.
     pub started_s: Option<u64>,
+    /// Migrations in flight (migration.rs).
+    migrations: Migrations,
+    /// Which host speaks under which node id (identity.rs).
+    pub identity: Identity,
+    /// A node down this long is forgotten (0: never).
+    pub forget_after_ms: u64,
+    /// The host and arrival time of the message being applied.
+    msg_host: Option<String>,
+    msg_now_ms: u64,
 }
 
 impl StateTable {
@@ -95,6 +108,19 @@ impl StateTable {
     pub fn apply(&mut self, msg: &Message, now_ms: u64) -> Vec<Update> {
         let node = msg.header.node.as_str();
         let mut out = Vec::new();
+        self.msg_host.clone_from(&msg.header.host);
+        self.msg_now_ms = now_ms;
+        if let Some(host) = &msg.header.host {
+            for old in self
+                .identity
+                .heard(node, host, now_ms, self.node_timeout_ms)
+            {
+                if self.nodes.get(&old).is_some_and(|n| !n.up) {
+                    let why = format!("its host {host} now speaks as node {node}");
+                    self.forget_node(&old, &why, now_ms, &mut out);
+                }
+            }
+        }
         if !self.nodes.contains_key(node) {
             self.nodes.insert(node.to_string(), NodeRecord::default());
         }
@@ -102,6 +128,9 @@ impl StateTable {
         rec.last_seen_ms = now_ms;
         if !rec.up {
             rec.up = true;
+            for uuid in rec.domains.keys() {
+                self.duplicates.touch(uuid);
+            }
             out.push(Update::Node {
                 node: node.to_string(),
                 up: true,
@@ -146,7 +175,60 @@ impl StateTable {
             }
             Body::Heartbeat => {}
         }
-        out.extend(self.duplicates.changes());
+        self.msg_host = None;
+        out.extend(self.duplicate_changes(now_ms));
+        out
+    }
+
+    /// Duplicate verdicts that changed, each active copy weighed by
+    /// migration.rs.
+    fn duplicate_changes(&mut self, now_ms: u64) -> Vec<Update> {
+        let (nodes, migrations) = (&self.nodes, &self.migrations);
+        self.duplicates.changes(&|node, uuid| {
+            let Some(n) = nodes.get(node) else {
+                return Copy::Counts;
+            };
+            match n.domains.get(uuid) {
+                Some(d) => migrations.judge(node, uuid, d, n.up, now_ms),
+                None => Copy::Counts,
+            }
+        })
+    }
+
+    /// Forgets a node id: each of its domains is reported `undefined`
+    /// (reason `node forgotten`), its idle warnings cleared, duplicates
+    /// recomputed, then the node itself (`status=forgotten`).
+    pub fn forget_node(&mut self, node: &str, why: &str, now_ms: u64, out: &mut Vec<Update>) {
+        let Some(rec) = self.nodes.get(node) else {
+            return;
+        };
+        log::warn!(
+            "node {node} forgotten ({why}): its {} domains are reported undefined",
+            rec.domains.len()
+        );
+        let uuids: Vec<String> = rec.domains.keys().cloned().collect();
+        for uuid in uuids {
+            self.remove(node, &uuid, "node forgotten", now_ms, out);
+        }
+        self.nodes.remove(node);
+        self.identity.forget_node(node);
+        out.push(Update::NodeForgotten {
+            node: node.to_string(),
+            since_ms: now_ms,
+        });
+    }
+
+    /// Forgets a node at an operator's request (`--forget-node`); returns
+    /// what the panel must learn, nothing for an unknown node.
+    pub fn forget_now(&mut self, node: &str, now_ms: u64) -> Vec<Update> {
+        let mut out = Vec::new();
+        self.forget_node(
+            node,
+            "an operator asked: vmwatch-master --forget-node",
+            now_ms,
+            &mut out,
+        );
+        out.extend(self.duplicate_changes(now_ms));
         out
     }
 
@@ -161,12 +243,20 @@ impl StateTable {
     /// Marks nodes silent for longer than `node_timeout` as down, judged on
     /// the monotonic clock (`mono_ms`): a stepped wall clock neither
     /// silences nor kills a node. `now_ms` is the wall time reported.
+    /// Forgets nodes retired (their host speaks under another id) or down
+    /// longer than `node_forget_after`; re-judges duplicates that time
+    /// changes (migration.rs).
     pub fn tick(&mut self, now_ms: u64, mono_ms: u64) -> Vec<Update> {
         let mut out = Vec::new();
+        let mut went_down = Vec::new();
         for (name, rec) in self.nodes.iter_mut() {
             if rec.up && mono_ms.saturating_sub(rec.heard_mono_ms) > self.node_timeout_ms {
                 rec.up = false;
                 rec.assembly = None;
+                for uuid in rec.domains.keys() {
+                    self.duplicates.touch(uuid);
+                }
+                went_down.push(name.clone());
                 out.push(Update::Node {
                     node: name.clone(),
                     up: false,
@@ -174,6 +264,33 @@ impl StateTable {
                 });
             }
         }
+        for old in went_down {
+            if let Some(new) = self.identity.moved_on(&old) {
+                let why = format!("its host now speaks as node {new}");
+                self.forget_node(&old, &why, now_ms, &mut out);
+            }
+        }
+        // On the wall clock, as last_seen_ms survives master restarts (a
+        // week-scale limit; the monotonic clock starts afresh each run).
+        if self.forget_after_ms > 0 {
+            let stale: Vec<String> = self
+                .nodes
+                .iter()
+                .filter(|(_, r)| {
+                    !r.up && now_ms.saturating_sub(r.last_seen_ms) > self.forget_after_ms
+                })
+                .map(|(n, _)| n.clone())
+                .collect();
+            for old in stale {
+                let why = format!(
+                    "down for more than node_forget_after={} s",
+                    self.forget_after_ms / 1000
+                );
+                self.forget_node(&old, &why, now_ms, &mut out);
+            }
+        }
+        self.duplicates.recheck();
+        out.extend(self.duplicate_changes(now_ms));
         out
     }
 
@@ -288,8 +405,13 @@ impl StateTable {
                 ))
             }
             EventKind::Undefined => {
-                let reason = ev.detail.to_string();
+                let last = self.nodes[node].domains.get(&ev.domain.uuid);
+                let reason = migration::gone_reason(last, ev.detail.to_string());
                 self.remove(node, &ev.domain.uuid, &reason, ev.time_ms, out)
+            }
+            _ if migration::event_state(ev).is_some() => {
+                let (state, reason) = migration::event_state(ev).expect("just checked");
+                self.set(node, &ev.domain, state, reason, ev.time_ms, out)
             }
             EventKind::Defined => {
                 // A new definition is a shut-off domain; a redefinition keeps
@@ -337,6 +459,9 @@ impl StateTable {
         // Whether the duplicate index must hear of it: a new domain, a new
         // name, or a change between active and inactive.
         let mut indexed = true;
+        if let Some(host) = &self.msg_host {
+            self.identity.reported(node, &id.uuid, host);
+        }
         let (reason, old) = match domains.get_mut(&id.uuid) {
             Some(o) if o.state == state && o.name == id.name => return,
             Some(o) => {
@@ -371,7 +496,18 @@ impl StateTable {
         };
         if indexed {
             self.duplicates.set(node, &id.uuid, &id.name, Some(state));
+        } else {
+            // Active before and after, but it may weigh otherwise now
+            // (paused for a migration, then arrived).
+            self.duplicates.touch(&id.uuid);
         }
+        self.migrations.note(
+            node,
+            &id.uuid,
+            state,
+            &reason,
+            self.msg_now_ms.max(since_ms),
+        );
         if state != State::Running {
             self.activity.not_running(node, &id.uuid, out);
         }
@@ -402,6 +538,8 @@ impl StateTable {
             return;
         };
         self.duplicates.set(node, uuid, &old.name, None);
+        self.migrations.forget(node, uuid);
+        self.identity.domain_gone(node, uuid);
         self.activity.not_running(node, uuid, out);
         out.push(Update::Domain {
             node: node.to_string(),
@@ -513,10 +651,17 @@ impl StateTable {
         }
         // Every listed domain is in the table now: any other is gone.
         let domains_now = &self.nodes[node].domains;
+        let (identity, host, timeout) = (
+            &self.identity,
+            self.msg_host.as_deref(),
+            self.node_timeout_ms,
+        );
         let gone: Vec<String> = if domains_now.len() > listed.len() {
             domains_now
                 .keys()
                 .filter(|u| !listed.contains(u.as_str()))
+                // A clone's domains are its own (identity.rs).
+                .filter(|u| identity.may_remove(node, u, host, now_ms, timeout))
                 .cloned()
                 .collect()
         } else {
@@ -526,6 +671,11 @@ impl StateTable {
             self.remove(node, &uuid, "absent from snapshot", now_ms, out);
         }
         log::debug!("node {node}: snapshot of {} domains applied", domains.len());
+    }
+
+    /// Node ids two hosts send under at once (identity.rs).
+    pub fn clashes(&self, now_ms: u64) -> Vec<super::identity::Clash> {
+        self.identity.clashes(now_ms, self.node_timeout_ms)
     }
 
     /// Duplicates currently reported, for the state file.
@@ -566,7 +716,7 @@ impl StateTable {
     /// After a restore: settle duplicate verdicts silently (they were
     /// reported before the restart).
     pub fn settle_restored(&mut self) {
-        let _ = self.duplicates.changes();
+        let _ = self.duplicate_changes(crate::service::now_ms());
     }
 }
 
@@ -587,6 +737,7 @@ mod tests {
                 instance: 1,
                 seq: 1,
                 ts_ms: 0,
+                host: None,
             },
             body,
         }

@@ -66,6 +66,10 @@ pub enum Update {
         up: bool,
         since_ms: u64,
     },
+    /// A node id was forgotten (retired, down for `node_forget_after`, or
+    /// `vmwatch-master --forget-node`); its domains were reported
+    /// `undefined` before it.
+    NodeForgotten { node: String, since_ms: u64 },
     /// A running domain showed no activity over a stats interval (or
     /// activity came back).
     Idle {
@@ -95,7 +99,9 @@ impl Update {
         match self {
             Update::Domain { node, uuid, .. } => ("domain", node.clone(), uuid.clone()),
             Update::Reboot { node, uuid, .. } => ("reboot", node.clone(), uuid.clone()),
-            Update::Node { node, .. } => ("node", node.clone(), String::new()),
+            Update::Node { node, .. } | Update::NodeForgotten { node, .. } => {
+                ("node", node.clone(), String::new())
+            }
             Update::Idle { node, uuid, .. } => ("idle", node.clone(), uuid.clone()),
             Update::Duplicate { by, key, .. } => {
                 ("duplicate", by.as_str().to_string(), key.clone())
@@ -108,7 +114,7 @@ impl Update {
         match self {
             Update::Domain { .. } => "vmwatch.domain",
             Update::Reboot { .. } => "vmwatch.reboot",
-            Update::Node { .. } => "vmwatch.node",
+            Update::Node { .. } | Update::NodeForgotten { .. } => "vmwatch.node",
             Update::Idle { .. } => "vmwatch.idle",
             Update::Duplicate { .. } => "vmwatch.duplicate",
         }
@@ -127,7 +133,7 @@ impl Update {
             | Update::Idle {
                 node, uuid, name, ..
             } => Some((node, uuid, name)),
-            Update::Node { .. } | Update::Duplicate { .. } => None,
+            Update::Node { .. } | Update::NodeForgotten { .. } | Update::Duplicate { .. } => None,
         }
     }
 
@@ -164,6 +170,10 @@ impl Update {
             Update::Node { node, up, since_ms } => line
                 .field("node", node)
                 .field("status", if *up { "up" } else { "down" })
+                .field("since", since_ms),
+            Update::NodeForgotten { node, since_ms } => line
+                .field("node", node)
+                .field("status", "forgotten")
                 .field("since", since_ms),
             Update::Idle {
                 idle,
@@ -228,6 +238,10 @@ impl Update {
                 name: text("name")?,
                 time_ms: f.num("time")?,
                 id: f.opt_num("rebootid")?,
+            },
+            "vmwatch.node" if f.get("status") == Ok("forgotten") => Update::NodeForgotten {
+                node: node()?,
+                since_ms: f.num("since")?,
             },
             "vmwatch.node" => Update::Node {
                 node: node()?,
@@ -295,6 +309,7 @@ impl std::fmt::Display for LogLine<'_> {
             } => {
                 write!(s, "node {node} is down: no message within node_timeout")
             }
+            Update::NodeForgotten { node, .. } => write!(s, "node {node} is forgotten"),
             Update::Idle {
                 idle: true,
                 tx_pkts,
@@ -388,6 +403,10 @@ mod tests {
                 node: "2".into(),
                 up: false,
                 since_ms: 4,
+            },
+            Update::NodeForgotten {
+                node: "2".into(),
+                since_ms: 5,
             },
             Update::Idle {
                 node: "2".into(),

@@ -22,12 +22,13 @@ use std::time::{Duration, Instant};
 use virt::connect::Connect;
 use virt::sys;
 
+use super::gone::GoneChecks;
 use super::libvirt::{detail_name, domain_id, event_name, lent_domain, snapshot};
 use super::messages::{Flags, Outgoing};
 use super::reboots::RebootIds;
 use super::snapshot_gate::Action;
 use crate::log_limited;
-use crate::protocol::Event;
+use crate::protocol::{DomainId, Event};
 use crate::ratelimit::RateLimit;
 use crate::service::{now_ms, Shutdown};
 use crate::vocab::{Detail, EventKind};
@@ -50,6 +51,9 @@ struct CallbackCtx {
     /// never got (docs/protocol.md, "Reboots"). Only the loop thread
     /// touches it; the mutex makes that checkable.
     reboots: Mutex<RebootIds>,
+    /// Domains that stopped (true) or were undefined or started (false)
+    /// since the loop last looked, in order: see [`super::gone`].
+    stops: Mutex<Vec<(DomainId, bool)>>,
     limit: Mutex<RateLimit>,
 }
 
@@ -133,6 +137,16 @@ unsafe extern "C" fn on_lifecycle(
         reboots: None,
         rebootid,
     };
+    if matches!(
+        ev.event,
+        EventKind::Stopped | EventKind::Undefined | EventKind::Started
+    ) {
+        let stopped = ev.event == EventKind::Stopped;
+        ctx.stops
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((ev.domain.clone(), stopped));
+    }
     log::debug!("libvirt: {} {} ({})", ev.domain.name, ev.event, ev.detail);
     ctx.push(ev);
 }
@@ -198,6 +212,7 @@ impl EventSource {
             dropped: AtomicU64::new(0),
             closed: AtomicI32::new(-1),
             reboots: Mutex::new(RebootIds::load(reboot_file)),
+            stops: Mutex::new(Vec::new()),
             limit: Mutex::new(RateLimit::new(5, Duration::from_secs(60))),
         });
         let mut src = EventSource {
@@ -270,6 +285,11 @@ impl EventSource {
         Ok(src)
     }
 
+    /// The libvirt host UUID of this connection (see [`super::host`]).
+    pub fn host_uuid(&self) -> Option<String> {
+        super::host::host_uuid(&self.conn)
+    }
+
     /// Runs the loop until a stop is requested or the connection is lost.
     /// `sync_interval` is how often a full snapshot is sent regardless;
     /// `queue_size` is the channel's capacity (no list while it is full).
@@ -281,6 +301,7 @@ impl EventSource {
         queue_size: usize,
     ) {
         let mut next_sync = Instant::now() + sync_interval;
+        let mut gone = GoneChecks::default();
         loop {
             if shutdown.stopping() {
                 break;
@@ -313,6 +334,7 @@ impl EventSource {
                 }
                 Action::Wait => {}
             }
+            self.check_gone(&mut gone);
             if let Err(e) = virt::event::event_run_default_impl() {
                 shutdown.fail(format!("libvirt event loop failed: {e}"));
                 break;
@@ -321,6 +343,41 @@ impl EventSource {
         let dropped = self.ctx.dropped.load(Ordering::Relaxed);
         if dropped > 0 {
             log::warn!("{dropped} libvirt events could not be queued during this run");
+        }
+    }
+
+    /// Sends `undefined` (detail `removed`) for stopped domains whose
+    /// definition went without an event (docs/protocol.md, "Domains that
+    /// vanish"; see [`super::gone`]).
+    fn check_gone(&self, gone: &mut GoneChecks) {
+        let now = Instant::now();
+        let news: Vec<(DomainId, bool)> =
+            std::mem::take(&mut *self.ctx.stops.lock().unwrap_or_else(|p| p.into_inner()));
+        for (domain, stopped) in news {
+            if stopped {
+                gone.stopped(domain, now);
+            } else {
+                gone.forget(&domain.uuid);
+            }
+        }
+        if gone.is_empty() {
+            return;
+        }
+        for domain in gone.run(&self.conn, now) {
+            log::debug!(
+                "libvirt: {} ({}) stopped and its definition is gone: sending undefined",
+                domain.name,
+                domain.uuid
+            );
+            let rebootid = Some(self.ctx.lock_reboots().last(&domain.uuid));
+            self.ctx.push(Event {
+                domain,
+                event: EventKind::Undefined,
+                detail: Detail::parse(EventKind::Undefined, "removed").expect("a libvirt detail"),
+                time_ms: now_ms(),
+                reboots: None,
+                rebootid,
+            });
         }
     }
 

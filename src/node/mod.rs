@@ -13,6 +13,8 @@
 pub mod clock_step;
 pub mod config;
 pub mod events;
+pub mod gone;
+pub mod host;
 pub mod libvirt;
 pub mod link;
 pub mod messages;
@@ -61,7 +63,8 @@ impl crate::service::Daemon for Node {
         )?;
         status::STATUS.libvirt(true);
         let zmq_ctx = zmq::Context::new();
-        let sender = sender::Sender::new(
+        let host = source.host_uuid();
+        let mut sender = sender::Sender::new(
             &zmq_ctx,
             &cfg.connect,
             &cfg.secret,
@@ -70,10 +73,13 @@ impl crate::service::Daemon for Node {
             flags.clone(),
             cfg.queue_size,
         )?;
+        sender.set_host(host.clone());
         log::info!(
-            "node {} watching {} and sending to {} (instance {:016x})",
+            "node {} watching {} (libvirt host {}) and sending to {} (instance {:016x})",
             cfg.node_id,
             cfg.uri,
+            host.as_deref()
+                .unwrap_or("unknown: no host UUID in its capabilities or sysinfo"),
             cfg.connect,
             sender.instance()
         );

@@ -249,6 +249,7 @@ mod tests {
                     instance: u64::MAX,
                     seq: u64::MAX,
                     ts_ms: u64::MAX,
+                    host: Some("ffffffff-ffff-ffff-ffff-ffffffffffff".into()),
                 },
                 body: b.clone(),
             };

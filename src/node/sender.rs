@@ -47,6 +47,8 @@ pub struct Sender {
     secret: Vec<u8>,
     key: Key,
     node: String,
+    /// The libvirt host UUID, carried as `host=` in every header.
+    host: Option<String>,
     instance: u64,
     seq: u64,
     heartbeat: Duration,
@@ -81,6 +83,7 @@ impl Sender {
             secret: secret.as_bytes().to_vec(),
             key,
             node: node.to_string(),
+            host: None,
             instance: random_instance(),
             seq: 0,
             heartbeat,
@@ -90,6 +93,11 @@ impl Sender {
             sent: 0,
             limit: RateLimit::new(3, Duration::from_secs(60)),
         })
+    }
+
+    /// Sets the libvirt host UUID every header carries (node/host.rs).
+    pub fn set_host(&mut self, host: Option<String>) {
+        self.host = host;
     }
 
     /// This process's instance id, as carried in every header.
@@ -112,6 +120,7 @@ impl Sender {
                 instance: self.instance,
                 seq: self.seq,
                 ts_ms: now_ms(),
+                host: self.host.clone(),
             },
             body: body.clone(),
         };

@@ -62,6 +62,23 @@ pub trait Daemon {
     fn status_details(_cfg: &Self::Config) -> u8 {
         exit::OK
     }
+    /// An operator command other than `--status` (vmwatch-master's
+    /// `--forget-node`); returns the exit status.
+    fn command(_cfg: &Self::Config, _args: &Args) -> u8 {
+        exit::USAGE
+    }
+}
+
+/// An operator command: loads the configuration, then
+/// [`Daemon::command`].
+pub fn command<D: Daemon>(args: &Args) -> u8 {
+    match D::Config::load(&args.config) {
+        Ok((cfg, _)) => D::command(&cfg, args),
+        Err(e) => {
+            eprintln!("{}: {e}", D::PROGRAM);
+            exit::CONFIG
+        }
+    }
 }
 
 /// A daemon's process, as its binary runs it: the command line, then the
@@ -71,6 +88,7 @@ pub fn program<D: Daemon>() -> std::process::ExitCode {
     match crate::cli::parse(D::PROGRAM, &argv, true) {
         Parsed::Exit(status) => status.into(),
         Parsed::Run(args) if args.status => status::<D>(&args).into(),
+        Parsed::Run(args) if args.forget_node.is_some() => command::<D>(&args).into(),
         Parsed::Run(args) => main::<D>(&args).into(),
     }
 }

@@ -21,6 +21,7 @@
 pub mod guest;
 pub mod nagios;
 pub mod ops;
+pub mod second_libvirtd;
 pub mod zmtp;
 
 use std::fs::{self, File, OpenOptions};
@@ -657,6 +658,11 @@ exit 0
         self.marker("hang", on);
     }
 
+    /// The file the accepted lines are appended to.
+    pub fn received_path(&self) -> PathBuf {
+        self.dir.join("received")
+    }
+
     /// Every line the panel accepted, in order.
     pub fn lines(&self) -> Vec<PanelLine> {
         complete_lines(&self.dir.join("received"))
@@ -851,6 +857,8 @@ pub struct Client {
     port: u16,
     pub secret: Vec<u8>,
     pub node: String,
+    /// The libvirt host UUID sent as `host=` (none by default, as old nodes).
+    pub host: Option<String>,
     pub instance: u64,
     pub seq: u64,
 }
@@ -870,6 +878,7 @@ impl Client {
             port,
             secret: secret.as_bytes().to_vec(),
             node: node.to_string(),
+            host: None,
             instance,
             seq: 0,
         }
@@ -910,6 +919,7 @@ impl Client {
             instance: self.instance,
             seq: self.seq,
             ts_ms: now_ms(),
+            host: self.host.clone(),
         }
     }
 

@@ -48,6 +48,7 @@ mod tests {
                 instance: 0xabc,
                 seq: 1,
                 ts_ms: 1000,
+                host: None,
             },
             body: Body::Events(vec![Event {
                 domain: DomainId {
@@ -241,6 +242,47 @@ mod tests {
         assert!(
             !before.contains("graphite."),
             "not among the messages: {shown}"
+        );
+    }
+
+    #[test]
+    fn hosts_and_clashes_are_kept_and_shown() {
+        const A: &str = "00000000-0000-0000-0000-00000000000a";
+        const B: &str = "00000000-0000-0000-0000-00000000000b";
+        let mut table = StateTable::new(false, 90);
+        table.identity.introduce("c", A, "tcp://10.0.0.1:5".into());
+        for (host, at) in [(A, 1000), (B, 1500)] {
+            let mut m = ev("c", U1, "web", "started");
+            m.header.host = Some(host.into());
+            table.apply(&m, at);
+        }
+        let text = render(&View {
+            table: &table,
+            guard: &ReplayGuard::new(300),
+            counters: &Counters::default(),
+            panel: &PanelCounters::default(),
+            graphite: None,
+            pending: &[],
+            aside: &[],
+            clocks: &[],
+            listen: "tcp://127.0.0.1:1515",
+            started_ms: 1,
+            now_ms: 2000,
+        });
+        let (f, t2, _, _) = restored(text.as_bytes());
+        assert!(f.problems.is_empty(), "{:?}", f.problems);
+        assert_eq!(f.hosts.len(), 2);
+        assert_eq!(
+            f.clashes,
+            vec![("c".into(), format!("{B},{A}"), "-,tcp://10.0.0.1:5".into())]
+        );
+        assert_eq!(t2.clashes(2000).len(), 1, "restored");
+        let shown = report(&f, 2500);
+        assert!(
+            shown.contains(&format!(
+                "CRITICAL: node id c is used by two hosts at once (libvirt hosts {B},{A}"
+            )),
+            "{shown}"
         );
     }
 

@@ -5,6 +5,7 @@
 use super::*;
 use crate::master::activity::IdleWarning;
 use crate::master::clock::Who;
+use crate::master::identity::HostSeen;
 use crate::master::refused::Refused;
 use crate::master::replay::SeenInstance;
 use crate::master::state::{DomainRecord, RebootCount};
@@ -41,6 +42,10 @@ pub struct StateFile {
     /// Reported duplicates (recomputed from the domains on restore).
     pub duplicates: Vec<(String, String, String)>,
     pub idle: Vec<IdleWarning>,
+    /// `host` lines: the libvirt hosts heard under each node id.
+    pub hosts: Vec<(String, HostSeen)>,
+    /// `clash` lines: (node, hosts, peers), comma-separated.
+    pub clashes: Vec<(String, String, String)>,
     pub seen: Vec<SeenInstance>,
     pub pending: Vec<Update>,
     /// Updates the panel refused, set aside (`aside` lines).
@@ -263,6 +268,22 @@ fn parse_line(f: &mut StateFile, line: &str) -> Result<(), String> {
                 wr_reqs: num(w[4], "write count")?,
                 name: text(w[5], "name")?,
             });
+        }
+        "host" => {
+            words(5)?;
+            f.hosts.push((
+                node(w[1])?,
+                HostSeen {
+                    host: uuid(w[2])?,
+                    last_ms: num(w[3], "time")?,
+                    peer: text(w[4], "address")?,
+                },
+            ));
+        }
+        "clash" => {
+            words(4)?;
+            f.clashes
+                .push((node(w[1])?, text(w[2], "hosts")?, text(w[3], "addresses")?));
         }
         "seen" => {
             words(5)?;

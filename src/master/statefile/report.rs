@@ -67,6 +67,15 @@ pub fn report(f: &StateFile, now_ms: u64) -> String {
             n.domains
         );
     }
+    for (node, hosts, peers) in &f.clashes {
+        let _ = writeln!(
+            out,
+            "CRITICAL: node id {} is used by two hosts at once (libvirt hosts {}, from {}): give each node its own node_id",
+            esc(node),
+            esc(hosts),
+            esc(peers)
+        );
+    }
     let _ = writeln!(out, "\nDuplicates ({}):", f.duplicates.len());
     for (by, key, nodes) in &f.duplicates {
         let _ = writeln!(out, "  same {by} {} on nodes {nodes}", esc(key));

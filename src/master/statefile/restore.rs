@@ -113,6 +113,9 @@ pub fn restore(
     for s in &f.seen {
         guard.import(s, mono);
     }
+    for (node, h) in &f.hosts {
+        table.identity.restore(node, h.clone());
+    }
     table.settle_restored();
     f.pending.clone()
 }

@@ -118,6 +118,27 @@ fn write_facts(v: &View, out: &mut String) -> std::fmt::Result {
             }
         }
     }
+    for (node, h) in v.table.identity.hosts() {
+        writeln!(
+            out,
+            "host {} {} {} {}",
+            enc(node),
+            h.host,
+            h.last_ms,
+            enc(&h.peer)
+        )?;
+    }
+    for c in v.table.clashes(v.now_ms) {
+        let hosts: Vec<&str> = c.hosts.iter().map(|h| h.host.as_str()).collect();
+        let peers: Vec<&str> = c.hosts.iter().map(|h| h.peer.as_str()).collect();
+        writeln!(
+            out,
+            "clash {} {} {}",
+            enc(&c.node),
+            hosts.join(","),
+            enc(&peers.join(","))
+        )?;
+    }
     for d in v.table.duplicates() {
         let (key, nodes) = (enc(&d.key), enc(&d.nodes.join(",")));
         writeln!(out, "duplicate {} {key} {nodes}", d.by)?;

@@ -26,6 +26,7 @@ pub fn event_msg(seq: u64, i: usize, ts: u64) -> Message {
             instance: 0x1234,
             seq,
             ts_ms: ts,
+            host: None,
         },
         body: Body::Events(vec![Event {
             domain: DomainId {
