@@ -76,7 +76,14 @@ impl PanelQueue {
             if !p.aside.is_empty() {
                 p.aside.replaced(&key);
             }
+            // A node's `forgotten` follows its domains' `undefined` lines
+            // (docs/panel-api.md): it does not take the place of a
+            // `down`/`up` still queued ahead of them, it goes last.
+            let last = matches!(u, Update::NodeForgotten { .. });
             if p.items.insert(key.clone(), u).is_none() {
+                p.order.push_back(key);
+            } else if last {
+                p.order.retain(|k| *k != key);
                 p.order.push_back(key);
             }
         }
@@ -253,6 +260,35 @@ mod tests {
             ("a", "paused")
         );
         assert_eq!(got[1].key().2, "b");
+    }
+
+    #[test]
+    fn a_forgotten_node_goes_after_its_domains_even_over_a_queued_down() {
+        let q = PanelQueue::new();
+        let node = |up: Option<bool>| match up {
+            Some(up) => Update::Node {
+                node: "1".into(),
+                up,
+                since_ms: 0,
+            },
+            None => Update::NodeForgotten {
+                node: "1".into(),
+                since_ms: 0,
+            },
+        };
+        q.push(node(Some(false)));
+        q.push_all([dom("a", "undefined"), node(None)]);
+        let got = q.take(10, Duration::ZERO);
+        assert_eq!(got.len(), 2);
+        assert_eq!(state_of(&got[0]), "undefined");
+        assert!(matches!(got[1], Update::NodeForgotten { .. }), "{got:?}");
+        q.settle(2);
+        // An `up` replacing a queued `forgotten` keeps its place.
+        q.push_all([dom("a", "undefined"), node(None)]);
+        q.push_all([node(Some(true)), dom("a", "running")]);
+        let got = q.take(10, Duration::ZERO);
+        assert_eq!(state_of(&got[0]), "running");
+        assert!(matches!(got[1], Update::Node { up: true, .. }), "{got:?}");
     }
 
     #[test]

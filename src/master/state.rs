@@ -67,6 +67,11 @@ pub struct NodeRecord {
     /// The same on the monotonic clock: what `node_timeout` is judged on.
     pub heard_mono_ms: u64,
     pub up: bool,
+    /// The node instance last heard (0: none yet this run) and when it was
+    /// first heard (wall clock): a `--forget-node` request older than
+    /// that is about a node that has restarted since (forget.rs).
+    pub instance: u64,
+    pub instance_ms: u64,
     assembly: Option<Assembly>,
 }
 
@@ -126,6 +131,10 @@ impl StateTable {
         }
         let rec = self.nodes.get_mut(node).expect("just made sure");
         rec.last_seen_ms = now_ms;
+        if rec.instance != msg.header.instance {
+            rec.instance = msg.header.instance;
+            rec.instance_ms = now_ms;
+        }
         if !rec.up {
             rec.up = true;
             for uuid in rec.domains.keys() {
@@ -230,6 +239,11 @@ impl StateTable {
         );
         out.extend(self.duplicate_changes(now_ms));
         out
+    }
+
+    /// `node_timeout` in seconds (for people).
+    pub fn node_timeout_s(&self) -> u64 {
+        self.node_timeout_ms / 1000
     }
 
     /// Notes that `node` was heard at `mono_ms` (monotonic clock); called
