@@ -350,3 +350,46 @@ fn a_new_instance_heard_before_a_queued_request_keeps_its_guest_running() {
     );
     rig.wait_running_at_the_end(0);
 }
+
+/// The request waits for a master that is not running; the node did not
+/// restart: the same instance goes on (reconnecting, as after any master
+/// restart). It is not mistaken for a restarted node: the request waits
+/// while it speaks, and it is forgotten once it is down.
+#[test]
+fn the_same_instance_going_on_after_a_master_restart_is_forgotten_once_down() {
+    let mut rig = Rig::start("forget-same", "node_timeout=2\n");
+    rig.master.stop();
+    let said = rig.forget();
+    assert!(said.contains("applied when the master starts"), "{said}");
+    let config = rig.master.config.clone();
+    rig.master = Daemon::spawn(
+        "vmwatch-master",
+        &master_bin(),
+        &rig.dir,
+        "master",
+        &config,
+        &rig.dir.join("master.log"),
+        &[],
+    );
+    rig.master.wait_log("listening on", DAEMON_DEADLINE);
+    rig.node.reconnect();
+    rig.node.send(Body::Heartbeat);
+    let answers = || read_text(&rig.dir.join("master.state.forgotten"));
+    wait_for(
+        "the request served",
+        PANEL_DEADLINE,
+        || answers().contains("node fgt:").then_some(()),
+        || rig.report(),
+    );
+    assert!(
+        !answers().contains("not forgotten"),
+        "{}\n{}",
+        answers(),
+        rig.report()
+    );
+    rig.wait_domain("undefined once down", 0, |l| {
+        l.field("state") == "undefined" && l.field("reason") == "node forgotten"
+    });
+    assert!(answers().contains("node fgt: forgotten"), "{}", answers());
+    println!("the master answered:\n{}", answers());
+}

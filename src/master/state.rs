@@ -709,6 +709,15 @@ impl StateTable {
         rec.up = up;
     }
 
+    /// Restores the instance a node last spoke as (from the replay guard's
+    /// `seen` lines), first heard before this run.
+    pub fn restore_instance(&mut self, node: &str, instance: u64) {
+        if let Some(rec) = self.nodes.get_mut(node) {
+            rec.instance = instance;
+            rec.instance_ms = 0;
+        }
+    }
+
     /// Restores a domain from the state file.
     /// A domain listed twice keeps its last line, as a live table would.
     pub fn restore_domain(&mut self, node: &str, uuid: &str, rec: DomainRecord) {

@@ -113,6 +113,19 @@ pub fn restore(
     for s in &f.seen {
         guard.import(s, mono);
     }
+    // Each node's latest instance: the same node process going on after
+    // the master's restart is not a node that restarted (forget.rs).
+    let mut latest: std::collections::BTreeMap<&str, &crate::master::replay::SeenInstance> =
+        std::collections::BTreeMap::new();
+    for s in &f.seen {
+        let e = latest.entry(s.node.as_str()).or_insert(s);
+        if s.ts_ms > e.ts_ms {
+            *e = s;
+        }
+    }
+    for (node, s) in latest {
+        table.restore_instance(node, s.instance);
+    }
     for (node, h) in &f.hosts {
         table.identity.restore(node, h.clone());
     }
