@@ -216,7 +216,9 @@ fn a_newer_masters_state_file_is_read_not_set_aside() {
     let (_, shown) = status_of(&dir);
     assert!(!shown.contains("damaged"), "{shown}");
     assert!(
-        shown.contains("2 lines of types this version does not know were ignored (weather, something_newer)"),
+        shown.contains(
+            "2 lines of types this version does not know were ignored (weather, something_newer)"
+        ),
         "{shown}"
     );
     let mut m = restart(&dir, "master");

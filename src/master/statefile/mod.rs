@@ -337,13 +337,23 @@ mod tests {
             ("wea\u{7f}ther 1", "s:3: unknown line type `wea\\x7fther`"),
             ("weather\t1", "s:3: unknown line type `weather\\x091`"),
             ("node 1 up 5", "s:3: `node` line has 4 words, not 5"),
-            ("counter accepted many", "s:3: counter `many` is not a number"),
+            (
+                "counter accepted many",
+                "s:3: counter `many` is not a number",
+            ),
         ] {
-            let f = parse("s", format!("version 1\nwritten 5\n{line}\nend\n").as_bytes());
+            let f = parse(
+                "s",
+                format!("version 1\nwritten 5\n{line}\nend\n").as_bytes(),
+            );
             assert!(f.damaged(), "{line:?}");
             assert!(f.ignored.is_empty(), "{line:?}: {:?}", f.ignored);
             assert_eq!(f.problems.len(), 1, "{line:?}: {:?}", f.problems);
-            assert!(f.problems[0].starts_with(said), "{line:?}: {:?}", f.problems);
+            assert!(
+                f.problems[0].starts_with(said),
+                "{line:?}: {:?}",
+                f.problems
+            );
         }
     }
 
