@@ -315,7 +315,11 @@ mod tests {
         assert!(!f.damaged(), "{:?}", f.damage());
         assert_eq!(
             f.ignored,
-            vec!["s:4: `weather`", "s:6: `future_line`", "s:7: `x.y-2`"]
+            vec![
+                (4, "weather".into()),
+                (6, "future_line".into()),
+                (7, "x.y-2".into())
+            ]
         );
         assert_eq!(t.nodes["1"].domains[U1].name, "web");
         let shown = report(&f, 10_000);

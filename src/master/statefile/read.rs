@@ -58,10 +58,10 @@ pub struct StateFile {
     pub foreign_version: Option<String>,
     /// `FILE:LINE: what` for each line that could not be used.
     pub problems: Vec<String>,
-    /// ``FILE:LINE: `TYPE` `` for each well-formed line of a type this
-    /// version does not know (written by a newer master): skipped, not
-    /// damage (docs/state-file.md, "Unknown lines").
-    pub ignored: Vec<String>,
+    /// (line number, type) of each well-formed line of a type this version
+    /// does not know (written by a newer master): skipped, not damage
+    /// (docs/state-file.md, "Unknown lines").
+    pub ignored: Vec<(usize, String)>,
 }
 
 impl StateFile {
@@ -89,9 +89,7 @@ impl StateFile {
         }
         (!what.is_empty()).then(|| what.join(", "))
     }
-}
 
-impl StateFile {
     /// The ignored lines, for a person: how many, and their types (each
     /// once, in file order); `None` if there were none.
     pub fn ignored_note(&self) -> Option<String> {
@@ -99,9 +97,8 @@ impl StateFile {
             return None;
         }
         let mut kinds: Vec<&str> = Vec::new();
-        for i in &self.ignored {
-            let kind = i.rsplit('`').nth(1).unwrap_or_default();
-            if !kinds.contains(&kind) {
+        for (_, kind) in &self.ignored {
+            if !kinds.contains(&kind.as_str()) {
                 kinds.push(kind);
             }
         }
@@ -150,7 +147,7 @@ pub fn parse(path: &str, bytes: &[u8]) -> StateFile {
             Ok(line) => match parse_line(&mut f, line) {
                 Err(Unknown) if well_formed(line) => {
                     let kind = line.split(' ').next().unwrap_or_default();
-                    f.ignored.push(format!("{path}:{n}: `{kind}`"));
+                    f.ignored.push((n, excerpt(kind.as_bytes())));
                     Ok(())
                 }
                 Err(Unknown) => Err(format!(

@@ -66,8 +66,8 @@ pub fn restore_file(
             f.problems.len() - SHOWN
         );
     }
-    for i in &f.ignored {
-        log::debug!("{i}: line type unknown to this version, ignored");
+    for (n, kind) in &f.ignored {
+        log::debug!("{path}:{n}: line type `{kind}` unknown to this version, ignored");
     }
     if let Some(note) = f.ignored_note() {
         log::info!("{path}: {note}");
