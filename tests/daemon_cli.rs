@@ -698,3 +698,187 @@ fn usage_errors_exit_2_help_and_version_exit_0() {
     );
     assert_eq!(st.code(), Some(1), "{err}");
 }
+
+/// The write end of a pipe whose read end is already closed: every write to
+/// it fails with EPIPE, as `head -1`'s pipe does once head has exited.
+fn closed_pipe() -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: `fds` is two ints for pipe2(2) to fill.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: pipe2 just opened both descriptors; nothing else owns them.
+    let (read, write) = unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    };
+    drop(read);
+    write
+}
+
+/// A master's state file with `n` domains: `--status` prints a line for
+/// each, far more than a pipe holds.
+fn big_state_file(dir: &TestDir, n: usize) -> PathBuf {
+    let mut text = format!(
+        "version 1\nwritten {}\nstarted 1\nnode n1 up 1 {n}\n",
+        now_ms()
+    );
+    for i in 0..n {
+        text.push_str(&format!(
+            "domain n1 00000000-0000-0000-0000-{i:012x} running 1 vm{i} booted\n"
+        ));
+    }
+    text.push_str("end\n");
+    let path = dir.join("master.state");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Every command that only prints (`--status`, `--check-config`, `-h`,
+/// `-V`, check_vmwatch `-v`) ends quietly when its output is a closed pipe:
+/// killed by SIGPIPE, as coreutils are, not a panic ("failed printing to
+/// stdout") or an abort.
+#[test]
+fn printing_commands_end_quietly_on_a_closed_pipe() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = TestDir::new("epipe");
+    let state = big_state_file(&dir, 50);
+    let mconf = dir.write_config("master.conf", &master_text(&dir, free_port(), ""));
+    let status_file = dir.join("node.status");
+    std::fs::write(&status_file, "version 1\nwritten 1\nend\n").unwrap();
+    let nconf = dir.write_config(
+        "node.conf",
+        &node_text(&dir, &format!("status_file={}\n", p(&status_file))),
+    );
+    let check = PathBuf::from(env!("CARGO_BIN_EXE_check_vmwatch"));
+    let memory = dir.join("nagios");
+    std::fs::create_dir(&memory).unwrap();
+    let (mconf, nconf, state, memory) = (p(&mconf), p(&nconf), p(&state), p(&memory));
+    let cases: Vec<(PathBuf, Vec<&str>)> = vec![
+        (master_bin(), vec!["-c", &mconf, "--status"]),
+        (master_bin(), vec!["-c", &mconf, "--check-config"]),
+        (master_bin(), vec!["-h"]),
+        (master_bin(), vec!["-V"]),
+        (node_bin(), vec!["-c", &nconf, "--status"]),
+        (node_bin(), vec!["-c", &nconf, "--check-config"]),
+        (node_bin(), vec!["-h"]),
+        (
+            check.clone(),
+            vec!["-M", "master", "-f", &state, "-m", &memory, "-v"],
+        ),
+        (check.clone(), vec!["-h"]),
+    ];
+    for (bin, args) in cases {
+        let what = format!("{} {}", bin.display(), args.join(" "));
+        let err_path = dir.join("epipe.err");
+        let mut child = Command::new(&bin)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(closed_pipe())
+            .stderr(std::fs::File::create(&err_path).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+        let status = wait_for(
+            &format!("{what} to exit"),
+            DAEMON_DEADLINE,
+            || child.try_wait().expect("wait"),
+            || read_text(&err_path),
+        );
+        let err = read_text(&err_path);
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGPIPE),
+            "{what}: {status:?}, stderr: {err}"
+        );
+        assert!(err.is_empty(), "{what}: nothing on stderr, got: {err}");
+    }
+}
+
+/// `vmwatch-master --status | head -1`: head gets the first line and the
+/// master, writing far more than the pipe holds, ends by SIGPIPE without a
+/// word on stderr.
+#[test]
+fn status_piped_into_head_ends_by_sigpipe() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = TestDir::new("head");
+    big_state_file(&dir, 5000);
+    let conf = dir.write_config("master.conf", &master_text(&dir, free_port(), ""));
+    let err_path = dir.join("status.err");
+    let mut master = Command::new(master_bin())
+        .arg("-c")
+        .arg(&conf)
+        .arg("--status")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .expect("run vmwatch-master --status");
+    let head = Command::new("head")
+        .arg("-1")
+        .stdin(master.stdout.take().unwrap())
+        .output()
+        .expect("run head");
+    let status = wait_for(
+        "vmwatch-master --status to exit",
+        DAEMON_DEADLINE,
+        || master.try_wait().expect("wait"),
+        || read_text(&err_path),
+    );
+    let first = String::from_utf8_lossy(&head.stdout);
+    let (_, whole, _) = run(&dir, "whole", &master_bin(), &["-c", &p(&conf), "--status"]);
+    assert!(whole.len() > 200_000, "{} bytes", whole.len());
+    assert_eq!(first, format!("{}\n", whole.lines().next().unwrap()));
+    let err = read_text(&err_path);
+    assert_eq!(status.signal(), Some(libc::SIGPIPE), "{status:?}: {err}");
+    assert!(err.is_empty(), "{err}");
+}
+
+/// The daemons keep ignoring SIGPIPE: a foreground master whose stdout and
+/// stderr (where it mirrors its log) are a closed pipe keeps running, logs
+/// to its file, and stops cleanly on SIGTERM.
+#[test]
+fn a_daemon_is_not_killed_by_sigpipe() {
+    let dir = TestDir::new("daemon-epipe");
+    let conf = dir.write_config("master.conf", &master_text(&dir, free_port(), ""));
+    let pidfile = dir.join("master.pid");
+    let mut child = Command::new(master_bin())
+        .arg("-f")
+        .arg("-c")
+        .arg(&conf)
+        .arg("-p")
+        .arg(&pidfile)
+        .stdin(Stdio::null())
+        .stdout(closed_pipe())
+        .stderr(closed_pipe())
+        .spawn()
+        .expect("run vmwatch-master");
+    let log = dir.join("master.log");
+    wait_for(
+        "the master to listen",
+        DAEMON_DEADLINE,
+        || read_text(&log).contains("listening on").then_some(()),
+        || format!("log: {}", read_text(&log)),
+    );
+    // A state file written after the log lines that hit the closed pipe.
+    wait_for(
+        "a state file",
+        DAEMON_DEADLINE,
+        || master_state(&dir).written_ms.map(|_| ()),
+        || format!("log: {}", read_text(&log)),
+    );
+    assert!(child.try_wait().unwrap().is_none(), "{}", read_text(&log));
+    signal(child.id(), libc::SIGTERM);
+    let status = wait_for(
+        "the master to stop",
+        DAEMON_DEADLINE,
+        || child.try_wait().expect("wait"),
+        || read_text(&log),
+    );
+    assert_eq!(status.code(), Some(0), "{status:?}: {}", read_text(&log));
+    assert!(
+        read_text(&log).trim_end().ends_with("exiting"),
+        "{}",
+        read_text(&log)
+    );
+}

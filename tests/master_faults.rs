@@ -192,6 +192,56 @@ fn damaged_state_files_never_stop_the_master() {
     assert!(shown.contains("no `written` line"), "{shown}");
 }
 
+/// A master downgraded under a newer master's state file (`rpm -U
+/// --oldpackage`): well-formed lines of types it does not know are skipped,
+/// not damage. The file is not set aside, what it knows is restored, and
+/// `--status` does not call the file damaged.
+#[test]
+fn a_newer_masters_state_file_is_read_not_set_aside() {
+    let uuid = "4b3b2f6e-1c9a-4f8e-9d6a-2a7c1e5b9f00";
+    let dir = TestDir::new("newer-state");
+    let panel = Panel::new(&dir);
+    std::fs::write(
+        dir.join("master.state"),
+        format!(
+            "version 1\nwritten 1\nweather n1 sunny\nnode n1 down 1 1\n\
+             domain n1 {uuid} paused 1 kept-vm user\nsomething_newer 1 2 3\nend\n"
+        ),
+    )
+    .unwrap();
+    dir.write_config(
+        "master.conf",
+        &master_config_text(&dir, free_port(), SECRET, &panel, ""),
+    );
+    let (_, shown) = status_of(&dir);
+    assert!(!shown.contains("damaged"), "{shown}");
+    assert!(
+        shown.contains(
+            "2 lines of types this version does not know were ignored (weather, something_newer)"
+        ),
+        "{shown}"
+    );
+    let mut m = restart(&dir, "master");
+    let log = m.log_text();
+    assert!(!log.contains("damaged"), "{}", m.report());
+    assert!(
+        log.contains("2 lines of types this version does not know were ignored"),
+        "{}",
+        m.report()
+    );
+    assert!(aside_files(&dir).is_empty(), "{}", m.report());
+    // The next save holds what it knew, and is clean.
+    let f = wait_for(
+        "a state file written by this master",
+        DAEMON_DEADLINE,
+        || Some(master_state(&dir)).filter(|f| f.written_ms > Some(1)),
+        || m.report(),
+    );
+    assert!(!f.damaged(), "{:?}", f.damage());
+    assert!(f.domains.iter().any(|d| d.record.name == "kept-vm"));
+    assert!(m.stop().success(), "{}", m.report());
+}
+
 /// Item 2: a panic in any thread of a detached daemon reaches its log file
 /// and syslog, with the thread's name, before the process ends. The thread
 /// is asked to panic through the documented test hook VMWATCH_TEST_PANIC.

@@ -11,6 +11,8 @@
 //! - `detach.rs`: fork/setsid/fork with a readiness pipe, so `service X
 //!   start` reports a daemon that failed during start-up ([`detach`]);
 //! - `pidfile.rs`: the locked pidfile ([`PidFile`]);
+//! - `sigpipe.rs`: SIGPIPE's default for commands that only print, ignored
+//!   by the daemons ([`default_for_printing`], [`ignore_for_daemon`]);
 //! - `stop.rs`: the stop flag, the first failure, the stop budget and a join
 //!   with a deadline ([`Shutdown`], [`STOP_BUDGET`], [`join_until`]);
 //! - `thread.rs`: named threads ([`spawn`]); `clock.rs`: [`now_ms`].
@@ -19,6 +21,7 @@ mod clock;
 mod detach;
 mod pidfile;
 mod signals;
+mod sigpipe;
 mod stop;
 mod thread;
 
@@ -28,6 +31,7 @@ pub use clock::{mono_ms, now_ms, offset_text, StepDetector, STEP_MS};
 pub use detach::{detach, Detached, Readiness};
 pub use pidfile::PidFile;
 pub use signals::{block_signals, supervise};
+pub use sigpipe::{default_for_printing, ignore_for_daemon};
 pub use stop::{join_until, Shutdown, STOP_BUDGET};
 pub use thread::spawn;
 
@@ -85,6 +89,8 @@ pub fn command<D: Daemon>(args: &Args) -> u8 {
 /// daemon ([`main`]) or its `--status` ([`status`]).
 pub fn program<D: Daemon>() -> std::process::ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
+    // Until `main` turns into a daemon, this process only prints.
+    default_for_printing();
     match crate::cli::parse(D::PROGRAM, &argv, true) {
         Parsed::Exit(status) => status.into(),
         Parsed::Run(args) if args.status => status::<D>(&args).into(),
@@ -145,6 +151,8 @@ pub fn main<D: Daemon>(args: &Args) -> ExitStatus {
         println!("configuration OK");
         return ExitStatus::Ok;
     }
+    // From here on a daemon: a reader going away is never a reason to die.
+    ignore_for_daemon();
     let mut settings = cfg.log().clone();
     if args.verbose {
         settings.level = log::LevelFilter::Debug;

@@ -300,6 +300,67 @@ mod tests {
         assert!(t.nodes.contains_key("2"));
     }
 
+    /// A file written by a newer master (downgraded with `rpm -U
+    /// --oldpackage`): well-formed lines of types this version does not
+    /// know are skipped and noted, not damage, so the file is not set aside
+    /// and everything known in it is used.
+    #[test]
+    fn well_formed_lines_of_unknown_types_are_ignored_not_damage() {
+        let text = format!(
+            "version 1\nwritten 5\nnode 1 up 5 1\nweather 1 sunny%20day\n\
+             domain 1 {U1} running 1 web booted\nfuture_line\nx.y-2 a b\nend\n"
+        );
+        let (f, t, _, _) = restored(text.as_bytes());
+        assert_eq!(f.problems, Vec::<String>::new());
+        assert!(!f.damaged(), "{:?}", f.damage());
+        assert_eq!(
+            f.ignored,
+            vec![
+                (4, "weather".into()),
+                (6, "future_line".into()),
+                (7, "x.y-2".into())
+            ]
+        );
+        assert_eq!(t.nodes["1"].domains[U1].name, "web");
+        let shown = report(&f, 10_000);
+        assert!(!shown.contains("damaged"), "{shown}");
+        assert!(
+            shown.contains("3 lines of types this version does not know were ignored (weather, future_line, x.y-2)"),
+            "{shown}"
+        );
+    }
+
+    /// What is not a well-formed line of some type stays damage, as does a
+    /// malformed line of a known type.
+    #[test]
+    fn lines_that_are_not_well_formed_are_still_damage() {
+        for (line, said) in [
+            ("Weather 1", "s:3: unknown line type `Weather`"),
+            (" node 1 up 5 0", "s:3: unknown line type ``"),
+            ("9lives 1", "s:3: unknown line type `9lives`"),
+            ("wea\u{7f}ther 1", "s:3: unknown line type `wea\\x7fther`"),
+            ("weather\t1", "s:3: unknown line type `weather\\x091`"),
+            ("node 1 up 5", "s:3: `node` line has 4 words, not 5"),
+            (
+                "counter accepted many",
+                "s:3: counter `many` is not a number",
+            ),
+        ] {
+            let f = parse(
+                "s",
+                format!("version 1\nwritten 5\n{line}\nend\n").as_bytes(),
+            );
+            assert!(f.damaged(), "{line:?}");
+            assert!(f.ignored.is_empty(), "{line:?}: {:?}", f.ignored);
+            assert_eq!(f.problems.len(), 1, "{line:?}: {:?}", f.problems);
+            assert!(
+                f.problems[0].starts_with(said),
+                "{line:?}: {:?}",
+                f.problems
+            );
+        }
+    }
+
     /// Whatever the bytes, parsing names the bad lines and never panics.
     #[test]
     fn any_damage_is_survived_and_said() {

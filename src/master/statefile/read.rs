@@ -58,6 +58,10 @@ pub struct StateFile {
     pub foreign_version: Option<String>,
     /// `FILE:LINE: what` for each line that could not be used.
     pub problems: Vec<String>,
+    /// (line number, type) of each well-formed line of a type this version
+    /// does not know (written by a newer master): skipped, not damage
+    /// (docs/state-file.md, "Unknown lines").
+    pub ignored: Vec<(usize, String)>,
 }
 
 impl StateFile {
@@ -84,6 +88,25 @@ impl StateFile {
             what.push("no `end` line (cut short)".to_string());
         }
         (!what.is_empty()).then(|| what.join(", "))
+    }
+
+    /// The ignored lines, for a person: how many, and their types (each
+    /// once, in file order); `None` if there were none.
+    pub fn ignored_note(&self) -> Option<String> {
+        if self.ignored.is_empty() {
+            return None;
+        }
+        let mut kinds: Vec<&str> = Vec::new();
+        for (_, kind) in &self.ignored {
+            if !kinds.contains(&kind.as_str()) {
+                kinds.push(kind);
+            }
+        }
+        Some(format!(
+            "{} lines of types this version does not know were ignored ({}): written by a newer vmwatch-master?",
+            self.ignored.len(),
+            kinds.join(", ")
+        ))
     }
 }
 
@@ -121,7 +144,19 @@ pub fn parse(path: &str, bytes: &[u8]) -> StateFile {
         }
         let result = match std::str::from_utf8(raw) {
             Ok(line) if line.is_empty() || line.starts_with('#') => Ok(()),
-            Ok(line) => parse_line(&mut f, line),
+            Ok(line) => match parse_line(&mut f, line) {
+                Err(Unknown) if well_formed(line) => {
+                    let kind = line.split(' ').next().unwrap_or_default();
+                    f.ignored.push((n, excerpt(kind.as_bytes())));
+                    Ok(())
+                }
+                Err(Unknown) => Err(format!(
+                    "unknown line type `{}`",
+                    excerpt(line.split(' ').next().unwrap_or_default().as_bytes())
+                )),
+                Err(Bad(what)) => Err(what),
+                Ok(()) => Ok(()),
+            },
             Err(_) => Err("not UTF-8 text".to_string()),
         };
         if let Err(what) = result {
@@ -132,7 +167,41 @@ pub fn parse(path: &str, bytes: &[u8]) -> StateFile {
     f
 }
 
-fn parse_line(f: &mut StateFile, line: &str) -> Result<(), String> {
+/// Why a line was not used: a line of a known type that is not as
+/// docs/state-file.md says (damage), or a type this version does not know.
+enum LineError {
+    Bad(String),
+    Unknown,
+}
+use LineError::{Bad, Unknown};
+
+impl From<String> for LineError {
+    fn from(what: String) -> Self {
+        Bad(what)
+    }
+}
+
+impl From<&str> for LineError {
+    fn from(what: &str) -> Self {
+        Bad(what.to_string())
+    }
+}
+
+/// Whether a line of a type this version does not know is one a newer
+/// master could have written (docs/state-file.md, "Unknown lines"): its
+/// type word is a lowercase ASCII letter followed by lowercase letters,
+/// digits, `_`, `.` or `-`, and the line holds no control character (the
+/// writer percent-encodes free text). Anything else is damage.
+fn well_formed(line: &str) -> bool {
+    let kind = line.split(' ').next().unwrap_or_default();
+    kind.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+        && kind
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b))
+        && !line.chars().any(char::is_control)
+}
+
+fn parse_line(f: &mut StateFile, line: &str) -> Result<(), LineError> {
     let w: Vec<&str> = line.split(' ').collect();
     let num = |s: &str, what: &str| -> Result<u64, String> {
         if !crate::vocab::is_decimal(s) {
@@ -170,10 +239,10 @@ fn parse_line(f: &mut StateFile, line: &str) -> Result<(), String> {
             words(2)?;
             if w[1] != FORMAT.to_string() {
                 f.foreign_version = Some(excerpt(w[1].as_bytes()));
-                return Err(format!(
+                return Err(Bad(format!(
                     "format version {}, this master reads version {FORMAT}",
                     excerpt(w[1].as_bytes())
-                ));
+                )));
             }
         }
         "written" => {
@@ -196,7 +265,10 @@ fn parse_line(f: &mut StateFile, line: &str) -> Result<(), String> {
                     .bytes()
                     .all(|b| b.is_ascii_lowercase() || b == b'.' || b == b'_')
             {
-                return Err(format!("bad counter name `{}`", excerpt(name.as_bytes())));
+                return Err(Bad(format!(
+                    "bad counter name `{}`",
+                    excerpt(name.as_bytes())
+                )));
             }
             f.counters.push((name.to_string(), num(w[2], "counter")?));
         }
@@ -216,7 +288,10 @@ fn parse_line(f: &mut StateFile, line: &str) -> Result<(), String> {
         "domain" => {
             // Files written before reboot counting have no count.
             if w.len() != 7 && w.len() != 9 {
-                return Err(format!("`domain` line has {} words, not 7 or 9", w.len()));
+                return Err(Bad(format!(
+                    "`domain` line has {} words, not 7 or 9",
+                    w.len()
+                )));
             }
             let state = State::parse(&text(w[3], "state")?).ok_or_else(|| {
                 format!("state `{}` is not a domain state", excerpt(w[3].as_bytes()))
@@ -335,9 +410,7 @@ fn parse_line(f: &mut StateFile, line: &str) -> Result<(), String> {
             words(1)?;
             f.complete = true;
         }
-        other => {
-            return Err(format!("unknown line type `{}`", excerpt(other.as_bytes())));
-        }
+        _ => return Err(Unknown),
     }
     Ok(())
 }

@@ -29,6 +29,9 @@ pub fn report(f: &StateFile, now_ms: u64) -> String {
             let _ = writeln!(out, "  {p}");
         }
     }
+    if let Some(note) = f.ignored_note() {
+        let _ = writeln!(out, "Note: {note}");
+    }
     if f.written_ms
         .is_some_and(|w| now_ms.saturating_sub(w) > 60_000)
     {

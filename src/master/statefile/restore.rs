@@ -66,6 +66,12 @@ pub fn restore_file(
             f.problems.len() - SHOWN
         );
     }
+    for (n, kind) in &f.ignored {
+        log::debug!("{path}:{n}: line type `{kind}` unknown to this version, ignored");
+    }
+    if let Some(note) = f.ignored_note() {
+        log::info!("{path}: {note}");
+    }
     let pending = restore(&f, table, guard, now_ms);
     if let Some(damage) = f.damage() {
         set_aside(path, &format!("is damaged ({damage})"));
