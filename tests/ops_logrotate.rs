@@ -205,7 +205,10 @@ fn the_shipped_files_rotate_both_busy_daemons_losing_nothing() {
         let (stop, sent) = (stop.clone(), sent.clone());
         std::thread::spawn(move || {
             let mut c = Client::connect(port, SECRET, "load");
-            let mut bad = Client::connect(port, "NOT-THE-SECRET-0123456789", "bad");
+            // Through the handshake (which needs the secret), then every
+            // message signed with a wrong key: rejected as a bad MAC.
+            let mut bad = Client::connect(port, SECRET, "bad");
+            bad.secret = b"NOT-THE-SECRET-0123456789".to_vec();
             let mut next = 1u64;
             while !stop.load(Ordering::SeqCst) && c.seq < MAX_MESSAGES {
                 let events = (0..PER_MESSAGE)
