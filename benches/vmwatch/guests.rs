@@ -18,7 +18,7 @@ use std::time::Instant;
 use virt::connect::Connect;
 use virt::domain::Domain;
 
-#[path = "../firmware.rs"]
+#[path = "../../tests/support/firmware.rs"]
 mod firmware;
 
 /// Where the guests live: the machine's libvirtd, or `VMWATCH_BENCH_URI`
