@@ -13,15 +13,13 @@
 //! thresholds crossed, stopped (master, and node with and without master),
 //! plus a damaged state file and usage errors directly.
 
-mod common;
-
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use vmwatch::protocol::{Body, DomainId, StatSample};
 
 const NAGIOS_DEADLINE: Duration = Duration::from_secs(60);

@@ -9,15 +9,13 @@
 //! runs against libvirt's in-process test driver (`test:///default`) and no
 //! master has to listen for it.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// Runs a binary to completion (at most 20 s) with output captured in files;
 /// returns (status, stdout, stderr).

@@ -19,13 +19,11 @@
 //! Both run only with VMWATCH_E2E=1 (`make test` sets it): the chaos test
 //! kills and restarts the machine's libvirtd.
 
-mod common;
-
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use common::guest::{virsh, virsh_try, Guest, URI};
-use common::*;
+use crate::common::guest::{virsh, virsh_try, Guest, URI};
+use crate::common::*;
 
 /// The node's snapshot period: the bound on convergence after any fault.
 const SYNC: Duration = Duration::from_secs(10);

@@ -20,14 +20,12 @@
 //! the connection half way through a list: a stand-in for libvirtd dying,
 //! because the system libvirtd is shared and must not be killed here.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::guest::{virsh_try, Guest, URI};
-use common::*;
+use crate::common::guest::{virsh_try, Guest, URI};
+use crate::common::*;
 
 /// Deadline for a guest operation's event, or a clock report, to show.
 const DEADLINE: Duration = Duration::from_secs(60);

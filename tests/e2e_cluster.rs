@@ -17,14 +17,12 @@
 //!   guests do not fit this machine) reaches the panel in batches with every
 //!   state exact.
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use common::guest::{virsh, Guest, URI};
-use common::*;
+use crate::common::guest::{virsh, Guest, URI};
+use crate::common::*;
 
 const GUEST_DEADLINE: Duration = Duration::from_secs(120);
 
@@ -82,8 +80,8 @@ impl StatsGuest {
 
 impl Drop for StatsGuest {
     fn drop(&mut self) {
-        let _ = common::guest::virsh_try(&["destroy", &self.name]);
-        let _ = common::guest::virsh_try(&["undefine", &self.name]);
+        let _ = crate::common::guest::virsh_try(&["destroy", &self.name]);
+        let _ = crate::common::guest::virsh_try(&["undefine", &self.name]);
     }
 }
 
@@ -451,7 +449,7 @@ fn test_driver_node_with_500_domains_reaches_the_panel_in_batches() {
     let lines = panel.lines();
     for i in 0..500 {
         let uuid = format!("{:08x}-0000-4000-8000-{i:012x}", std::process::id());
-        let got: Vec<&common::PanelLine> = lines.iter().filter(|l| l.is_domain(&uuid)).collect();
+        let got: Vec<&PanelLine> = lines.iter().filter(|l| l.is_domain(&uuid)).collect();
         assert_eq!(got.len(), 1, "burst-{i} reported once");
         assert_eq!(got[0].field("state"), states[i % 3], "burst-{i}");
         assert_eq!(got[0].field("name"), format!("burst-{i}"));

@@ -33,12 +33,10 @@
 //! `libvirtd_faults_in_order`, each leaving libvirtd healthy again, so no
 //! test depends on the order of test names.
 
-mod common;
-
 use std::time::Duration;
 
-use common::guest::{virsh, virsh_try, Guest, URI};
-use common::*;
+use crate::common::guest::{virsh, virsh_try, Guest, URI};
+use crate::common::*;
 
 /// Deadline for a guest operation's event to reach the panel.
 const GUEST_DEADLINE: Duration = Duration::from_secs(60);
@@ -502,10 +500,10 @@ fn firmware_hex_matches_its_source() {
     let hex: String = code.iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(
         hex,
-        common::guest::FIRMWARE_HEX.trim(),
+        crate::common::guest::FIRMWARE_HEX.trim(),
         "regenerate tests/support/guest-firmware.hex"
     );
-    let rom = common::guest::firmware_rom();
+    let rom = crate::common::guest::firmware_rom();
     assert_eq!(rom.len(), 65536);
     assert_eq!(&rom[..code.len()], &code[..]);
     assert_eq!(&rom[0xfff0..0xfff5], &[0xea, 0, 0, 0, 0xf0], "reset vector");

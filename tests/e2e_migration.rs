@@ -19,15 +19,13 @@
 //!   state file and check_vmwatch CRITICAL naming both hosts; no domain of
 //!   either is erased by the other's lists.
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::guest::URI;
-use common::second_libvirtd::{virsh_ok, Firmware, MigGuest, PanelClock, SecondLibvirtd};
-use common::*;
+use crate::common::guest::URI;
+use crate::common::second_libvirtd::{virsh_ok, Firmware, MigGuest, PanelClock, SecondLibvirtd};
+use crate::common::*;
 
 /// The two nodes of these tests, one per daemon.
 const NODE_A: &str = "mig-a";
@@ -417,7 +415,7 @@ fn the_same_guest_on_both_daemons_is_a_duplicate_and_a_renamed_copy_by_name() {
         "mig-dup",
         Firmware::Quiet,
         &rig.b.uri,
-        &common::second_libvirtd::random_uuid(),
+        &crate::common::second_libvirtd::random_uuid(),
     );
     virsh_ok(&rig.b.uri, &["define", &copy.xml.display().to_string()]);
     let by_name = format!(

@@ -13,13 +13,11 @@
 //!
 //! Runs only with VMWATCH_E2E=1 (`make test` sets it).
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use common::guest::{Guest, URI};
-use common::*;
+use crate::common::guest::{Guest, URI};
+use crate::common::*;
 
 /// The node's reboot ids, as its file says (the node's own parser).
 fn node_ids(dir: &TestDir) -> std::collections::HashMap<String, u64> {

@@ -13,13 +13,11 @@
 //! Needs root to install graphite-carbon and python3-whisper if missing
 //! (apt-get, waiting for the dpkg lock); every wait is bounded and polls.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use vmwatch::protocol::{encode, Body, DomainId, Message, StatSample};
 
 /// How long carbon may take to start, or to write what it received.

@@ -13,15 +13,13 @@
 //! says the same in its own section; a master without graphite writes no
 //! such line.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 
 /// A line receiver on 127.0.0.1 that counts what arrives, until stopped.
 struct Receiver {

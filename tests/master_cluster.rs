@@ -9,9 +9,7 @@
 //! undelivered updates delivered after the restart) and `--status`. The same
 //! behaviour with real nodes on a real libvirtd is in e2e_cluster.rs.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use vmwatch::protocol::{Body, DomainId, StatSample};
 
 fn snapshot(id: u64, domains: Vec<vmwatch::protocol::DomainState>) -> Body {

@@ -4,8 +4,6 @@
 //! nodes) and the recording panel command of tests/common; the same faults
 //! with real nodes and guests are in e2e_cluster.rs.
 
-mod common;
-
 use std::collections::HashMap;
 use std::io::Read;
 use std::net::TcpStream;
@@ -13,7 +11,7 @@ use std::os::unix::net::UnixDatagram;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use vmwatch::protocol::{Body, DomainState};
 
 /// The init scripts' `STOP_DELAY`: SIGKILL follows SIGTERM after this long.
@@ -538,7 +536,7 @@ fn half_open_connections_are_dropped_after_the_handshake_timeout() {
     let mut idle: Vec<TcpStream> = (0..300u32)
         .map(|i| {
             let src = std::net::Ipv4Addr::new(127, 0, 2, (i % 10) as u8 + 1);
-            common::zmtp::RawPeer::connect_from(src, port)
+            crate::common::zmtp::RawPeer::connect_from(src, port)
                 .expect("connect")
                 .stream
         })

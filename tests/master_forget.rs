@@ -11,11 +11,9 @@
 //! does the state file. A node still speaking is not forgotten under it: its
 //! guests really run (docs/panel-api.md, "Node identity").
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use vmwatch::master::update::Update;
 use vmwatch::protocol::Body;
 

@@ -16,12 +16,10 @@
 //! Figures (memory, descriptors) are printed for docs/benchmarks.md; the
 //! checks are the documented bounds, not timings.
 
-mod common;
-
 use std::time::Duration;
 
-use common::zmtp::{Outcome, RawPeer};
-use common::*;
+use crate::common::zmtp::{Outcome, RawPeer};
+use crate::common::*;
 use vmwatch::handshake::Credential;
 use vmwatch::protocol::{Body, Key};
 

@@ -16,14 +16,12 @@
 //! group after `panel_timeout`, and while the panel is down the updates of
 //! one domain coalesce to its latest state.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use vmwatch::protocol::{sign, Body, Message, MAX_PAYLOAD};
 
-use common::*;
+use crate::common::*;
 
 /// A master with a recording panel; the last value of a repeated key wins.
 fn master(dir: &TestDir, extra: &str) -> (Daemon, u16, Panel) {

@@ -7,14 +7,12 @@
 //! `vmwatch-panel` over a stand-in `mgrctl` (the real panel cannot run
 //! here). Real guests reset under node kills are in e2e_reboots.rs.
 
-mod common;
-
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use vmwatch::protocol::{Body, DomainState, Event};
 
 fn snapshot(id: u64, domains: Vec<DomainState>) -> Body {

@@ -21,16 +21,14 @@
 //! CRITICAL for a threshold crossed and for each daemon stopped; UNKNOWN
 //! when the ssh user may not read the node's status file.
 
-mod common;
-
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use common::nagios::{user_id, Nagios};
-use common::ops::ensure_packages;
-use common::*;
+use crate::common::nagios::{user_id, Nagios};
+use crate::common::ops::ensure_packages;
+use crate::common::*;
 
 /// The ssh login check_by_ssh uses (tests/support/setup-nagios.sh).
 const SSH_USER: &str = "vmwatch-check";

@@ -21,17 +21,15 @@
 //! Uses the machine's libvirtd: run under `flock /tmp/vmwatch-libvirt.lock`
 //! with `VMWATCH_E2E=1` (`make test` does).
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use common::guest::{virsh_try, Guest, URI};
-use common::ops::ensure_packages;
-use common::*;
+use crate::common::guest::{virsh_try, Guest, URI};
+use crate::common::ops::ensure_packages;
+use crate::common::*;
 use vmwatch::protocol::Body;
 
 /// At most this many load messages (bounds the run whatever happens).

@@ -11,10 +11,8 @@
 //! rsyslogd restarts under running daemons they keep logging to their files
 //! and their lines reach the new rsyslogd.
 
-mod common;
-
-use common::ops::{ensure_packages, Parsed, Rsyslog};
-use common::*;
+use crate::common::ops::{ensure_packages, Parsed, Rsyslog};
+use crate::common::*;
 use vmwatch::protocol::Body;
 
 fn assert_parsed(p: &Parsed, severity: &str, program: &str, pid: u32) {
