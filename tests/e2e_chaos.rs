@@ -12,12 +12,13 @@
 //!   test resets guests only while a node runs: libvirt keeps no record of a
 //!   reboot, so one made while no node watches is seen by nobody.
 //!
-//! A separate bounded test pushes 10,000 lifecycle events through a real node
-//! on libvirt's test driver (stand-in: 10,000 real operations on QEMU guests
-//! would take too long here) and checks the final view exact.
+//! A separate bounded test pushes 10,000 lifecycle events of four real
+//! guests (suspended and resumed through one `virsh` shell) through a real
+//! node and checks the final view exact.
 //!
-//! Both run only with VMWATCH_E2E=1 (`make test` sets it): the chaos test
-//! kills and restarts the machine's libvirtd.
+//! Both use the machine's libvirtd, and the chaos test kills and restarts
+//! it: `#[ignore]`d for a plain `cargo test`, run by `make test`
+//! (`--include-ignored`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -215,10 +216,8 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 #[test]
+#[ignore = "needs libvirtd (kills and restarts it): make test"]
 fn chaos_every_fault_converges_to_the_truth_with_every_reboot() {
-    if !e2e_allowed("chaos_every_fault_converges_to_the_truth_with_every_reboot") {
-        return;
-    }
     let dir = TestDir::new("chaos");
     let panel = Panel::new(&dir);
     let (master, port) = start_master(
@@ -369,10 +368,8 @@ fn chaos_every_fault_converges_to_the_truth_with_every_reboot() {
 /// guests 1,250 times each, then leaves two of them paused; the panel's
 /// final view must equal libvirt's exactly.
 #[test]
+#[ignore = "needs libvirtd: make test"]
 fn ten_thousand_events_end_in_the_exact_view() {
-    if !e2e_allowed("ten_thousand_events_end_in_the_exact_view") {
-        return;
-    }
     let dir = TestDir::new("ten-thousand");
     let panel = Panel::new(&dir);
     let (m, port) = start_master(&dir, &panel, "panel_batch=500\n");

@@ -276,10 +276,8 @@ const NODE: &str = "clock-1";
 /// panel, the node is never reported down, and the report clears when the
 /// clock is set right.
 #[test]
+#[ignore = "needs libvirtd: make test"]
 fn master_clock_steps_are_reported_and_silence_nothing() {
-    if !e2e_allowed("master_clock_steps_are_reported_and_silence_nothing") {
-        return;
-    }
     require_libvirtd();
     let dir = TestDir::new("clock-master");
     let panel = Panel::new(&dir);
@@ -353,10 +351,8 @@ fn master_clock_steps_are_reported_and_silence_nothing() {
 /// node mode; and a node restarted with its clock 1 h off is refused as
 /// stale yet named, never silently dropped.
 #[test]
+#[ignore = "needs libvirtd: make test"]
 fn node_clock_steps_are_reported_at_both_ends() {
-    if !e2e_allowed("node_clock_steps_are_reported_at_both_ends") {
-        return;
-    }
     require_libvirtd();
     let dir = TestDir::new("clock-node");
     let panel = Panel::new(&dir);
@@ -536,10 +532,8 @@ fn lists_queued(node: &Daemon) -> usize {
 /// master gets one list on reconnection (plus the one that repairs the
 /// events lost to the overflow), not a backlog.
 #[test]
+#[ignore = "needs libvirtd: make test"]
 fn a_master_outage_costs_the_node_nothing() {
-    if !e2e_allowed("a_master_outage_costs_the_node_nothing") {
-        return;
-    }
     require_libvirtd();
     let dir = TestDir::new("clock-outage");
     let panel = Panel::new(&dir);
@@ -750,10 +744,8 @@ impl CutProxy {
 /// list (a stand-in for a libvirtd SIGKILLed at that moment: see
 /// [`CutProxy`]). No `undefined` may reach the panel.
 #[test]
+#[ignore = "needs libvirtd: make test"]
 fn a_list_cut_short_by_libvirtd_dying_is_not_sent() {
-    if !e2e_allowed("a_list_cut_short_by_libvirtd_dying_is_not_sent") {
-        return;
-    }
     require_libvirtd();
     let dir = TestDir::new("clock-cut");
     let panel = Panel::new(&dir);

@@ -11,7 +11,7 @@
 //! rsyslogd restarts under running daemons they keep logging to their files
 //! and their lines reach the new rsyslogd.
 
-use crate::common::ops::{ensure_packages, Parsed, Rsyslog};
+use crate::common::ops::{require_tools, Parsed, Rsyslog};
 use crate::common::*;
 use vmwatch::protocol::Body;
 
@@ -23,8 +23,9 @@ fn assert_parsed(p: &Parsed, severity: &str, program: &str, pid: u32) {
 }
 
 #[test]
+#[ignore = "needs rsyslog (tests/support/setup-nagios.sh): make test"]
 fn both_daemons_through_a_real_rsyslogd_and_its_restart() {
-    ensure_packages();
+    require_tools();
     let dir = TestDir::new("rsyslog");
     let mut rs = Rsyslog::start(&dir);
     let syslog = format!(
@@ -180,8 +181,9 @@ fn both_daemons_through_a_real_rsyslogd_and_its_restart() {
 /// default) within a few lines. The master must go on serving the panel,
 /// every line still in its file; syslog gets lines again once it reads.
 #[test]
+#[ignore = "needs rsyslog (tests/support/setup-nagios.sh): make test"]
 fn a_hung_rsyslogd_does_not_stop_the_master() {
-    ensure_packages();
+    require_tools();
     let dir = TestDir::new("rsyslog-hung");
     let rs = Rsyslog::start(&dir);
     let panel = Panel::new(&dir);

@@ -39,22 +39,6 @@ use vmwatch::vocab::{Detail, EventKind, Reason, State};
 /// warning).
 pub const SECRET: &str = "TESTSECRET0123456789ABCDEF";
 
-/// Whether the tests that use the machine's own libvirtd may run. They
-/// define, start and destroy guests on `qemu:///system`, and the `z` tests
-/// stop and kill libvirtd and restart it with tests/support/setup-host.sh;
-/// so a plain `cargo test` skips them and says how to run them: `make test`
-/// sets `VMWATCH_E2E=1`.
-pub fn e2e_allowed(test: &str) -> bool {
-    if std::env::var_os("VMWATCH_E2E").is_some_and(|v| v == "1") {
-        return true;
-    }
-    eprintln!(
-        "SKIPPED {test}: it uses this machine's libvirtd (and may restart it); \
-         run `make test`, or set VMWATCH_E2E=1 to run it"
-    );
-    false
-}
-
 /// Deadline for a daemon to start or stop.
 pub const DAEMON_DEADLINE: Duration = Duration::from_secs(20);
 /// Deadline for a message or a libvirt event to reach the panel.

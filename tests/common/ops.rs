@@ -2,25 +2,30 @@
 //! syslog daemon ([`Rsyslog`]) with the test's own configuration, socket
 //! and output file, never the machine's /dev/log or its running services.
 //!
-//! The packages come from tests/support/setup-nagios.sh ([`ensure_packages`]),
-//! which installs them without starting the machine's own daemons.
+//! The packages come from tests/support/setup-nagios.sh, which installs them
+//! without starting the machine's own daemons (`make setup` runs it); the
+//! tests only check that they are there ([`require_tools`]).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use super::{alive, read_text, signal, tail, wait_for, TestDir, DAEMON_DEADLINE};
 
-/// Runs tests/support/setup-nagios.sh: Nagios, check_by_ssh, openssh-server,
-/// rsyslog and logrotate, installed with every service start refused.
-pub fn ensure_packages() {
+/// Fails at once, saying what is missing and how to get it, unless
+/// tests/support/setup-nagios.sh has set this host up: Nagios, check_by_ssh,
+/// openssh-server, rsyslog, logrotate, carbon-cache and python3-whisper, and
+/// the user `vmwatch-check`. The tests install nothing themselves: `make
+/// setup` (tests/support/setup-host.sh, which runs that script) does.
+pub fn require_tools() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/setup-nagios.sh");
     let st = Command::new("bash")
         .arg(script)
+        .arg("--check")
         .status()
-        .expect("run setup-nagios.sh");
+        .expect("run setup-nagios.sh --check");
     assert!(
         st.success(),
-        "{script} failed: these tests need the packages it installs"
+        "this host is not set up for this test (above: what is missing); run `make setup` as root"
     );
 }
 

@@ -118,8 +118,8 @@ test_e2e() {
         return 0
     fi
     # Both release binaries: the static master is what the master RPM ships too.
-    run_cmd env VMWATCH_E2E=1 VMWATCH_NODE_BIN="$BIN_DIR/vmwatch-node" VMWATCH_MASTER_BIN="$BIN_DIR/vmwatch-master" \
-        cargo test --test e2e_lifecycle -- --test-threads=1
+    run_cmd env VMWATCH_NODE_BIN="$BIN_DIR/vmwatch-node" VMWATCH_MASTER_BIN="$BIN_DIR/vmwatch-master" \
+        cargo test --test integration e2e_lifecycle:: -- --include-ignored --test-threads=1
     check_rc "e2e lifecycle test with VMWATCH_NODE_BIN=dist/vmwatch-node VMWATCH_MASTER_BIN=dist/vmwatch-master" 0
     check_out "... ran tests (not an empty run)" 'test result: ok\. [1-9][0-9]* passed'
     printf '%s\n' "$OUT" | grep -E '^test .* \.\.\. |^test result' | sed 's/^/        | /' || true

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs and starts everything vmwatch's build and tests need on Debian 12 (root).
+# Installs and starts everything vmwatch's build and tests need on Debian 12 (root):
+# the tests themselves install nothing.
 # Idempotent: installs only what is missing, starts daemons only if not running.
 # Used by `make test`, `make demo` and .ci/run; safe to run by hand.
 set -euo pipefail
@@ -102,3 +103,7 @@ for _ in $(seq 1 50); do
 done
 virsh -q -c qemu:///system version >/dev/null 2>&1 || { log "libvirtd did not answer"; exit 1; }
 log "libvirtd ready ($(virsh -c qemu:///system version 2>/dev/null | grep -i 'running hypervisor' | sed 's/.*: //'))"
+
+# The operators' tools the tests run for real (Nagios, OpenSSH, rsyslog, logrotate,
+# carbon-cache), installed with every service start refused.
+bash "$(dirname "$0")/setup-nagios.sh"

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests of the operators' own tools need, if they are
-# missing (root; idempotent, waits for another apt to finish rather than failing):
+# missing (root; idempotent, waits for another apt to finish rather than failing). Run by
+# tests/support/setup-host.sh (`make setup`, which `make test` runs); the tests never
+# install anything: they run `setup-nagios.sh --check`, which only says what is missing
+# (exit 1) and changes nothing.
 #   nagios4-core              the real Nagios 4 core the plugin runs under
 #   monitoring-plugins-basic  check_by_ssh, check_dummy: the standard plugins beside ours
 #   dma                       nagios4-core needs a mail transport (through bsd-mailx); dma
@@ -12,6 +15,8 @@
 #   rsyslog                   the syslog daemon tests/ops_rsyslog.rs runs with its own
 #                             configuration and socket
 #   logrotate                 tests/ops_logrotate.rs runs the shipped files under load
+#   graphite-carbon           the real carbon-cache tests/graphite_carbon.rs runs on
+#   python3-whisper           loopback, and the reader of its whisper files
 #
 # None of these may start a service of this machine: the packages are installed under a
 # policy-rc.d that refuses every start (openssh-server and rsyslog would otherwise start
@@ -23,7 +28,8 @@
 # configuration), and sshd's privilege separation directory /run/sshd.
 set -euo pipefail
 
-pkgs=(nagios4-core monitoring-plugins-basic dma mandoc openssh-server openssh-client rsyslog logrotate)
+pkgs=(nagios4-core monitoring-plugins-basic dma mandoc openssh-server openssh-client rsyslog logrotate
+      graphite-carbon python3-whisper)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -32,6 +38,15 @@ home=/var/lib/vmwatch-check
 need_user=
 [ "$(getent passwd vmwatch-check | cut -d: -f6)" = "$home" ] && [ -d "$home" ] || need_user=1
 [ "${#missing[@]}" -eq 0 ] && [ -z "$need_user" ] && [ -d /run/sshd ] && exit 0
+if [ "${1:-}" = --check ]; then
+    lacks=()
+    [ "${#missing[@]}" -eq 0 ] || lacks+=("packages ${missing[*]}")
+    [ -z "$need_user" ] || lacks+=("user vmwatch-check")
+    [ -d /run/sshd ] || lacks+=("/run/sshd")
+    echo "setup-nagios: this host lacks ${lacks[*]}: run \`make setup\`" \
+         "(tests/support/setup-host.sh) as root" >&2
+    exit 1
+fi
 if [ "$(id -u)" != 0 ]; then
     echo "setup-nagios: need ${missing[*]} ${need_user:+and user vmwatch-check}; run $0 as root" >&2
     exit 1
