@@ -299,7 +299,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_whole_cluster_reconnecting_at_once_fits_the_accept_queue() {
+    fn bind_sets_the_zmq_backlog_option_to_backlog() {
         let ctx = zmq::Context::new();
         let socket = bind(&ctx, "tcp://127.0.0.1:*").unwrap();
         assert_eq!(socket.get_backlog().unwrap(), BACKLOG);
