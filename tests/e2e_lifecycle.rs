@@ -142,7 +142,7 @@ fn node_text(dir: &TestDir, tag: &str, port: u16, secret: &str, node_id: &str) -
 /// checked, including `old` and the reboot lines' place in it.
 #[test]
 #[ignore = "needs libvirtd: make test"]
-fn a_guest_lifecycle_reaches_the_panel_in_order() {
+fn every_lifecycle_step_reaches_the_panel_in_order() {
     require_libvirtd();
     let dir = TestDir::new("lifecycle");
     let panel = Panel::new(&dir);
@@ -333,7 +333,7 @@ fn a_guest_lifecycle_reaches_the_panel_in_order() {
 /// `undefined` from the snapshot of the restarted node (one master run).
 #[test]
 #[ignore = "needs libvirtd: make test"]
-fn b_snapshot_reports_running_guests_and_guests_gone_while_the_node_was_down() {
+fn snapshot_reports_running_guests_and_guests_gone_while_the_node_was_down() {
     require_libvirtd();
     let dir = TestDir::new("snapshot");
     let keep = Guest::new(&dir, "keep");
@@ -407,7 +407,7 @@ fn b_snapshot_reports_running_guests_and_guests_gone_while_the_node_was_down() {
 /// rejected; the master keeps serving and accepts a correct node after it.
 #[test]
 #[ignore = "needs libvirtd: make test"]
-fn c_wrong_secret_is_rejected_and_the_master_keeps_serving() {
+fn wrong_secret_is_rejected_and_the_master_keeps_serving() {
     require_libvirtd();
     let dir = TestDir::new("wrongsecret");
     let g = Guest::new(&dir, "secret");
