@@ -749,7 +749,7 @@ fn printing_commands_end_quietly_on_a_closed_pipe() {
         "node.conf",
         &node_text(&dir, &format!("status_file={}\n", p(&status_file))),
     );
-    let check = PathBuf::from(env!("CARGO_BIN_EXE_check_vmwatch"));
+    let check = plugin_bin();
     let memory = dir.join("nagios");
     std::fs::create_dir(&memory).unwrap();
     let (mconf, nconf, state, memory) = (p(&mconf), p(&nconf), p(&state), p(&memory));

@@ -145,10 +145,6 @@ fn run(bin: &Path, args: &[&str], env: &[(String, String)]) -> (i32, String) {
     )
 }
 
-fn plugin_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_check_vmwatch"))
-}
-
 /// check_vmwatch in master mode on this test's master.
 fn check_master(dir: &TestDir, master: &Daemon, env: &[(String, String)]) -> (i32, String) {
     let state = dir.join("master.state").display().to_string();

@@ -19,7 +19,6 @@
 //!   state file and check_vmwatch CRITICAL naming both hosts; no domain of
 //!   either is erased by the other's lists.
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -622,7 +621,7 @@ fn two_nodes_with_one_node_id_clash_and_erase_nothing() {
         .master
         .log_text()
         .contains("node id mig-x is used by two hosts at once"));
-    let out = Command::new(PathBuf::from(env!("CARGO_BIN_EXE_check_vmwatch")))
+    let out = Command::new(plugin_bin())
         .args(["-M", "master", "-f"])
         .arg(&state_file)
         .arg("-p")

@@ -65,7 +65,7 @@ fn status_of(dir: &TestDir) -> (i32, String) {
 }
 
 fn check_master(dir: &TestDir, m: &Daemon) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_check_vmwatch"))
+    let out = Command::new(plugin_bin())
         .args(["-M", "master", "-f"])
         .arg(dir.join("master.state"))
         .arg("-p")

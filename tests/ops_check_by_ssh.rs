@@ -178,7 +178,7 @@ fn assert_perfdata(perfdata: &str) {
 
 /// Runs the plugin here, as root: (exit status, status line, perfdata).
 fn direct(args: &str) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_check_vmwatch"))
+    let out = Command::new(plugin_bin())
         .args(args.split(' '))
         .output()
         .unwrap();
@@ -266,7 +266,7 @@ fn check_by_ssh_through_a_real_sshd_under_a_real_nagios_core() {
     std::fs::create_dir_all(&plugins).unwrap();
     set_mode(&plugins, 0o755);
     let plugin = plugins.join("check_vmwatch");
-    std::fs::copy(env!("CARGO_BIN_EXE_check_vmwatch"), &plugin).unwrap();
+    std::fs::copy(plugin_bin(), &plugin).unwrap();
     set_mode(&plugin, 0o755);
     let plugin = plugin.display().to_string();
     let nagios = Nagios::start(

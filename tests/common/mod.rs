@@ -61,6 +61,11 @@ pub fn node_bin() -> PathBuf {
     }
 }
 
+/// The monitoring plugin cargo built for this test run.
+pub fn plugin_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_check_vmwatch"))
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     SystemTime::now()
