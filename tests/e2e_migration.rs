@@ -408,7 +408,7 @@ fn the_same_guest_on_both_daemons_is_a_duplicate_and_a_renamed_copy_by_name() {
         "mig-dup",
         Firmware::Quiet,
         &rig.b.uri,
-        &crate::common::second_libvirtd::random_uuid(),
+        &crate::common::guest::random_uuid(),
     );
     virsh_ok(&rig.b.uri, &["define", &copy.xml.display().to_string()]);
     let by_name = format!(

@@ -45,10 +45,16 @@ pub fn virt_type() -> String {
 /// whether or not it succeeded, or why it could not run. Never panics (it is
 /// used from `Drop`).
 pub fn virsh_try(args: &[&str]) -> Result<Output, String> {
+    virsh_within(URI, args, VIRSH_DEADLINE)
+}
+
+/// `virsh -c URI ARGS`, killed after `deadline`: its output whether or not
+/// it succeeded, or why it could not run. Never panics.
+pub fn virsh_within(uri: &str, args: &[&str], deadline: Duration) -> Result<Output, String> {
     let mut child = Command::new("virsh")
         .arg("-q")
         .arg("-c")
-        .arg(URI)
+        .arg(uri)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -59,13 +65,13 @@ pub fn virsh_try(args: &[&str]) -> Result<Output, String> {
     loop {
         match child.try_wait() {
             Ok(Some(_)) => return child.wait_with_output().map_err(|e| e.to_string()),
-            Ok(None) if start.elapsed() > VIRSH_DEADLINE => {
+            Ok(None) if start.elapsed() > deadline => {
                 let _ = child.kill();
                 let out = child.wait_with_output().map_err(|e| e.to_string())?;
                 return Err(format!(
-                    "virsh {} did not finish within {} s (is libvirtd stuck?): {}",
+                    "virsh -c {uri} {} did not finish within {} s (is libvirtd stuck?): {}",
                     args.join(" "),
-                    VIRSH_DEADLINE.as_secs(),
+                    deadline.as_secs(),
                     String::from_utf8_lossy(&out.stderr)
                 ));
             }
@@ -82,10 +88,15 @@ pub fn virsh_output(args: &[&str]) -> Output {
 
 /// Runs virsh and fails the test if it fails; returns its stdout.
 pub fn virsh(args: &[&str]) -> String {
-    let out = virsh_output(args);
+    virsh_checked(URI, args, VIRSH_DEADLINE)
+}
+
+/// As [`virsh_within`], failing the test unless virsh succeeds; its stdout.
+pub fn virsh_checked(uri: &str, args: &[&str], deadline: Duration) -> String {
+    let out = virsh_within(uri, args, deadline).unwrap_or_else(|e| panic!("{e}"));
     assert!(
         out.status.success(),
-        "virsh {} failed ({}): {}{}",
+        "virsh -c {uri} {} failed ({}): {}{}",
         args.join(" "),
         out.status,
         String::from_utf8_lossy(&out.stdout),
@@ -94,7 +105,8 @@ pub fn virsh(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn random_uuid() -> String {
+/// A random version-4 UUID.
+pub fn random_uuid() -> String {
     let mut b = [0u8; 16];
     let f = std::fs::File::open("/dev/urandom").expect("open /dev/urandom");
     std::io::Read::read_exact(&mut &f, &mut b).expect("read /dev/urandom");
@@ -108,6 +120,57 @@ fn random_uuid() -> String {
         &h[12..16],
         &h[16..20],
         &h[20..32]
+    )
+}
+
+/// Creates a test guest's sparse 16 MiB raw disk.
+pub fn create_disk(path: &Path) {
+    std::fs::File::create(path)
+        .and_then(|f| f.set_len(16 << 20))
+        .expect("create the guest disk (truncate -s 16M)");
+}
+
+/// A test guest's domain XML (see the top of this file); `driver_extra`
+/// adds attributes to the disk's `<driver>` (` cache='none'` for a disk two
+/// daemons share during a migration).
+pub fn domain_xml(
+    name: &str,
+    uuid: &str,
+    rom: &Path,
+    disk: &Path,
+    console: &Path,
+    driver_extra: &str,
+) -> String {
+    format!(
+        r#"<domain type='{virt}'>
+  <name>{name}</name>
+  <uuid>{uuid}</uuid>
+  <memory unit='MiB'>16</memory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <loader type='rom'>{rom}</loader>
+  </os>
+  <features><acpi/></features>
+  <devices>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='raw'{driver_extra}/>
+      <source file='{disk}'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <controller type='usb' model='none'/>
+    <memballoon model='none'/>
+    <serial type='file'>
+      <source path='{console}' append='on'/>
+      <target port='0'/>
+    </serial>
+  </devices>
+</domain>
+"#,
+        virt = virt_type(),
+        rom = rom.display(),
+        disk = disk.display(),
+        console = console.display(),
     )
 }
 
@@ -129,42 +192,10 @@ impl Guest {
             std::fs::write(&rom, firmware_rom()).expect("write the guest firmware");
         }
         let disk = dir.join(&format!("{short}.raw"));
-        let f = std::fs::File::create(&disk).expect("create the guest disk");
-        f.set_len(16 << 20)
-            .expect("size the guest disk (truncate -s 16M)");
+        create_disk(&disk);
         let console = dir.join(&format!("{short}.console"));
         let xml = dir.join(&format!("{short}.xml"));
-        let text = format!(
-            r#"<domain type='{virt}'>
-  <name>{name}</name>
-  <uuid>{uuid}</uuid>
-  <memory unit='MiB'>16</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
-    <loader type='rom'>{rom}</loader>
-  </os>
-  <features><acpi/></features>
-  <devices>
-    <disk type='file' device='disk'>
-      <driver name='qemu' type='raw'/>
-      <source file='{disk}'/>
-      <target dev='vda' bus='virtio'/>
-    </disk>
-    <controller type='usb' model='none'/>
-    <memballoon model='none'/>
-    <serial type='file'>
-      <source path='{console}' append='on'/>
-      <target port='0'/>
-    </serial>
-  </devices>
-</domain>
-"#,
-            virt = virt_type(),
-            rom = rom.display(),
-            disk = disk.display(),
-            console = console.display(),
-        );
+        let text = domain_xml(&name, &uuid, &rom, &disk, &console, "");
         std::fs::write(&xml, text).expect("write the guest XML");
         Guest {
             name,

@@ -17,78 +17,27 @@
 //! mounted or running, whether the test passed or not.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::guest::{virt_type, URI};
+use super::guest::{create_disk, domain_xml, random_uuid, virsh_checked, virsh_within, URI};
 use super::{alive, free_port, read_text, signal, wait_for, Panel, TestDir};
 
-/// Deadline for one virsh command.
+/// Deadline for one virsh command (a migration takes longer than the
+/// commands of tests/common/guest.rs).
 const VIRSH_DEADLINE: Duration = Duration::from_secs(90);
 
-/// `virsh -c URI ARGS` with a deadline: its output, or why it could not run.
+/// `virsh -c URI ARGS` with this file's deadline: its output, or why it
+/// could not run.
 pub fn virsh_at(uri: &str, args: &[&str]) -> Result<Output, String> {
-    let mut child = Command::new("virsh")
-        .arg("-q")
-        .arg("-c")
-        .arg(uri)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run virsh: {e}"))?;
-    let start = Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => return child.wait_with_output().map_err(|e| e.to_string()),
-            Ok(None) if start.elapsed() > VIRSH_DEADLINE => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "virsh -c {uri} {} did not finish within {} s",
-                    args.join(" "),
-                    VIRSH_DEADLINE.as_secs()
-                ));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => return Err(format!("cannot wait for virsh: {e}")),
-        }
-    }
+    virsh_within(uri, args, VIRSH_DEADLINE)
 }
 
 /// As [`virsh_at`], failing the test unless virsh succeeds; its stdout.
 pub fn virsh_ok(uri: &str, args: &[&str]) -> String {
-    let out = virsh_at(uri, args).unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        out.status.success(),
-        "virsh -c {uri} {} failed ({}): {}{}",
-        args.join(" "),
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A random version-4 UUID.
-pub fn random_uuid() -> String {
-    let mut b = [0u8; 16];
-    let f = std::fs::File::open("/dev/urandom").expect("open /dev/urandom");
-    std::io::Read::read_exact(&mut &f, &mut b).expect("read /dev/urandom");
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    virsh_checked(uri, args, VIRSH_DEADLINE)
 }
 
 /// The second daemon.
@@ -338,43 +287,18 @@ impl MigGuest {
         let rom_path = dir.join(&format!("{short}.rom"));
         std::fs::write(&rom_path, rom(fw)).expect("write the ROM");
         let disk = dir.join(&format!("{short}.raw"));
-        std::fs::File::create(&disk)
-            .and_then(|f| f.set_len(16 << 20))
-            .expect("guest disk");
+        create_disk(&disk);
         let console = dir.join(&format!("{short}.console"));
         let xml = dir.join(&format!("{short}.xml"));
         // A migration with a disk needs it shared: both daemons see the
         // same file here, so `cache='none'` is all libvirt asks for.
-        let text = format!(
-            r#"<domain type='{virt}'>
-  <name>{name}</name>
-  <uuid>{uuid}</uuid>
-  <memory unit='MiB'>16</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
-    <loader type='rom'>{rom}</loader>
-  </os>
-  <features><acpi/></features>
-  <devices>
-    <disk type='file' device='disk'>
-      <driver name='qemu' type='raw' cache='none'/>
-      <source file='{disk}'/>
-      <target dev='vda' bus='virtio'/>
-    </disk>
-    <controller type='usb' model='none'/>
-    <memballoon model='none'/>
-    <serial type='file'>
-      <source path='{console}' append='on'/>
-      <target port='0'/>
-    </serial>
-  </devices>
-</domain>
-"#,
-            virt = virt_type(),
-            rom = rom_path.display(),
-            disk = disk.display(),
-            console = console.display(),
+        let text = domain_xml(
+            name.as_str(),
+            uuid,
+            &rom_path,
+            &disk,
+            &console,
+            " cache='none'",
         );
         std::fs::write(&xml, text).expect("write the guest XML");
         MigGuest {
