@@ -180,16 +180,7 @@ impl Cluster {
     }
 
     fn restart_master(&mut self, tag: &str) {
-        self.master = Daemon::spawn(
-            "vmwatch-master",
-            &master_bin(),
-            &self.dir,
-            tag,
-            &self.dir.join("master.conf"),
-            &self.dir.join("master.log"),
-            &[],
-        );
-        self.master.wait_log("listening on", DAEMON_DEADLINE);
+        self.master = restart_master(&self.dir, tag);
     }
 
     fn restart_node(&mut self, tag: &str) {

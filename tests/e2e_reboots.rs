@@ -42,14 +42,6 @@ fn panel_reboots(panel: &Panel) -> Vec<(String, String)> {
         .collect()
 }
 
-fn counter(dir: &TestDir, name: &str) -> u64 {
-    master_state(dir)
-        .counters
-        .iter()
-        .find(|(k, _)| k == name)
-        .map_or(0, |(_, v)| *v)
-}
-
 #[test]
 #[ignore = "needs libvirtd: make test"]
 fn every_reset_reaches_the_panel_once_by_id_through_node_and_master_kills() {
@@ -107,16 +99,7 @@ fn every_reset_reaches_the_panel_once_by_id_through_node_and_master_kills() {
             master.signal(libc::SIGKILL);
             master.wait_exit(DAEMON_DEADLINE);
             master_kills += 1;
-            master = Daemon::spawn(
-                "vmwatch-master",
-                &master_bin(),
-                &dir,
-                &format!("master-{round}"),
-                &dir.join("master.conf"),
-                &dir.join("master.log"),
-                &[],
-            );
-            master.wait_log("listening on", DAEMON_DEADLINE);
+            master = restart_master(&dir, &format!("master-{round}"));
         }
         if kill_node {
             node = Daemon::spawn(

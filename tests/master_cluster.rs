@@ -12,26 +12,6 @@
 use crate::common::*;
 use vmwatch::protocol::{Body, DomainId, StatSample};
 
-fn snapshot(id: u64, domains: Vec<vmwatch::protocol::DomainState>) -> Body {
-    Body::Snapshot {
-        id,
-        part: 1,
-        parts: 1,
-        domains,
-    }
-}
-
-/// The last `vmwatch.domain` state the panel got for each uuid.
-fn final_states(panel: &Panel) -> std::collections::HashMap<String, String> {
-    let mut m = std::collections::HashMap::new();
-    for l in panel.lines() {
-        if l.function == "vmwatch.domain" {
-            m.insert(l.field("uuid").to_string(), l.field("state").to_string());
-        }
-    }
-    m
-}
-
 #[test]
 fn burst_of_500_updates_reaches_the_panel_in_batches_with_the_exact_final_state() {
     let dir = TestDir::new("burst");
@@ -399,16 +379,7 @@ fn a_master_killed_and_restarted_keeps_its_view_and_its_promises() {
     master.wait_exit(DAEMON_DEADLINE);
     panel.fail(false);
     let before = panel.lines().len();
-    let config = dir.join("master.conf");
-    let mut master = Daemon::spawn(
-        "vmwatch-master",
-        &master_bin(),
-        &dir,
-        "master2",
-        &config,
-        &dir.join("master.log"),
-        &[],
-    );
+    let mut master = spawn_master_again(&dir, "master2");
     master.wait_log(
         "restored 1 nodes, 2 domains and 1 undelivered panel updates",
         DAEMON_DEADLINE,

@@ -12,57 +12,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-use vmwatch::protocol::{Body, DomainState};
+use vmwatch::protocol::Body;
 
 /// The init scripts' `STOP_DELAY`: SIGKILL follows SIGTERM after this long.
 const INIT_STOP_DELAY: Duration = Duration::from_secs(10);
-
-fn snapshot(id: u64, domains: Vec<DomainState>) -> Body {
-    Body::Snapshot {
-        id,
-        part: 1,
-        parts: 1,
-        domains,
-    }
-}
-
-fn restart(dir: &TestDir, tag: &str) -> Daemon {
-    let mut m = Daemon::spawn(
-        "vmwatch-master",
-        &master_bin(),
-        dir,
-        tag,
-        &dir.join("master.conf"),
-        &dir.join("master.log"),
-        &[],
-    );
-    m.wait_log("listening on", DAEMON_DEADLINE);
-    m
-}
-
-/// The last `vmwatch.domain` state the panel got for each uuid.
-fn final_states(panel: &Panel) -> HashMap<String, String> {
-    let mut m = HashMap::new();
-    for l in panel.lines() {
-        if l.function == "vmwatch.domain" {
-            m.insert(l.field("uuid").to_string(), l.field("state").to_string());
-        }
-    }
-    m
-}
-
-fn status_of(dir: &TestDir) -> (i32, String) {
-    let out = Command::new(master_bin())
-        .arg("-c")
-        .arg(dir.join("master.conf"))
-        .arg("--status")
-        .output()
-        .expect("run --status");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
-}
 
 fn aside_files(dir: &TestDir) -> Vec<std::path::PathBuf> {
     std::fs::read_dir(dir.path())
@@ -135,7 +88,7 @@ fn damaged_state_files_never_stop_the_master() {
             shown.contains("WARNING: the state file is damaged"),
             "{what}: {shown}"
         );
-        let mut m = restart(&dir, "master");
+        let mut m = restart_master(&dir, "master");
         let log = m.log_text();
         let said = match problem.starts_with(':') {
             true => format!("{}{problem}", state.display()),
@@ -219,7 +172,7 @@ fn a_newer_masters_state_file_is_read_not_set_aside() {
         ),
         "{shown}"
     );
-    let mut m = restart(&dir, "master");
+    let mut m = restart_master(&dir, "master");
     let log = m.log_text();
     assert!(!log.contains("damaged"), "{}", m.report());
     assert!(
@@ -357,7 +310,7 @@ fn a_stop_with_a_hung_panel_is_quick_and_keeps_every_update() {
         );
     }
     panel.hang(false);
-    let m = restart(&dir, "master2");
+    let m = restart_master(&dir, "master2");
     wait_for(
         "every update delivered after the restart",
         PANEL_DEADLINE,
@@ -460,7 +413,7 @@ fn an_update_in_a_running_panel_call_survives_a_kill() {
     m.signal(libc::SIGKILL);
     m.wait_exit(DAEMON_DEADLINE);
     panel.sleep_fail(None);
-    let m = restart(&dir, "master2");
+    let m = restart_master(&dir, "master2");
     node.reconnect();
     node.send(snapshot(1, vec![domain_state(&u, "vm", "paused", "user")]));
     wait_for(
@@ -643,7 +596,7 @@ fn a_reboot_the_master_missed_comes_with_the_next_snapshot() {
     );
     m.signal(libc::SIGKILL);
     m.wait_exit(DAEMON_DEADLINE);
-    let m = restart(&dir, "master2");
+    let m = restart_master(&dir, "master2");
     node.reconnect();
     node.send(snapshot(3, vec![with_count(3)]));
     node.send(snapshot(4, vec![with_count(4)]));

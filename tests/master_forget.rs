@@ -19,15 +19,6 @@ use vmwatch::protocol::Body;
 
 const HOST: &str = "6c0f2a8e-5b1d-4e7a-9c3f-0d1e2f3a4b5c";
 
-fn snapshot(id: u64, domains: Vec<vmwatch::protocol::DomainState>) -> Body {
-    Body::Snapshot {
-        id,
-        part: 1,
-        parts: 1,
-        domains,
-    }
-}
-
 /// A master, its panel, and node `fgt` (host [`HOST`]) with one running
 /// guest the panel has been told of.
 struct Rig {

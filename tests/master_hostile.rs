@@ -493,16 +493,7 @@ fn a_node_gets_back_in_after_a_master_restart() {
     let _node = start_test_node(&dir, "relink1", &endpoint, &node_bin());
     m.wait_log("node relink1 (instance", DAEMON_DEADLINE);
     assert!(m.stop().success(), "{}", m.report());
-    let mut m2 = Daemon::spawn(
-        "vmwatch-master",
-        &master_bin(),
-        &dir,
-        "master2",
-        &dir.join("master.conf"),
-        &dir.join("master.log"),
-        &[],
-    );
-    m2.wait_log("listening on", DAEMON_DEADLINE);
+    let mut m2 = restart_master(&dir, "master2");
     // The restarted master lets the node in again (its counters start at
     // 0) and takes its messages (the snapshot after the reconnection).
     let state = dir.join("master.state");

@@ -15,15 +15,6 @@ use std::process::Command;
 use crate::common::*;
 use vmwatch::protocol::{Body, DomainState, Event};
 
-fn snapshot(id: u64, domains: Vec<DomainState>) -> Body {
-    Body::Snapshot {
-        id,
-        part: 1,
-        parts: 1,
-        domains,
-    }
-}
-
 /// A reboot event as a node of this version sends it.
 fn reboot(uuid: &str, name: &str, id: u64) -> Event {
     let mut e = event(uuid, name, "reboot", "-");
@@ -51,19 +42,6 @@ fn reboot_ids(panel: &Panel) -> HashMap<String, Vec<String>> {
     m
 }
 
-fn status_of(dir: &TestDir) -> (i32, String) {
-    let out = Command::new(master_bin())
-        .arg("-c")
-        .arg(dir.join("master.conf"))
-        .arg("--status")
-        .output()
-        .expect("run --status");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
-}
-
 fn check_master(dir: &TestDir, m: &Daemon) -> (i32, String) {
     let out = Command::new(plugin_bin())
         .args(["-M", "master", "-f"])
@@ -79,14 +57,6 @@ fn check_master(dir: &TestDir, m: &Daemon) -> (i32, String) {
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
     )
-}
-
-fn counter(dir: &TestDir, name: &str) -> u64 {
-    master_state(dir)
-        .counters
-        .iter()
-        .find(|(k, _)| k == name)
-        .map_or(0, |(_, v)| *v)
 }
 
 /// A VM the panel does not know sits first in the queue; a burst of 1,000
@@ -224,16 +194,7 @@ fn a_refused_vm_never_holds_back_a_burst_and_each_reset_arrives_once() {
     m.signal(libc::SIGTERM);
     m.wait_exit(DAEMON_DEADLINE);
     panel.refuse_lines_with(None);
-    let mut m2 = Daemon::spawn(
-        "vmwatch-master",
-        &master_bin(),
-        &dir,
-        "master2",
-        &dir.join("master.conf"),
-        &dir.join("master.log"),
-        &[],
-    );
-    m2.wait_log("listening on", DAEMON_DEADLINE);
+    let m2 = restart_master(&dir, "master2");
     wait_for(
         "the set-aside updates delivered after the restart",
         PANEL_DEADLINE,
@@ -525,16 +486,7 @@ fn a_restarted_master_invents_no_reboot() {
     // 1. Without its state file.
     std::fs::remove_file(dir.join("master.state")).unwrap();
     let before = panel.lines().len();
-    let mut m2 = Daemon::spawn(
-        "vmwatch-master",
-        &master_bin(),
-        &dir,
-        "master2",
-        &dir.join("master.conf"),
-        &dir.join("master.log"),
-        &[],
-    );
-    m2.wait_log("listening on", DAEMON_DEADLINE);
+    let mut m2 = restart_master(&dir, "master2");
     let mut old_node = Client::connect(port, SECRET, "old");
     let mut new_node = Client::connect(port, SECRET, "new");
     old_node.send(snapshot(1, vec![counted.clone()]));
@@ -571,16 +523,7 @@ fn a_restarted_master_invents_no_reboot() {
     // has already: harmless by identity.
     std::fs::write(dir.join("master.state"), &old_file).unwrap();
     let before = panel.lines().len();
-    let mut m3 = Daemon::spawn(
-        "vmwatch-master",
-        &master_bin(),
-        &dir,
-        "master3",
-        &dir.join("master.conf"),
-        &dir.join("master.log"),
-        &[],
-    );
-    m3.wait_log("listening on", DAEMON_DEADLINE);
+    let mut m3 = restart_master(&dir, "master3");
     let mut new_node = Client::connect(port, SECRET, "new");
     new_node.send(snapshot(1, vec![running(&new_u, "new-vm", 1_795_000_300)]));
     marker(&mut new_node, "m4");

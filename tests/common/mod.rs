@@ -19,10 +19,13 @@
 #![allow(dead_code)]
 
 pub mod guest;
+pub mod master;
 pub mod nagios;
 pub mod ops;
 pub mod second_libvirtd;
 pub mod zmtp;
+
+pub use master::*;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;

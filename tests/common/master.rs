@@ -1,0 +1,76 @@
+//! A master driven by hand, the pieces the master tests share: a one-part
+//! snapshot, the same master started again on its configuration file, what
+//! the panel holds last for each domain, `--status`, and the counters of
+//! the state file.
+
+use std::collections::HashMap;
+use std::process::Command;
+
+use vmwatch::protocol::{Body, DomainState};
+
+use super::{master_bin, master_state, Daemon, Panel, TestDir, DAEMON_DEADLINE};
+
+/// A snapshot in one part.
+pub fn snapshot(id: u64, domains: Vec<DomainState>) -> Body {
+    Body::Snapshot {
+        id,
+        part: 1,
+        parts: 1,
+        domains,
+    }
+}
+
+/// Starts the master of `dir` again on its `master.conf` (output in
+/// `<tag>.stderr`), not waiting for anything.
+pub fn spawn_master_again(dir: &TestDir, tag: &str) -> Daemon {
+    Daemon::spawn(
+        "vmwatch-master",
+        &master_bin(),
+        dir,
+        tag,
+        &dir.join("master.conf"),
+        &dir.join("master.log"),
+        &[],
+    )
+}
+
+/// As [`spawn_master_again`], waiting until it listens.
+pub fn restart_master(dir: &TestDir, tag: &str) -> Daemon {
+    let mut m = spawn_master_again(dir, tag);
+    m.wait_log("listening on", DAEMON_DEADLINE);
+    m
+}
+
+/// The last `vmwatch.domain` state the panel got for each uuid.
+pub fn final_states(panel: &Panel) -> HashMap<String, String> {
+    let mut m = HashMap::new();
+    for l in panel.lines() {
+        if l.function == "vmwatch.domain" {
+            m.insert(l.field("uuid").to_string(), l.field("state").to_string());
+        }
+    }
+    m
+}
+
+/// `vmwatch-master -c DIR/master.conf --status`: (exit code, stdout).
+pub fn status_of(dir: &TestDir) -> (i32, String) {
+    let out = Command::new(master_bin())
+        .arg("-c")
+        .arg(dir.join("master.conf"))
+        .arg("--status")
+        .output()
+        .expect("run --status");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// The state file's `counter NAME`, 0 when it has none.
+pub fn counter(dir: &TestDir, name: &str) -> u64 {
+    master_state(dir)
+        .counters
+        .iter()
+        .find(|(k, _)| k == name)
+        .map_or(0, |(_, v)| *v)
+}
