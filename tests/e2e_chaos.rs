@@ -23,7 +23,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use crate::common::guest::{virsh, virsh_try, Guest, URI};
+use crate::common::guest::{libvirtd_pid, restart_libvirtd, virsh, virsh_try, Guest, URI};
+use crate::common::procfs::rss_kib;
 use crate::common::*;
 
 /// The node's snapshot period: the bound on convergence after any fault.
@@ -180,7 +181,7 @@ impl Cluster {
     }
 
     fn restart_master(&mut self, tag: &str) {
-        self.master = restart_master(&self.dir, tag);
+        self.master = start_master_conf(&self.dir, tag);
     }
 
     fn restart_node(&mut self, tag: &str) {
@@ -195,15 +196,6 @@ impl Cluster {
         );
         self.node.wait_log("watching", DAEMON_DEADLINE);
     }
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 #[test]
@@ -273,10 +265,7 @@ fn chaos_every_fault_converges_to_the_truth_with_every_reboot() {
     c.converged("node SIGTERM and restart", Instant::now());
 
     // 4. libvirtd killed: the node exits 3 within its keepalive window.
-    let pid: u32 = std::fs::read_to_string("/var/run/libvirtd.pid")
-        .ok()
-        .and_then(|t| t.trim().parse().ok())
-        .expect("libvirtd's pid");
+    let pid = libvirtd_pid().expect("libvirtd's pid");
     assert!(signal(pid, libc::SIGKILL));
     let status = c.node.wait_exit(Duration::from_secs(15));
     assert_eq!(status.code(), Some(3), "{}", c.report());
@@ -286,12 +275,7 @@ fn chaos_every_fault_converges_to_the_truth_with_every_reboot() {
         || (!alive(pid)).then_some(()),
         || c.report(),
     );
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/setup-host.sh");
-    assert!(std::process::Command::new("bash")
-        .arg(script)
-        .status()
-        .unwrap()
-        .success());
+    assert!(restart_libvirtd(), "libvirtd restarted");
     virsh(&["version"]);
     c.unwatched_ops(4);
     c.restart_node("node-l");

@@ -24,20 +24,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::common::guest::{virsh_try, Guest, URI};
+use crate::common::guest::{libvirtd_pid, require_libvirtd, Guest, URI};
+use crate::common::procfs::{cpu_ticks, rss_kib, ticks_per_second};
 use crate::common::*;
 
 /// Deadline for a guest operation's event, or a clock report, to show.
 const DEADLINE: Duration = Duration::from_secs(60);
-
-fn require_libvirtd() {
-    match virsh_try(&["version"]) {
-        Ok(out) if out.status.success() => {}
-        _ => panic!(
-            "libvirtd does not answer on {URI}; run `bash tests/support/setup-host.sh` (make test does)"
-        ),
-    }
-}
 
 /// libfaketime's multi-threaded library, from Debian's `faketime` package.
 fn faketime_lib() -> PathBuf {
@@ -96,40 +88,19 @@ fn start_master_with(
     port: u16,
     clock: Option<&FakeClock>,
 ) -> Daemon {
-    let config = dir.write_config(
+    dir.write_config(
         "master.conf",
         &master_config_text(dir, port, SECRET, panel, extra),
     );
     let env = clock.map(FakeClock::env).unwrap_or_default();
-    let mut m = Daemon::spawn_env(
-        "vmwatch-master",
-        &master_bin(),
-        dir,
-        "master",
-        &config,
-        &dir.join("master.log"),
-        &[],
-        &env,
-    );
+    let mut m = spawn_master_env(dir, "master", &env);
     m.wait_log("listening on", DAEMON_DEADLINE);
     m
 }
 
 fn start_node_with(dir: &TestDir, text: &str, clock: Option<&FakeClock>) -> Daemon {
-    let config = dir.write_config("node.conf", text);
     let env = clock.map(FakeClock::env).unwrap_or_default();
-    let mut n = Daemon::spawn_env(
-        "vmwatch-node",
-        &node_bin(),
-        dir,
-        "node",
-        &config,
-        &dir.join("node.log"),
-        &[],
-        &env,
-    );
-    n.wait_log(" watching ", DAEMON_DEADLINE);
-    n
+    start_node_env(dir, "node", text, &env)
 }
 
 /// Runs a tool to completion with `env`: (exit code, stdout).
@@ -266,6 +237,32 @@ fn wait_state(panel: &Panel, uuid: &str, state: &str, ctx: &dyn Fn() -> String) 
 
 const NODE: &str = "clock-1";
 
+/// The node's configuration in these tests: tag `node`, id [`NODE`], its
+/// status file `node.status` in `dir`, and `extra` lines.
+fn clock_node_text(dir: &TestDir, port: u16, uri: &str, extra: &str) -> String {
+    node_config_text(
+        dir,
+        "node",
+        port,
+        SECRET,
+        NODE,
+        uri,
+        &format!("{extra}status_file={}\n", dir.join("node.status").display()),
+    )
+}
+
+/// `virsh suspend` or `resume` of `g`, then waits until the panel has the
+/// state that follows (`paused`, `running`).
+fn operate(g: &Guest, op: &str, panel: &Panel, ctx: &dyn Fn() -> String) {
+    if op == "suspend" {
+        g.suspend();
+        wait_state(panel, &g.uuid, "paused", ctx);
+    } else {
+        g.resume();
+        wait_state(panel, &g.uuid, "running", ctx);
+    }
+}
+
 /// The master stepped back 2 h, forward 1 h and forward 120 s while a real
 /// node sends a heartbeat every second (`node_timeout=6`): every step is
 /// reported within a minute naming the master, events keep reaching the
@@ -291,18 +288,7 @@ fn master_clock_steps_are_reported_and_silence_nothing() {
     g.start();
     let node = start_node_with(
         &dir,
-        &node_config_text(
-            &dir,
-            "node",
-            port,
-            SECRET,
-            NODE,
-            URI,
-            &format!(
-                "heartbeat_interval=1\nsync_interval=5\nstatus_file={}\n",
-                dir.join("node.status").display()
-            ),
-        ),
+        &clock_node_text(&dir, port, URI, "heartbeat_interval=1\nsync_interval=5\n"),
         None,
     );
     let ctx = || report(&[&master, &node], Some(&panel));
@@ -318,13 +304,7 @@ fn master_clock_steps_are_reported_and_silence_nothing() {
         // The node's offset moved with the master's step: the master's.
         wait_reported(&dir, &master, &env, "master", said, &ctx);
         // Events still flow while the master's clock is wrong.
-        if event == "suspend" {
-            g.suspend();
-            wait_state(&panel, &g.uuid, "paused", &ctx);
-        } else {
-            g.resume();
-            wait_state(&panel, &g.uuid, "running", &ctx);
-        }
+        operate(&g, event, &panel, &ctx);
         // Set right: cleared, and the panel exact again.
         clock.set(0);
         wait_cleared(&dir, &master, &env, &ctx);
@@ -364,17 +344,11 @@ fn node_clock_steps_are_reported_at_both_ends() {
     let g = Guest::new(&dir, "clock-n");
     g.define();
     g.start();
-    let node_text = node_config_text(
+    let node_text = clock_node_text(
         &dir,
-        "node",
         port,
-        SECRET,
-        NODE,
         URI,
-        &format!(
-            "heartbeat_interval=1\nsync_interval=5\nstatus_interval=1\nstatus_file={}\n",
-            dir.join("node.status").display()
-        ),
+        "heartbeat_interval=1\nsync_interval=5\nstatus_interval=1\n",
     );
     let mut node = start_node_with(&dir, &node_text, Some(&clock));
     let env = clock.env();
@@ -415,13 +389,7 @@ fn node_clock_steps_are_reported_at_both_ends() {
             node_says(&format!(
                 "this node's clock stepped: it is now {node_total} what it was"
             ));
-            if event == "suspend" {
-                g.suspend();
-                wait_state(&panel, &g.uuid, "paused", &ctx);
-            } else {
-                g.resume();
-                wait_state(&panel, &g.uuid, "running", &ctx);
-            }
+            operate(&g, event, &panel, &ctx);
         }
         // Set right: the node's own report clears too.
         clock.set(0);
@@ -454,40 +422,6 @@ fn node_clock_steps_are_reported_at_both_ends() {
     wait_cleared(&dir, &master, &[], &ctx);
     g.resume();
     wait_state(&panel, &g.uuid, "running", &ctx);
-}
-
-/// Utime + stime of a process, in clock ticks (/proc/PID/stat).
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = read_text(Path::new(&format!("/proc/{pid}/stat")));
-    let after = &stat[stat.rfind(')').expect("stat has a command name") + 2..];
-    let f: Vec<&str> = after.split(' ').collect();
-    // Fields 14 and 15 of proc(5), counted from the state (field 3).
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
-}
-
-/// Resident memory of a process, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    read_text(Path::new(&format!("/proc/{pid}/status")))
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
-fn libvirtd_pid() -> u32 {
-    let out = Command::new("pgrep")
-        .args(["-u", "root", "-x", "libvirtd"])
-        .output()
-        .expect("pgrep");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| l.trim().parse().ok())
-        .expect("libvirtd is running")
-}
-
-fn ticks_per_second() -> u64 {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).max(1) as u64
 }
 
 /// Waits until the node's status file was rewritten `n` more times (one a
@@ -540,17 +474,11 @@ fn a_master_outage_costs_the_node_nothing() {
     g.start();
     let node = start_node_with(
         &dir,
-        &node_config_text(
+        &clock_node_text(
             &dir,
-            "node",
             port,
-            SECRET,
-            NODE,
             URI,
-            &format!(
-                "queue_size=16\nsync_interval=2\nstatus_interval=1\nlog_level=debug\nstatus_file={}\n",
-                dir.join("node.status").display()
-            ),
+            "queue_size=16\nsync_interval=2\nstatus_interval=1\nlog_level=debug\n",
         ),
         None,
     );
@@ -590,7 +518,10 @@ fn a_master_outage_costs_the_node_nothing() {
         ctx,
     );
     // The quiet after the storm: what does the node cost?
-    let (npid, lpid) = (node.pid(), libvirtd_pid());
+    let (npid, lpid) = (
+        node.pid(),
+        libvirtd_pid().expect("libvirtd's pid in /var/run/libvirtd.pid"),
+    );
     let (n0, l0, rss0, lists0) = (
         cpu_ticks(npid),
         cpu_ticks(lpid),
@@ -756,17 +687,11 @@ fn a_list_cut_short_by_libvirtd_dying_is_not_sent() {
     let proxy = CutProxy::start(&dir, 3);
     let node = start_node_with(
         &dir,
-        &node_config_text(
+        &clock_node_text(
             &dir,
-            "node",
             port,
-            SECRET,
-            NODE,
             &proxy.uri(),
-            &format!(
-                "sync_interval=1\nstats=no\nlog_level=debug\nstatus_file={}\n",
-                dir.join("node.status").display()
-            ),
+            "sync_interval=1\nstats=no\nlog_level=debug\n",
         ),
         None,
     );

@@ -310,7 +310,7 @@ fn restart_a_master_killed_while_guests_change_converges_to_the_truth() {
     // While the master is dead: one guest paused, the other destroyed.
     g1.suspend();
     g2.destroy();
-    let mut master = spawn_master_again(&dir, "master2");
+    let mut master = spawn_master(&dir, "master2");
     master.wait_log("restored 1 nodes", DAEMON_DEADLINE);
     let restarted = std::time::Instant::now();
     // Within one sync interval (30 s) at the latest; the node's reconnection

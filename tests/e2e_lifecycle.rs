@@ -35,23 +35,11 @@
 
 use std::time::Duration;
 
-use crate::common::guest::{virsh, virsh_try, Guest, URI};
+use crate::common::guest::{libvirtd_pid, require_libvirtd, restart_libvirtd, virsh, Guest, URI};
 use crate::common::*;
 
 /// Deadline for a guest operation's event to reach the panel.
 const GUEST_DEADLINE: Duration = Duration::from_secs(60);
-
-/// Fails early, with the fix, if libvirtd is not there.
-fn require_libvirtd() {
-    match virsh_try(&["version"]) {
-        Ok(out) if out.status.success() => {}
-        Ok(out) => panic!(
-            "libvirtd does not answer on {URI} ({}); run `bash tests/support/setup-host.sh` (make test does)",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ),
-        Err(e) => panic!("{e}; run `bash tests/support/setup-host.sh` (make test does)"),
-    }
-}
 
 /// Waits until the panel holds more than `before` domain lines for `uuid`
 /// and the last one has `state`; returns all of them.
@@ -512,23 +500,8 @@ impl Drop for RestoreLibvirtd {
         if let Some(pid) = libvirtd_pid() {
             signal(pid, libc::SIGCONT);
         }
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/setup-host.sh");
-        let ok = std::process::Command::new("bash")
-            .arg(script)
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        if !ok {
-            eprintln!("could not restart libvirtd: run `bash {script}`");
-        }
+        restart_libvirtd();
     }
-}
-
-/// libvirtd's pid from its pidfile, if it is alive.
-fn libvirtd_pid() -> Option<u32> {
-    let text = std::fs::read_to_string("/var/run/libvirtd.pid").ok()?;
-    let pid: u32 = text.trim().parse().ok()?;
-    alive(pid).then_some(pid)
 }
 
 /// A stop is never held by a thread blocked in libvirt: with libvirtd hung

@@ -99,7 +99,7 @@ fn every_reset_reaches_the_panel_once_by_id_through_node_and_master_kills() {
             master.signal(libc::SIGKILL);
             master.wait_exit(DAEMON_DEADLINE);
             master_kills += 1;
-            master = restart_master(&dir, &format!("master-{round}"));
+            master = start_master_conf(&dir, &format!("master-{round}"));
         }
         if kill_node {
             node = Daemon::spawn(

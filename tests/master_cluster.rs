@@ -379,7 +379,7 @@ fn a_master_killed_and_restarted_keeps_its_view_and_its_promises() {
     master.wait_exit(DAEMON_DEADLINE);
     panel.fail(false);
     let before = panel.lines().len();
-    let mut master = spawn_master_again(&dir, "master2");
+    let mut master = spawn_master(&dir, "master2");
     master.wait_log(
         "restored 1 nodes, 2 domains and 1 undelivered panel updates",
         DAEMON_DEADLINE,

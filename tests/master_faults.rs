@@ -88,7 +88,7 @@ fn damaged_state_files_never_stop_the_master() {
             shown.contains("WARNING: the state file is damaged"),
             "{what}: {shown}"
         );
-        let mut m = restart_master(&dir, "master");
+        let mut m = start_master_conf(&dir, "master");
         let log = m.log_text();
         let said = match problem.starts_with(':') {
             true => format!("{}{problem}", state.display()),
@@ -172,7 +172,7 @@ fn a_newer_masters_state_file_is_read_not_set_aside() {
         ),
         "{shown}"
     );
-    let mut m = restart_master(&dir, "master");
+    let mut m = start_master_conf(&dir, "master");
     let log = m.log_text();
     assert!(!log.contains("damaged"), "{}", m.report());
     assert!(
@@ -310,7 +310,7 @@ fn a_stop_with_a_hung_panel_is_quick_and_keeps_every_update() {
         );
     }
     panel.hang(false);
-    let m = restart_master(&dir, "master2");
+    let m = start_master_conf(&dir, "master2");
     wait_for(
         "every update delivered after the restart",
         PANEL_DEADLINE,
@@ -413,7 +413,7 @@ fn an_update_in_a_running_panel_call_survives_a_kill() {
     m.signal(libc::SIGKILL);
     m.wait_exit(DAEMON_DEADLINE);
     panel.sleep_fail(None);
-    let m = restart_master(&dir, "master2");
+    let m = start_master_conf(&dir, "master2");
     node.reconnect();
     node.send(snapshot(1, vec![domain_state(&u, "vm", "paused", "user")]));
     wait_for(
@@ -596,7 +596,7 @@ fn a_reboot_the_master_missed_comes_with_the_next_snapshot() {
     );
     m.signal(libc::SIGKILL);
     m.wait_exit(DAEMON_DEADLINE);
-    let m = restart_master(&dir, "master2");
+    let m = start_master_conf(&dir, "master2");
     node.reconnect();
     node.send(snapshot(3, vec![with_count(3)]));
     node.send(snapshot(4, vec![with_count(4)]));

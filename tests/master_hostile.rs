@@ -18,6 +18,7 @@
 
 use std::time::Duration;
 
+use crate::common::procfs::{descriptors, rss_kib, status_kib};
 use crate::common::zmtp::{Outcome, RawPeer};
 use crate::common::*;
 use vmwatch::handshake::Credential;
@@ -25,24 +26,6 @@ use vmwatch::protocol::{Body, Key};
 
 /// The memory bound docs/protocol.md promises over the master's idle figure.
 const MEMORY_BOUND_KIB: u64 = 64 * 1024;
-
-fn status_kib(pid: u32, field: &str) -> u64 {
-    let text = read_text(std::path::Path::new(&format!("/proc/{pid}/status")));
-    text.lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    status_kib(pid, "VmRSS:")
-}
-
-fn descriptors(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
 
 /// Raises this process's open-file limit to its hard limit; the master it
 /// starts inherits it. Returns the limit.
@@ -428,29 +411,17 @@ fn a_node_behind_a_network_cut_is_disconnected_within_the_heartbeat_timeout() {
     let panel = Panel::new(&dir);
     let port = free_port();
     let (master_ip, node_ip) = (format!("10.231.{n}.1"), format!("10.231.{n}.2"));
-    let (mut m, port) = {
-        let config = dir.write_config(
-            "master.conf",
-            &master_config_text(
-                &dir,
-                port,
-                SECRET,
-                &panel,
-                &format!("listen=tcp://{master_ip}:{port}\n"),
-            ),
-        );
-        let mut m = Daemon::spawn(
-            "vmwatch-master",
-            &master_bin(),
+    dir.write_config(
+        "master.conf",
+        &master_config_text(
             &dir,
-            "master",
-            &config,
-            &dir.join("master.log"),
-            &[],
-        );
-        m.wait_log("listening on", DAEMON_DEADLINE);
-        (m, port)
-    };
+            port,
+            SECRET,
+            &panel,
+            &format!("listen=tcp://{master_ip}:{port}\n"),
+        ),
+    );
+    let mut m = start_master_conf(&dir, "master");
     // The node runs inside the namespace.
     let wrapper = dir.join("node-in-netns");
     write_private(
@@ -493,7 +464,7 @@ fn a_node_gets_back_in_after_a_master_restart() {
     let _node = start_test_node(&dir, "relink1", &endpoint, &node_bin());
     m.wait_log("node relink1 (instance", DAEMON_DEADLINE);
     assert!(m.stop().success(), "{}", m.report());
-    let mut m2 = restart_master(&dir, "master2");
+    let mut m2 = start_master_conf(&dir, "master2");
     // The restarted master lets the node in again (its counters start at
     // 0) and takes its messages (the snapshot after the reconnection).
     let state = dir.join("master.state");

@@ -194,7 +194,7 @@ fn a_refused_vm_never_holds_back_a_burst_and_each_reset_arrives_once() {
     m.signal(libc::SIGTERM);
     m.wait_exit(DAEMON_DEADLINE);
     panel.refuse_lines_with(None);
-    let m2 = restart_master(&dir, "master2");
+    let m2 = start_master_conf(&dir, "master2");
     wait_for(
         "the set-aside updates delivered after the restart",
         PANEL_DEADLINE,
@@ -486,7 +486,7 @@ fn a_restarted_master_invents_no_reboot() {
     // 1. Without its state file.
     std::fs::remove_file(dir.join("master.state")).unwrap();
     let before = panel.lines().len();
-    let mut m2 = restart_master(&dir, "master2");
+    let mut m2 = start_master_conf(&dir, "master2");
     let mut old_node = Client::connect(port, SECRET, "old");
     let mut new_node = Client::connect(port, SECRET, "new");
     old_node.send(snapshot(1, vec![counted.clone()]));
@@ -523,7 +523,7 @@ fn a_restarted_master_invents_no_reboot() {
     // has already: harmless by identity.
     std::fs::write(dir.join("master.state"), &old_file).unwrap();
     let before = panel.lines().len();
-    let mut m3 = restart_master(&dir, "master3");
+    let mut m3 = start_master_conf(&dir, "master3");
     let mut new_node = Client::connect(port, SECRET, "new");
     new_node.send(snapshot(1, vec![running(&new_u, "new-vm", 1_795_000_300)]));
     marker(&mut new_node, "m4");

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{read_text, wait_for, TestDir};
+use super::{alive, read_text, wait_for, TestDir};
 
 /// Where the tests find libvirtd.
 pub const URI: &str = "qemu:///system";
@@ -103,6 +103,40 @@ pub fn virsh_checked(uri: &str, args: &[&str], deadline: Duration) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Fails early, with the fix, if libvirtd is not there.
+pub fn require_libvirtd() {
+    match virsh_try(&["version"]) {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => panic!(
+            "libvirtd does not answer on {URI} ({}); run `bash tests/support/setup-host.sh` (make test does)",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(e) => panic!("{e}; run `bash tests/support/setup-host.sh` (make test does)"),
+    }
+}
+
+/// libvirtd's pid from its pidfile, if it is alive.
+pub fn libvirtd_pid() -> Option<u32> {
+    let text = std::fs::read_to_string("/var/run/libvirtd.pid").ok()?;
+    let pid: u32 = text.trim().parse().ok()?;
+    alive(pid).then_some(pid)
+}
+
+/// Starts libvirtd again after a test stopped or killed it, with
+/// tests/support/setup-host.sh (which starts only what is not running);
+/// whether that worked. Never panics (it is used from `Drop`).
+pub fn restart_libvirtd() -> bool {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/setup-host.sh");
+    let ok = Command::new("bash")
+        .arg(script)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("could not restart libvirtd: run `bash {script}`");
+    }
+    ok
 }
 
 /// A random version-4 UUID.

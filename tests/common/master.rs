@@ -1,5 +1,5 @@
 //! A master driven by hand, the pieces the master tests share: a one-part
-//! snapshot, the same master started again on its configuration file, what
+//! snapshot, a master started (again) on its configuration file, what
 //! the panel holds last for each domain, `--status`, and the counters of
 //! the state file.
 
@@ -20,10 +20,17 @@ pub fn snapshot(id: u64, domains: Vec<DomainState>) -> Body {
     }
 }
 
-/// Starts the master of `dir` again on its `master.conf` (output in
-/// `<tag>.stderr`), not waiting for anything.
-pub fn spawn_master_again(dir: &TestDir, tag: &str) -> Daemon {
-    Daemon::spawn(
+/// Starts `vmwatch-master` on `dir`'s `master.conf` (output in
+/// `<tag>.stderr`), not waiting for anything: a first start, or the same
+/// master again after a stop or a kill.
+pub fn spawn_master(dir: &TestDir, tag: &str) -> Daemon {
+    spawn_master_env(dir, tag, &[])
+}
+
+/// As [`spawn_master`], with `env` added to its environment (e.g.
+/// libfaketime's, to step its wall clock).
+pub fn spawn_master_env(dir: &TestDir, tag: &str, env: &[(String, String)]) -> Daemon {
+    Daemon::spawn_env(
         "vmwatch-master",
         &master_bin(),
         dir,
@@ -31,12 +38,13 @@ pub fn spawn_master_again(dir: &TestDir, tag: &str) -> Daemon {
         &dir.join("master.conf"),
         &dir.join("master.log"),
         &[],
+        env,
     )
 }
 
-/// As [`spawn_master_again`], waiting until it listens.
-pub fn restart_master(dir: &TestDir, tag: &str) -> Daemon {
-    let mut m = spawn_master_again(dir, tag);
+/// As [`spawn_master`], waiting until it listens.
+pub fn start_master_conf(dir: &TestDir, tag: &str) -> Daemon {
+    let mut m = spawn_master(dir, tag);
     m.wait_log("listening on", DAEMON_DEADLINE);
     m
 }

@@ -22,6 +22,7 @@ pub mod guest;
 pub mod master;
 pub mod nagios;
 pub mod ops;
+pub mod procfs;
 pub mod second_libvirtd;
 pub mod zmtp;
 
@@ -744,21 +745,11 @@ pub fn saved_state(dir: &TestDir, uuid: &str) -> Option<String> {
 /// Starts a master on a free loopback port and waits until it listens.
 pub fn start_master(dir: &TestDir, panel: &Panel, extra: &str) -> (Daemon, u16) {
     let port = free_port();
-    let config = dir.write_config(
+    dir.write_config(
         "master.conf",
         &master_config_text(dir, port, SECRET, panel, extra),
     );
-    let mut m = Daemon::spawn(
-        "vmwatch-master",
-        &master_bin(),
-        dir,
-        "master",
-        &config,
-        &dir.join("master.log"),
-        &[],
-    );
-    m.wait_log("listening on", DAEMON_DEADLINE);
-    (m, port)
+    (start_master_conf(dir, "master"), port)
 }
 
 /// Node configuration text: `tag` names its log and its reboot file (a node
@@ -784,8 +775,19 @@ pub fn node_config_text(
 /// Starts a node (config `<tag>.conf`, log `<tag>.log`) and waits until it
 /// watches libvirt.
 pub fn start_node(dir: &TestDir, tag: &str, config_text: &str) -> Daemon {
+    start_node_env(dir, tag, config_text, &[])
+}
+
+/// As [`start_node`], with `env` added to its environment (e.g.
+/// libfaketime's, to step its wall clock).
+pub fn start_node_env(
+    dir: &TestDir,
+    tag: &str,
+    config_text: &str,
+    env: &[(String, String)],
+) -> Daemon {
     let config = dir.write_config(&format!("{tag}.conf"), config_text);
-    let mut n = Daemon::spawn(
+    let mut n = Daemon::spawn_env(
         "vmwatch-node",
         &node_bin(),
         dir,
@@ -793,6 +795,7 @@ pub fn start_node(dir: &TestDir, tag: &str, config_text: &str) -> Daemon {
         &config,
         &dir.join(&format!("{tag}.log")),
         &[],
+        env,
     );
     n.wait_log(" watching ", DAEMON_DEADLINE);
     n
