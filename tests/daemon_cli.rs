@@ -238,15 +238,7 @@ fn unknown_keys_are_warnings_and_the_daemon_still_runs() {
     assert!(err.contains(&want), "missing `{want}` in:\n{err}");
     assert!(out.contains("configuration OK"), "{out}");
 
-    let mut m = Daemon::spawn(
-        "vmwatch-master",
-        &master_bin(),
-        &dir,
-        "master",
-        &conf,
-        &dir.join("master.log"),
-        &[],
-    );
+    let mut m = spawn_master(&dir, "master");
     m.wait_log("listening on", DAEMON_DEADLINE);
     assert!(
         m.log_text()
@@ -297,15 +289,7 @@ fn panel_written_file_styles_load() {
 
     // And the daemon really listens there with that secret: a client signing
     // with it is heard.
-    let mut m = Daemon::spawn(
-        "vmwatch-master",
-        &master_bin(),
-        &dir,
-        "master",
-        &conf,
-        &dir.join("master.log"),
-        &[],
-    );
+    let mut m = spawn_master(&dir, "master");
     m.wait_log(
         &format!("listening on tcp://127.0.0.1:{port}"),
         DAEMON_DEADLINE,
@@ -354,15 +338,7 @@ fn a_disabled_master_exits_0_without_binding() {
     let conf = dir.write_config("master.conf", &master_text(&dir, port, "disabled=yes\n"));
     // Hold nothing: if the master bound the port, it would show in the log
     // and the port would be taken while it ran; it must not even start.
-    let mut m = Daemon::spawn(
-        "vmwatch-master",
-        &master_bin(),
-        &dir,
-        "master",
-        &conf,
-        &dir.join("master.log"),
-        &[],
-    );
+    let mut m = spawn_master(&dir, "master");
     let st = m.wait_exit(DAEMON_DEADLINE);
     assert_eq!(st.code(), Some(0), "{}", m.report());
     let log = m.log_text();
@@ -569,7 +545,7 @@ fn syslog_gets_daemon_facility_lines_with_the_program_name_and_pid() {
     sock.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
     let port = free_port();
-    let conf = dir.write_config(
+    dir.write_config(
         "master.conf",
         &master_text(
             &dir,
@@ -580,15 +556,7 @@ fn syslog_gets_daemon_facility_lines_with_the_program_name_and_pid() {
             ),
         ),
     );
-    let mut m = Daemon::spawn(
-        "vmwatch-master",
-        &master_bin(),
-        &dir,
-        "master",
-        &conf,
-        &dir.join("master.log"),
-        &[],
-    );
+    let mut m = spawn_master(&dir, "master");
     let mut got: Vec<String> = Vec::new();
     let start = Instant::now();
     let mut buf = vec![0u8; 8192];
