@@ -56,20 +56,14 @@ impl Cluster {
             "check_activity=yes\nstate_interval=1\nnode_timeout=10\n",
         );
         let status = dir.join("node.status");
-        let node = start_node(
+        let node = start_node_at(
             &dir,
-            "node",
-            &node_config_text(
-                &dir,
-                "node",
-                port,
-                SECRET,
-                "3",
-                "test:///default",
-                &format!(
-                    "heartbeat_interval=2\nstatus_interval=1\nstatus_file={}\n",
-                    status.display()
-                ),
+            port,
+            "3",
+            "test:///default",
+            &format!(
+                "heartbeat_interval=2\nstatus_interval=1\nstatus_file={}\n",
+                status.display()
             ),
         );
         let c = Cluster {

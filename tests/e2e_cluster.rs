@@ -138,11 +138,7 @@ fn activity_a_busy_guest_clears_its_idle_warning_and_an_os_less_one_keeps_it() {
     bare.start();
     let panel = Panel::new(&dir);
     let (master, port) = start_master(&dir, &panel, "check_activity=yes\n");
-    let node = start_node(
-        &dir,
-        "node",
-        &node_config_text(&dir, "node", port, SECRET, "n1", URI, "stats_interval=3\n"),
-    );
+    let node = start_node_at(&dir, port, "n1", URI, "stats_interval=3\n");
     let ctx = || report(&[&master, &node], Some(&panel));
     wait_for(
         "idle warnings for both guests",
@@ -267,19 +263,7 @@ fn restart_a_master_killed_while_guests_change_converges_to_the_truth() {
     let dir = TestDir::new("e2e-restart");
     let panel = Panel::new(&dir);
     let (mut master, port) = start_master(&dir, &panel, "state_interval=1\n");
-    let node = start_node(
-        &dir,
-        "node",
-        &node_config_text(
-            &dir,
-            "node",
-            port,
-            SECRET,
-            "n1",
-            URI,
-            "stats=no\nsync_interval=30\n",
-        ),
-    );
+    let node = start_node_at(&dir, port, "n1", URI, "stats=no\nsync_interval=30\n");
     let (g1, g2) = (Guest::new(&dir, "one"), Guest::new(&dir, "two"));
     for g in [&g1, &g2] {
         g.define();
@@ -410,11 +394,7 @@ fn test_driver_node_with_500_domains_reaches_the_panel_in_batches() {
     let panel = Panel::new(&dir);
     let (master, port) = start_master(&dir, &panel, "");
     let uri = format!("test://{}", path.display());
-    let node = start_node(
-        &dir,
-        "node",
-        &node_config_text(&dir, "node", port, SECRET, "big", &uri, "stats=no\n"),
-    );
+    let node = start_node_at(&dir, port, "big", &uri, "stats=no\n");
     let ctx = || report(&[&master, &node], Some(&panel));
     wait_for(
         "500 domains at the panel",

@@ -539,16 +539,7 @@ fn a_node_down_for_node_forget_after_and_one_named_by_forget_node_are_forgotten(
     let said = forget(&rig, "mig-c");
     assert!(said.contains("applied when the master starts"), "{said}");
     let seen = rig.panel.lines().len();
-    let config = rig.master.config.clone();
-    rig.master = Daemon::spawn(
-        "vmwatch-master",
-        &master_bin(),
-        &rig.dir,
-        "master",
-        &config,
-        &rig.dir.join("master.log"),
-        &[],
-    );
+    rig.master = spawn_master(&rig.dir, "master");
     wait_for(
         "the queued request applied at start",
         PANEL_DEADLINE,
@@ -592,13 +583,7 @@ fn two_nodes_with_one_node_id_clash_and_erase_nothing() {
     // Several full lists of each node later (sync_interval=2: nearly
     // every message the master accepts now is one), neither guest was
     // erased by the other host's lists.
-    let accepted = |dir: &TestDir| {
-        master_state(dir)
-            .counters
-            .iter()
-            .find(|(k, _)| k == "accepted")
-            .map_or(0, |(_, v)| *v)
-    };
+    let accepted = |dir: &TestDir| counter(dir, "accepted");
     let base = accepted(&rig.dir);
     wait_for(
         "ten more lists from the two nodes",

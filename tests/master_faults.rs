@@ -571,14 +571,10 @@ fn a_reboot_the_master_missed_comes_with_the_next_snapshot() {
     node.send(snapshot(1, vec![with_count(3)]));
     wait_reboots(2, &m);
     node.send(snapshot(2, vec![with_count(3)]));
-    let marker = test_uuid();
-    node.send(Body::Events(vec![event(
-        &marker, "marker", "started", "booted",
-    )]));
-    wait_for(
+    send_marker(
+        &mut node,
+        &panel,
         "the marker after the repeated snapshot",
-        PANEL_DEADLINE,
-        || panel.domain_lines(&marker).into_iter().next(),
         || report(&[&m], Some(&panel)),
     );
     assert_eq!(reboots(), 2, "{}", panel.report());

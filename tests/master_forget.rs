@@ -241,13 +241,7 @@ fn a_node_still_speaking_is_forgotten_only_once_it_is_down() {
         })
     };
     let said = rig.forget();
-    let accepted = |dir: &TestDir| {
-        master_state(dir)
-            .counters
-            .iter()
-            .find(|(k, _)| k == "accepted")
-            .map_or(0, |(_, v)| *v)
-    };
+    let accepted = |dir: &TestDir| counter(dir, "accepted");
     // The master served the request while the node kept speaking; more
     // heartbeats follow, and state files are written.
     let served = accepted(&rig.dir);
@@ -304,17 +298,7 @@ fn a_new_instance_heard_before_a_queued_request_keeps_its_guest_running() {
     rig.master.stop();
     let said = rig.forget();
     assert!(said.contains("applied when the master starts"), "{said}");
-    let config = rig.master.config.clone();
-    rig.master = Daemon::spawn(
-        "vmwatch-master",
-        &master_bin(),
-        &rig.dir,
-        "master",
-        &config,
-        &rig.dir.join("master.log"),
-        &[],
-    );
-    rig.master.wait_log("listening on", DAEMON_DEADLINE);
+    rig.master = start_master_conf(&rig.dir, "master");
     // Its first housekeeping tick (which serves the request) is a second
     // after it starts listening: the node's new instance most likely
     // comes first.
@@ -350,17 +334,7 @@ fn the_same_instance_going_on_after_a_master_restart_is_forgotten_once_down() {
     rig.master.stop();
     let said = rig.forget();
     assert!(said.contains("applied when the master starts"), "{said}");
-    let config = rig.master.config.clone();
-    rig.master = Daemon::spawn(
-        "vmwatch-master",
-        &master_bin(),
-        &rig.dir,
-        "master",
-        &config,
-        &rig.dir.join("master.log"),
-        &[],
-    );
-    rig.master.wait_log("listening on", DAEMON_DEADLINE);
+    rig.master = start_master_conf(&rig.dir, "master");
     rig.node.reconnect();
     rig.node.send(Body::Heartbeat);
     let answers = || read_text(&rig.dir.join("master.state.forgotten"));

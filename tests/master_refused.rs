@@ -398,16 +398,9 @@ fn a_master_without_its_state_file_invents_no_reboot_from_a_count() {
     let mut counted = domain_state(&u, "vm", "running", "booted");
     counted.reboots = Some(4);
     node.send(snapshot(1, vec![counted]));
-    let marker = test_uuid();
-    node.send(Body::Events(vec![event(
-        &marker, "marker", "started", "booted",
-    )]));
-    wait_for(
-        "the marker",
-        PANEL_DEADLINE,
-        || panel.domain_lines(&marker).into_iter().next(),
-        || report(&[&m], Some(&panel)),
-    );
+    send_marker(&mut node, &panel, "the marker", || {
+        report(&[&m], Some(&panel))
+    });
     let invented: Vec<String> = panel
         .lines()
         .iter()

@@ -212,20 +212,14 @@ fn check_by_ssh_through_a_real_sshd_under_a_real_nagios_core() {
     std::fs::create_dir_all(&node_dir).unwrap();
     set_mode(&node_dir, 0o755);
     let status = node_dir.join("node.status");
-    let mut node = start_node(
+    let mut node = start_node_at(
         &dir,
-        "node",
-        &node_config_text(
-            &dir,
-            "node",
-            port,
-            SECRET,
-            "3",
-            "test:///default",
-            &format!(
-                "heartbeat_interval=2\nstatus_interval=1\nstatus_file={}\n",
-                status.display()
-            ),
+        port,
+        "3",
+        "test:///default",
+        &format!(
+            "heartbeat_interval=2\nstatus_interval=1\nstatus_file={}\n",
+            status.display()
         ),
     );
     let state = dir.join("master.state");

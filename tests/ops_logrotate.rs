@@ -28,7 +28,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::common::guest::{virsh_try, Guest, URI};
+use crate::common::guest::{require_libvirtd, Guest, URI};
 use crate::common::ops::require_tools;
 use crate::common::*;
 use vmwatch::protocol::Body;
@@ -155,10 +155,7 @@ impl Generations {
 #[ignore = "needs libvirtd and logrotate (tests/support/setup-nagios.sh): make test"]
 fn the_shipped_files_rotate_both_busy_daemons_losing_nothing() {
     require_tools();
-    match virsh_try(&["version"]) {
-        Ok(o) if o.status.success() => {}
-        _ => panic!("libvirtd does not answer on {URI}; run `bash tests/support/setup-host.sh`"),
-    }
+    require_libvirtd();
     let dir = TestDir::new("logrotate");
     let guest = Guest::new(&dir, "ops-rotate");
     guest.define();
@@ -166,18 +163,12 @@ fn the_shipped_files_rotate_both_busy_daemons_losing_nothing() {
 
     let panel = Panel::new(&dir);
     let (mut master, port) = start_master(&dir, &panel, "log_level=debug\n");
-    let mut node = start_node(
+    let mut node = start_node_at(
         &dir,
-        "node",
-        &node_config_text(
-            &dir,
-            "node",
-            port,
-            SECRET,
-            "rot",
-            URI,
-            "log_level=debug\nheartbeat_interval=1\n",
-        ),
+        port,
+        "rot",
+        URI,
+        "log_level=debug\nheartbeat_interval=1\n",
     );
     let config = dir.join("logrotate.conf");
     std::fs::write(

@@ -34,18 +34,12 @@ fn both_daemons_through_a_real_rsyslogd_and_its_restart() {
     );
     let panel = Panel::new(&dir);
     let (master, port) = start_master(&dir, &panel, &syslog);
-    let node = start_node(
+    let node = start_node_at(
         &dir,
-        "node",
-        &node_config_text(
-            &dir,
-            "node",
-            port,
-            SECRET,
-            "7",
-            "test:///default",
-            &format!("{syslog}heartbeat_interval=1\n"),
-        ),
+        port,
+        "7",
+        "test:///default",
+        &format!("{syslog}heartbeat_interval=1\n"),
     );
     let (mp, np) = (master.pid(), node.pid());
     let ctx = || report(&[&master, &node], Some(&panel));

@@ -8,7 +8,10 @@ use std::process::Command;
 
 use vmwatch::protocol::{Body, DomainState};
 
-use super::{master_bin, master_state, Daemon, Panel, TestDir, DAEMON_DEADLINE};
+use super::{
+    event, master_bin, master_state, test_uuid, wait_for, Client, Daemon, Panel, TestDir,
+    DAEMON_DEADLINE, PANEL_DEADLINE,
+};
 
 /// A snapshot in one part.
 pub fn snapshot(id: u64, domains: Vec<DomainState>) -> Body {
@@ -81,4 +84,20 @@ pub fn counter(dir: &TestDir, name: &str) -> u64 {
         .iter()
         .find(|(k, _)| k == name)
         .map_or(0, |(_, v)| *v)
+}
+
+/// Sends the start of a new domain after what `node` sent before and waits
+/// until the panel has it: by then the master has handled all that came
+/// before it. `what` names the wait in a failure.
+pub fn send_marker(node: &mut Client, panel: &Panel, what: &str, ctx: impl Fn() -> String) {
+    let marker = test_uuid();
+    node.send(Body::Events(vec![event(
+        &marker, "marker", "started", "booted",
+    )]));
+    wait_for(
+        what,
+        PANEL_DEADLINE,
+        || panel.domain_lines(&marker).into_iter().next(),
+        ctx,
+    );
 }

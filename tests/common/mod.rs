@@ -801,6 +801,16 @@ pub fn start_node_env(
     n
 }
 
+/// [`start_node`] with tag `node` and the usual secret: a node with id
+/// `node_id` watching `uri`, sending to the master on loopback `port`.
+pub fn start_node_at(dir: &TestDir, port: u16, node_id: &str, uri: &str, extra: &str) -> Daemon {
+    start_node(
+        dir,
+        "node",
+        &node_config_text(dir, "node", port, SECRET, node_id, uri, extra),
+    )
+}
+
 static UUIDS: AtomicUsize = AtomicUsize::new(1);
 
 /// A UUID unique to this test process, for hand-made domains.
