@@ -27,8 +27,6 @@ pub const URI: &str = "qemu:///system";
 const VIRSH_DEADLINE: Duration = Duration::from_secs(60);
 #[path = "../support/firmware.rs"]
 mod firmware;
-// Each test crate uses what it needs of these (most only the ROM).
-#[allow(unused_imports)]
 pub use firmware::{firmware_rom, FIRMWARE_HEX};
 
 /// `kvm` when /dev/kvm exists, else `qemu` (TCG); `VMWATCH_TEST_VIRT_TYPE`

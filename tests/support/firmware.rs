@@ -1,6 +1,6 @@
 //! The test guests' firmware as a ROM image (tests/support/guest-firmware.S
 //! explains what it does): shared by the end-to-end tests
-//! (tests/common/guest.rs) and the bench (tests/support/bench/guests.rs).
+//! (tests/common/guest.rs) and the bench (benches/vmwatch/guests.rs).
 
 /// The firmware's code; see guest-firmware.S.
 pub const FIRMWARE_HEX: &str = include_str!("guest-firmware.hex");
