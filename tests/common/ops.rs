@@ -6,7 +6,7 @@
 //! without starting the machine's own daemons (`make setup` runs it); the
 //! tests only check that they are there ([`require_tools`]).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 use super::{alive, read_text, signal, tail, wait_for, TestDir, DAEMON_DEADLINE};
@@ -179,10 +179,6 @@ impl Rsyslog {
             tail(&self.out, 30),
             tail(&self.stderr, 10)
         )
-    }
-
-    pub fn socket_path(&self) -> &Path {
-        &self.socket
     }
 }
 
