@@ -581,7 +581,7 @@ fn a_node_stops_in_time_while_libvirtd_hangs() {
 
 /// libvirtd stops answering (SIGSTOP): the node's keepalive gives up after
 /// `keepalive_interval` × `keepalive_count` and the node exits with status 3,
-/// saying why. Run before the kill test, so both see a healthy libvirtd.
+/// saying why. The phase before the kill, so both see a healthy libvirtd.
 fn libvirtd_hung_stops_the_node_by_keepalive() {
     require_libvirtd();
     let dir = TestDir::new("keepalive");
