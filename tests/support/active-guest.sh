@@ -5,8 +5,9 @@
 # block.0.wr.reqs deltas for it (and zero for an OS-less guest, the "idle" case).
 #
 # Everything comes from Debian packages fetched with apt (the only network the
-# test machines have); nothing is installed on the host except small tools
-# (cpio, and xz-utils/zstd only if the kernel's modules are compressed).
+# test machines have); nothing is installed on the host: the small tools it
+# needs (cpio, xz-utils and zstd for compressed kernel modules) come from
+# tests/support/setup-host.sh (`make setup`).
 #
 # Usage:
 #   active-guest.sh [CACHE_DIR]
@@ -116,7 +117,7 @@ EOF
 }
 
 # ---------------------------------------------------------------------------
-# Host packages: install only what is missing, with at most one apt-get update.
+# Package lists: at most one apt-get update. Host tools: setup-host.sh's.
 apt_updated=0
 apt_update_once() {
     if [ "$apt_updated" = 0 ]; then
@@ -127,10 +128,7 @@ apt_update_once() {
 }
 need_pkg() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed' && return 0
-    [ "$(id -u)" = 0 ] || die "package $1 is missing and we are not root"
-    apt_update_once
-    log "installing $1"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$1" >&2
+    die "package $1 is missing: run \`make setup\` (tests/support/setup-host.sh) as root"
 }
 
 # The binary package the meta-package linux-image-amd64 currently points at

@@ -17,9 +17,11 @@ want() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok ins
 # its assembly source with `as` and `objcopy`. faketime (libfaketime): the
 # clock tests step the wall clock of the daemon under test (tests/e2e_clock.rs).
 # iproute2, nftables: the network cut of tests/master_hostile.rs (a namespace,
-# a veth pair, a DROP rule).
+# a veth pair, a DROP rule). cpio, xz-utils, zstd: tests/support/active-guest.sh
+# packs the active guest's initramfs from a Debian kernel's modules.
 for p in pkg-config g++ make libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu \
-         libvirt-clients qemu-system-x86 binutils faketime iproute2 nftables ; do
+         libvirt-clients qemu-system-x86 binutils faketime iproute2 nftables \
+         cpio xz-utils zstd ; do
     want "$p"
 done
 # Extra packages asked for by the caller (e.g. packaging tests), space separated.
