@@ -2,6 +2,7 @@
 #
 #   make            build both daemons (debug)
 #   make test       install what is missing, start libvirtd, run every test
+#   make test-e2e   only the tests a plain `cargo test` lists as ignored
 #   make demo       install what is missing, run master + node against two tiny guests
 #   make bench      benchmarks (figures go in docs/benchmarks.md)
 #   make fuzz       each cargo-fuzz target for FUZZ_SECONDS, fixed seed (fuzz/README.md)
@@ -29,6 +30,12 @@ lint:
 
 test-unit:
 	$(CARGO) test --lib --bins
+
+# Only the tests a plain `cargo test` ignores (they need what setup prepares),
+# one at a time: hold /tmp/vmwatch-libvirt.lock on a shared machine.
+test-e2e: setup
+	$(CARGO) build --bins --tests
+	$(CARGO) test --test integration -- --ignored --test-threads=1
 
 # Everything: unit, integration and end-to-end on the real libvirtd, then packaging.
 # The tests that need what setup prepares (libvirtd, root, the operators' tools)
