@@ -16,12 +16,12 @@
 use std::sync::OnceLock;
 
 use vmwatch::config::DaemonConfig;
+use vmwatch::master::panel::update::Update;
 use vmwatch::master::panel::PanelCounters;
+use vmwatch::master::receiver::replay::ReplayGuard;
 use vmwatch::master::receiver::Counters;
-use vmwatch::master::replay::ReplayGuard;
-use vmwatch::master::state::StateTable;
 use vmwatch::master::statefile;
-use vmwatch::master::update::Update;
+use vmwatch::master::view::table::StateTable;
 use vmwatch::protocol::{self, WireError};
 
 /// Every target, by name (the file names under `fuzz/fuzz_targets`,
@@ -132,7 +132,7 @@ pub fn decode_raw(data: &[u8]) {
                 WireError::Frames(_) | WireError::TooLarge(_) | WireError::BadMac
             ),
             "an unauthenticated message moved the `{}` counter: {e}",
-            vmwatch::master::rejection::Rejection::from(e)
+            vmwatch::master::receiver::rejection::Rejection::from(e)
         ),
         Err(_) => {}
     }

@@ -12,36 +12,25 @@
 //!
 //! The main thread only waits for signals.
 
-pub mod activity;
-pub mod clock;
+pub mod admission;
 pub mod config;
-pub mod duplicates;
-pub mod forget;
-pub mod gate;
 pub mod graphite;
-pub mod graphite_sink;
-pub mod identity;
-pub mod migration;
 pub mod panel;
-pub mod panel_queue;
-pub mod reboots;
 pub mod receiver;
-pub mod refused;
-pub mod rejection;
-pub mod replay;
-pub mod state;
 pub mod statefile;
-pub mod update;
-pub mod zap;
+pub mod view;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use admission::{gate, zap};
 pub use config::MasterConfig;
+use panel::queue::PanelQueue;
 use panel::{PanelCommand, PanelCounters};
-use panel_queue::PanelQueue;
-use replay::ReplayGuard;
-use state::StateTable;
+use receiver::clock;
+use receiver::replay::ReplayGuard;
+use view::forget;
+use view::table::StateTable;
 
 use statefile::StateSaver;
 

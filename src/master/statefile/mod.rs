@@ -30,12 +30,12 @@ const TITLE: &str = "vmwatch-master state (format: docs/state-file.md)";
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::master::clock::{ClockLine, Who};
+    use crate::master::panel::update::Update;
     use crate::master::panel::PanelCounters;
+    use crate::master::receiver::clock::{ClockLine, Who};
+    use crate::master::receiver::replay::ReplayGuard;
     use crate::master::receiver::Counters;
-    use crate::master::replay::ReplayGuard;
-    use crate::master::state::StateTable;
-    use crate::master::update::Update;
+    use crate::master::view::table::StateTable;
     use crate::protocol::{Body, DomainId, Event, Header, Message};
     use crate::vocab::{Detail, EventKind};
 
@@ -98,7 +98,7 @@ mod tests {
             time_ms: 5,
             id: Some(7),
         }];
-        let aside = vec![crate::master::refused::Refused {
+        let aside = vec![crate::master::panel::refused::Refused {
             update: Update::Node {
                 node: "9".into(),
                 up: true,

@@ -5,10 +5,10 @@
 use std::path::Path;
 
 use super::*;
-use crate::master::refused::Refused;
-use crate::master::replay::ReplayGuard;
-use crate::master::state::StateTable;
-use crate::master::update::Update;
+use crate::master::panel::refused::Refused;
+use crate::master::panel::update::Update;
+use crate::master::receiver::replay::ReplayGuard;
+use crate::master::view::table::StateTable;
 use crate::service::{mono_ms, now_ms};
 
 /// Where a damaged state file is kept for a person: beside it, named by the
@@ -121,8 +121,10 @@ pub fn restore(
     }
     // Each node's latest instance: the same node process going on after
     // the master's restart is not a node that restarted (forget.rs).
-    let mut latest: std::collections::BTreeMap<&str, &crate::master::replay::SeenInstance> =
-        std::collections::BTreeMap::new();
+    let mut latest: std::collections::BTreeMap<
+        &str,
+        &crate::master::receiver::replay::SeenInstance,
+    > = std::collections::BTreeMap::new();
     for s in &f.seen {
         let e = latest.entry(s.node.as_str()).or_insert(s);
         if s.ts_ms > e.ts_ms {

@@ -7,15 +7,15 @@ use std::sync::Arc;
 use super::*;
 use crate::atomic_file::{head, Rewritten};
 use crate::kvline::{escape, escaped as enc};
-use crate::master::clock::{ClockLine, Who};
+use crate::master::panel::queue::PanelQueue;
+use crate::master::panel::refused::Refused;
+use crate::master::panel::update::Update;
 use crate::master::panel::PanelCounters;
-use crate::master::panel_queue::PanelQueue;
+use crate::master::receiver::clock::{ClockLine, Who};
+use crate::master::receiver::rejection::Rejection;
+use crate::master::receiver::replay::ReplayGuard;
 use crate::master::receiver::{Counters, Receiver};
-use crate::master::refused::Refused;
-use crate::master::rejection::Rejection;
-use crate::master::replay::ReplayGuard;
-use crate::master::state::StateTable;
-use crate::master::update::Update;
+use crate::master::view::table::StateTable;
 use crate::service::now_ms;
 
 /// Everything the file records, as text.
@@ -29,7 +29,7 @@ pub struct View<'a> {
     pub pending: &'a [Update],
     /// Updates the panel refused, set aside.
     pub aside: &'a [Refused],
-    /// Clocks found off ([`crate::master::clock`]).
+    /// Clocks found off ([`crate::master::receiver::clock`]).
     pub clocks: &'a [ClockLine],
     pub listen: &'a str,
     pub started_ms: u64,
@@ -56,8 +56,8 @@ fn write_facts(v: &View, out: &mut String) -> std::fmt::Result {
     }
     // Connections turned away before any message (docs/protocol.md).
     let (h, gated) = (
-        &crate::master::zap::HANDSHAKES,
-        &crate::master::gate::CLOSED,
+        &crate::master::admission::zap::HANDSHAKES,
+        &crate::master::admission::gate::CLOSED,
     );
     writeln!(
         out,

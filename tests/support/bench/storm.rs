@@ -7,10 +7,10 @@ use std::time::Instant;
 
 use vmwatch::atomic_file::write_atomic;
 use vmwatch::master::panel::PanelCounters;
+use vmwatch::master::receiver::replay::ReplayGuard;
 use vmwatch::master::receiver::Counters;
-use vmwatch::master::replay::ReplayGuard;
-use vmwatch::master::state::StateTable;
 use vmwatch::master::statefile::{self, render, View};
+use vmwatch::master::view::table::StateTable;
 
 use crate::cluster::{
     children_ms, field, lg_args, mib, named, since, threads, wait_for, Loadgen, LogClock, LogTail,

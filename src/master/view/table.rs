@@ -19,7 +19,7 @@ use super::duplicates::{Copy, Duplicate, Duplicates};
 use super::identity::Identity;
 use super::migration::{self, Migrations};
 use super::reboots::{self, RebootStats, Verdict};
-use super::update::{PanelState, Update};
+use crate::master::panel::update::{PanelState, Update};
 use crate::protocol::{Body, DomainId, DomainState, Event, Message};
 use crate::vocab::{EventKind, State};
 
@@ -746,7 +746,7 @@ impl StateTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::master::duplicates::DuplicateBy;
+    use crate::master::view::duplicates::DuplicateBy;
     use crate::protocol::{Header, StatSample};
     use crate::vocab::{Detail, Reason};
 

@@ -4,8 +4,8 @@
 //! per key), a line in the panel command's input (docs/panel-api.md), and a
 //! line for the master's log, which registers every change.
 
-use super::duplicates::DuplicateBy;
 use crate::kvline::{short, Fields, Line};
+use crate::master::view::duplicates::DuplicateBy;
 use crate::protocol::{check_node_id, is_uuid};
 use crate::vocab::State;
 

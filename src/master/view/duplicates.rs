@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use super::update::Update;
+use crate::master::panel::update::Update;
 use crate::vocab::State;
 
 /// What makes two domains duplicates.

@@ -3,9 +3,9 @@
 //! nodes going down, re-added, cloned and forgotten.
 
 use super::*;
-use crate::master::duplicates::DuplicateBy;
-use crate::master::state::StateTable;
-use crate::master::update::{PanelState, Update};
+use crate::master::panel::update::{PanelState, Update};
+use crate::master::view::duplicates::DuplicateBy;
+use crate::master::view::table::StateTable;
 use crate::protocol::{Body, DomainId, DomainState, Header, Message};
 use crate::vocab::{Detail, Reason};
 

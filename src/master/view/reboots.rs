@@ -27,7 +27,7 @@
 //! (`reboots=`) are judged in state.rs as before, except that a count the
 //! master has no record of is a baseline there too.
 
-use super::update::Update;
+use crate::master::panel::update::Update;
 
 /// What the master does with a reboot id it reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,8 +166,8 @@ mod tests {
 
     /// The master's table, fed as a node would feed it.
     mod table {
-        use crate::master::state::StateTable;
-        use crate::master::update::Update;
+        use crate::master::panel::update::Update;
+        use crate::master::view::table::StateTable;
         use crate::protocol::{Body, DomainId, DomainState, Event, Header, Message};
         use crate::vocab::{Detail, EventKind, Reason, State};
 

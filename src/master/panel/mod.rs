@@ -11,6 +11,10 @@
 //! (refused.rs) and the rest flows on; a call in which every line was
 //! refused is taken as a panel that is down, not as that many refusals.
 
+pub mod queue;
+pub mod refused;
+pub mod update;
+
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -19,11 +23,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::panel_queue::PanelQueue;
-use super::update::Update;
 use crate::log_limited;
 use crate::ratelimit::RateLimit;
 use crate::service::Shutdown;
+use queue::PanelQueue;
+use update::Update;
 
 const BACKOFF_START: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);

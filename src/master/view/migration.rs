@@ -24,7 +24,7 @@
 use std::collections::HashMap;
 
 use super::duplicates::Copy;
-use super::state::DomainRecord;
+use super::table::DomainRecord;
 use crate::protocol::Event;
 use crate::vocab::{EventKind, State};
 
@@ -131,7 +131,7 @@ impl Migrations {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::master::state::RebootCount;
+    use crate::master::view::table::RebootCount;
 
     fn rec(state: State, reason: &str, since_ms: u64) -> DomainRecord {
         DomainRecord {

@@ -233,7 +233,7 @@ mod tests {
             node: "1".into(),
             uuid: uuid.into(),
             name: uuid.into(),
-            state: crate::master::update::PanelState::parse(state).unwrap(),
+            state: crate::master::panel::update::PanelState::parse(state).unwrap(),
             reason: "-".into(),
             old: None,
             since_ms: 0,
@@ -362,7 +362,7 @@ mod tests {
         assert!(q.pending().is_empty(), "a and c taken, b aside");
         assert_eq!(q.aside().len(), 1);
         assert!(!q.release_due(t0), "not due yet");
-        assert!(q.release_due(t0 + crate::master::refused::FIRST_RETRY));
+        assert!(q.release_due(t0 + crate::master::panel::refused::FIRST_RETRY));
         let retry = q.take(10, Duration::ZERO);
         assert!(q.is_retry(&retry[0].key()));
         assert!(q.pending().is_empty(), "kept as aside, not pending");

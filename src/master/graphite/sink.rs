@@ -21,7 +21,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::graphite::{render, Counters, Item, CHANNEL_ITEMS};
+use super::{render, Counters, Item, CHANNEL_ITEMS};
 use crate::log_limited;
 use crate::ratelimit::RateLimit;
 
@@ -332,8 +332,8 @@ fn closed(stream: &TcpStream) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::graphite::{start, Settings};
     use super::*;
+    use crate::master::graphite::{start, Settings};
     use std::io::{BufRead, BufReader};
     use std::net::TcpListener;
 
@@ -388,7 +388,7 @@ mod tests {
             buffer: 100,
         };
         let (mut exp, thread) = start(&settings).unwrap();
-        let mut table = super::super::state::StateTable::new(false, 90);
+        let mut table = crate::master::view::table::StateTable::new(false, 90);
         table.restore_node("n1", 0, true);
         exp.tick(&table, 5_000);
         let l = TcpListener::bind(("127.0.0.1", port)).unwrap();

@@ -2,13 +2,15 @@
 //!
 //! Off unless `graphite=tcp://HOST[:PORT]` is set. The receiver hands every
 //! accepted stats message, and once per `graphite_interval` a summary of the
-//! state table, to the `graphite` thread ([`super::graphite_sink`]) through a
+//! state table, to the `graphite` thread ([`sink`]) through a
 //! bounded channel with `try_send`: when the channel is full the item is
 //! dropped and counted, so carbon being slow or down never slows the receiver
 //! or the panel. Lines are rendered, buffered and sent in that thread.
 //!
 //! Names (docs/graphite.md): every node id, domain name and state is one path
 //! component escaped by [`escape`], so any VM name makes a valid metric path.
+
+pub mod sink;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use super::state::StateTable;
 use crate::config::{split_host_port, Loader};
+use crate::master::view::table::StateTable;
 use crate::protocol::{Body, Message, StatSample};
 
 /// Carbon's plaintext port, used when `graphite` names none.
@@ -305,7 +307,7 @@ pub fn start(settings: &Settings) -> Option<(Exporter, JoinHandle<()>)> {
     let target = settings.target.clone()?;
     let (tx, rx) = sync_channel(CHANNEL_ITEMS);
     let counters = Arc::new(Counters::default());
-    let sink = super::graphite_sink::Sink::new(
+    let sink = sink::Sink::new(
         target,
         settings.prefix.clone(),
         settings.buffer,

@@ -8,21 +8,25 @@
 //! per reason, and the loop carries on. Accepted messages update the state
 //! table; what changed is logged and queued for the panel.
 
+pub mod clock;
+pub mod rejection;
+pub mod replay;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::clock::{ClockLine, ClockWatch};
-use super::panel_queue::PanelQueue;
-use super::rejection::Rejection;
-use super::replay::{Accepted, Refusal, ReplayGuard};
-use super::state::StateTable;
-use super::update::Update;
 use crate::log_limited;
+use crate::master::panel::queue::PanelQueue;
+use crate::master::panel::update::Update;
+use crate::master::view::table::StateTable;
 use crate::protocol::{Key, MAX_PAYLOAD};
 use crate::ratelimit::RateLimit;
 use crate::service::{mono_ms, now_ms, Shutdown};
 use crate::zmq_socket;
+use clock::{ClockLine, ClockWatch};
+use rejection::Rejection;
+use replay::{Accepted, Refusal, ReplayGuard};
 
 /// Frames kept from one multipart message; a message with more is rejected
 /// whatever its content, but still read to its end (only counted).
@@ -65,7 +69,7 @@ pub fn bind(ctx: &zmq::Context, endpoint: &str) -> Result<zmq::Socket, String> {
         s.set_handshake_ivl(HANDSHAKE_MS)?;
         // Only holders of the secret get past the handshake (zap.rs); dead
         // or silent connections are closed (zmq_socket::keep_alive).
-        super::zap::require_credential(s)?;
+        crate::master::admission::zap::require_credential(s)?;
         zmq_socket::keep_alive(s)
     })?;
     socket.bind(endpoint).map_err(|e| {
@@ -105,9 +109,9 @@ pub struct Receiver {
     limits: BTreeMap<Rejection, RateLimit>,
     /// Updates of this burst, not yet queued for the panel.
     held: Vec<Update>,
-    /// Graphite export, when configured (see [`super::graphite`]).
-    pub graphite: Option<super::graphite::Exporter>,
-    /// Whose clock is off ([`super::clock`]), and what the last tick found.
+    /// Graphite export, when configured (see [`crate::master::graphite`]).
+    pub graphite: Option<crate::master::graphite::Exporter>,
+    /// Whose clock is off ([`clock`]), and what the last tick found.
     pub clock: ClockWatch,
     pub clocks_off: Vec<ClockLine>,
 }

@@ -18,9 +18,9 @@
 use std::io::Write as _;
 use std::time::{Duration, Instant};
 
-use super::state::StateTable;
-use super::update::Update;
+use super::table::StateTable;
 use crate::cli::exit;
+use crate::master::panel::update::Update;
 use crate::protocol::check_node_id;
 
 /// The request file for a state file.
