@@ -77,8 +77,8 @@ impl crate::service::Daemon for Master {
         let panel_counters = Arc::new(PanelCounters::default());
         let mut guard = ReplayGuard::new(cfg.max_clock_skew);
         let mut table = StateTable::new(cfg.check_activity, cfg.node_timeout);
-        table.forget_after_ms = cfg.node_forget_after * 1000;
-        table.started_s = Some(started_ms / 1000);
+        table.set_forget_after_ms(cfg.node_forget_after * 1000);
+        table.set_started_s(started_ms / 1000);
         let (pending, aside) =
             statefile::restore_file(&cfg.state_file, &mut table, &mut guard, now_ms());
         queue.push_all(pending);

@@ -248,7 +248,7 @@ impl Exporter {
 /// Counts each node's domains by state.
 pub fn summarize(table: &StateTable) -> Vec<NodeSummary> {
     table
-        .nodes
+        .nodes()
         .iter()
         .map(|(node, rec)| {
             let mut states = BTreeMap::new();

@@ -5,7 +5,7 @@
 //! line for the master's log, which registers every change.
 
 use crate::kvline::{short, Fields, Line};
-use crate::master::view::duplicates::DuplicateBy;
+use crate::master::view::duplicate_by::DuplicateBy;
 use crate::protocol::{check_node_id, is_uuid};
 use crate::vocab::State;
 

@@ -224,10 +224,8 @@ impl Receiver {
         );
         if let Some(host) = &msg.header.host {
             // The address is looked up once per host and node id.
-            if !self.table.identity.knows(&msg.header.node, host) {
-                self.table
-                    .identity
-                    .introduce(&msg.header.node, host, r.peer());
+            if !self.table.identity().knows(&msg.header.node, host) {
+                self.table.introduce(&msg.header.node, host, r.peer());
             }
         }
         let updates = self.table.apply(&msg, now);

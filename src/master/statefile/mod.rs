@@ -136,9 +136,9 @@ mod tests {
         assert!(!f.damaged());
         assert_eq!(got, pending);
         assert_eq!(f.aside, aside);
-        assert_eq!(t2.nodes["1"].domains, table.nodes["1"].domains);
-        assert_eq!(t2.nodes["1"].domains[U1].reboots.count, 1);
-        assert_eq!(t2.nodes["1"].domains[U1].rebootid, Some(7));
+        assert_eq!(t2.nodes()["1"].domains, table.nodes()["1"].domains);
+        assert_eq!(t2.nodes()["1"].domains[U1].reboots.count, 1);
+        assert_eq!(t2.nodes()["1"].domains[U1].rebootid, Some(7));
         assert_eq!(t2.duplicates(), table.duplicates());
         assert!(
             g2.check(&m1.header, 3000, crate::service::mono_ms())
@@ -250,7 +250,7 @@ mod tests {
         const A: &str = "00000000-0000-0000-0000-00000000000a";
         const B: &str = "00000000-0000-0000-0000-00000000000b";
         let mut table = StateTable::new(false, 90);
-        table.identity.introduce("c", A, "tcp://10.0.0.1:5".into());
+        table.introduce("c", A, "tcp://10.0.0.1:5".into());
         for (host, at) in [(A, 1000), (B, 1500)] {
             let mut m = ev("c", U1, "web", "started");
             m.header.host = Some(host.into());
@@ -297,7 +297,7 @@ mod tests {
             ]
         );
         assert!(f.damaged());
-        assert!(t.nodes.contains_key("2"));
+        assert!(t.nodes().contains_key("2"));
     }
 
     /// A file written by a newer master (downgraded with `rpm -U
@@ -321,7 +321,7 @@ mod tests {
                 (7, "x.y-2".into())
             ]
         );
-        assert_eq!(t.nodes["1"].domains[U1].name, "web");
+        assert_eq!(t.nodes()["1"].domains[U1].name, "web");
         let shown = report(&f, 10_000);
         assert!(!shown.contains("damaged"), "{shown}");
         assert!(
@@ -389,7 +389,7 @@ mod tests {
                 "{what}"
             );
             if what == "other version" {
-                assert!(t.nodes.is_empty(), "nothing of another version is used");
+                assert!(t.nodes().is_empty(), "nothing of another version is used");
             }
         }
     }

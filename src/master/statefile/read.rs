@@ -9,7 +9,7 @@ use crate::master::receiver::clock::Who;
 use crate::master::receiver::replay::SeenInstance;
 use crate::master::view::activity::IdleWarning;
 use crate::master::view::identity::HostSeen;
-use crate::master::view::table::{DomainRecord, RebootCount};
+use crate::master::view::records::{DomainRecord, RebootCount};
 use crate::protocol::{check_node_id, is_uuid, unescape};
 use crate::vocab::State;
 

@@ -76,10 +76,10 @@ pub fn restore_file(
     if let Some(damage) = f.damage() {
         set_aside(path, &format!("is damaged ({damage})"));
     }
-    let domains: usize = table.nodes.values().map(|n| n.domains.len()).sum();
+    let domains: usize = table.nodes().values().map(|n| n.domains.len()).sum();
     log::info!(
         "restored {} nodes, {domains} domains and {} undelivered panel updates from {path}",
-        table.nodes.len(),
+        table.nodes().len(),
         pending.len(),
     );
     if !f.aside.is_empty() {
@@ -135,7 +135,7 @@ pub fn restore(
         table.restore_instance(node, s.instance);
     }
     for (node, h) in &f.hosts {
-        table.identity.restore(node, h.clone());
+        table.restore_host(node, h.clone());
     }
     table.settle_restored();
     f.pending.clone()

@@ -86,11 +86,11 @@ fn write_facts(v: &View, out: &mut String) -> std::fmt::Result {
         }
     }
     writeln!(out, "counter panel.aside {}", v.aside.len())?;
-    let r = &v.table.reboot_stats;
+    let r = v.table.reboot_stats();
     writeln!(out, "counter reboots.repeats {}", r.repeats)?;
     writeln!(out, "counter reboots.missed {}", r.missed)?;
     writeln!(out, "counter reboots.baselines {}", r.baselines)?;
-    for (name, n) in &v.table.nodes {
+    for (name, n) in v.table.nodes() {
         let up = if n.up { "up" } else { "down" };
         writeln!(
             out,
@@ -102,9 +102,9 @@ fn write_facts(v: &View, out: &mut String) -> std::fmt::Result {
     }
     // The bulk of the file (one line a domain, 100 000 on a big cluster):
     // written in place, without a string per value.
-    let domains: usize = v.table.nodes.values().map(|n| n.domains.len()).sum();
+    let domains: usize = v.table.nodes().values().map(|n| n.domains.len()).sum();
     out.reserve(domains * 128);
-    for (node, n) in &v.table.nodes {
+    for (node, n) in v.table.nodes() {
         let node = enc(node);
         for (uuid, d) in &n.domains {
             write!(out, "domain {node} {uuid} {} {} ", d.state, d.since_ms)?;
@@ -118,7 +118,7 @@ fn write_facts(v: &View, out: &mut String) -> std::fmt::Result {
             }
         }
     }
-    for (node, h) in v.table.identity.hosts() {
+    for (node, h) in v.table.identity().hosts() {
         writeln!(
             out,
             "host {} {} {} {}",

@@ -90,7 +90,7 @@ pub fn serve(state_file: &str, table: &mut StateTable, now_ms: u64) -> Vec<Updat
             log::warn!("{path}:{}: node id {e}: ignored", i + 1);
             continue;
         }
-        let Some(rec) = table.nodes.get(node) else {
+        let Some(rec) = table.nodes().get(node) else {
             answer.push_str(&format!(
                 "node {node}: unknown to the master, nothing to forget\n"
             ));
