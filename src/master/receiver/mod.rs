@@ -110,7 +110,7 @@ pub struct Receiver {
     /// Updates of this burst, not yet queued for the panel.
     held: Vec<Update>,
     /// Graphite export, when configured (see [`crate::master::graphite`]).
-    pub graphite: Option<crate::master::graphite::Exporter>,
+    pub graphite: Option<crate::master::graphite::exporter::Exporter>,
     /// Whose clock is off ([`clock`]), and what the last tick found.
     pub clock: ClockWatch,
     pub clocks_off: Vec<ClockLine>,

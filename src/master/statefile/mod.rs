@@ -188,7 +188,7 @@ mod tests {
     #[test]
     fn graphite_counters_are_written_read_and_shown() {
         use std::sync::atomic::Ordering::Relaxed;
-        let g = crate::master::graphite::Counters::default();
+        let g = crate::master::graphite::channel::GraphiteCounters::default();
         g.sent_lines.store(120, Relaxed);
         g.dropped_lines.store(7, Relaxed);
         g.buffered_lines.store(50, Relaxed);

@@ -25,7 +25,7 @@ pub struct View<'a> {
     pub counters: &'a Counters,
     pub panel: &'a PanelCounters,
     /// The graphite export's counters, when it is on.
-    pub graphite: Option<&'a crate::master::graphite::Counters>,
+    pub graphite: Option<&'a crate::master::graphite::channel::GraphiteCounters>,
     pub pending: &'a [Update],
     /// Updates the panel refused, set aside.
     pub aside: &'a [Refused],

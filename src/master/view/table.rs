@@ -24,6 +24,7 @@ use super::migration::Migrations;
 use super::reboots::RebootStats;
 use super::records::NodeRecord;
 use crate::master::panel::update::Update;
+use crate::vocab::State;
 
 /// Every node and domain the master knows.
 #[derive(Debug, Default)]
@@ -62,6 +63,16 @@ impl StateTable {
     /// through its methods).
     pub fn nodes(&self) -> &BTreeMap<String, NodeRecord> {
         &self.nodes
+    }
+
+    /// Each node's id, whether it is up, and the state of each of its
+    /// domains (what graphite's summary counts).
+    pub fn node_states(
+        &self,
+    ) -> impl Iterator<Item = (&str, bool, impl Iterator<Item = State> + '_)> + '_ {
+        self.nodes
+            .iter()
+            .map(|(id, n)| (id.as_str(), n.up, n.domains.values().map(|d| d.state)))
     }
 
     /// How reboot ids were judged (state file counters `reboots.*`).
