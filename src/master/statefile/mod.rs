@@ -8,24 +8,22 @@
 //! words, free text percent-encoded as on the wire, so any tool can read it
 //! with `split`.
 //!
-//! One file a concept: [`write`] (render and the saver; the disk is
-//! [`crate::atomic_file`]'s), [`read`] (the parser), [`restore`] (into a
-//! starting master) and [`report`] (for a person).
+//! One file a concept: [`format`] (version and title), [`write`] (render
+//! and the saver; the disk is [`crate::atomic_file`]'s), [`read`] (the
+//! parser), [`restore`] (into a starting master) and [`report`] (for a
+//! person). The children use one another, never this file.
 
+mod format;
 mod read;
 mod report;
 mod restore;
 mod write;
 
+pub use format::FORMAT;
 pub use read::{parse, DomainLine, NodeLine, StateFile};
 pub use report::report;
 pub use restore::{restore, restore_file};
 pub use write::{render, StateSaver, View};
-
-/// Version of the format, first line after the comment.
-pub const FORMAT: u32 = 1;
-/// The file's first line, after `# ` and before the pid.
-const TITLE: &str = "vmwatch-master state (format: docs/state-file.md)";
 
 #[cfg(test)]
 mod tests {

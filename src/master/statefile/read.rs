@@ -2,7 +2,7 @@
 //! (what could be read, and `FILE:LINE: what` for every line that could
 //! not), never failing, so a damaged file never stops the master.
 
-use super::*;
+use super::format::FORMAT;
 use crate::master::panel::refused::Refused;
 use crate::master::panel::update::Update;
 use crate::master::receiver::clock::Who;

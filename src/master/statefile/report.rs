@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::*;
+use super::read::StateFile;
 
 /// `vmwatch-master --status`: the state file for a person.
 pub fn report(f: &StateFile, now_ms: u64) -> String {

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::*;
+use super::read::{parse, StateFile};
 use crate::master::panel::refused::Refused;
 use crate::master::panel::update::Update;
 use crate::master::receiver::replay::ReplayGuard;

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use super::*;
+use super::format::{FORMAT, TITLE};
 use crate::atomic_file::{head, Rewritten};
 use crate::kvline::{escape, escaped as enc};
 use crate::master::panel::queue::PanelQueue;
