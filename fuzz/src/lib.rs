@@ -19,7 +19,7 @@ use vmwatch::config::DaemonConfig;
 use vmwatch::master::panel::update::Update;
 use vmwatch::master::panel::PanelCounters;
 use vmwatch::master::receiver::replay::ReplayGuard;
-use vmwatch::master::receiver::Counters;
+use vmwatch::master::receiver::ReceiverCounters;
 use vmwatch::master::statefile;
 use vmwatch::master::view::table::StateTable;
 use vmwatch::protocol::{self, WireError};
@@ -225,7 +225,7 @@ fn render_restored(table: &StateTable, guard: &ReplayGuard, pending: &[Update]) 
     statefile::render(&statefile::View {
         table,
         guard,
-        counters: &Counters::default(),
+        counters: &ReceiverCounters::default(),
         panel: &PanelCounters::default(),
         graphite: None,
         pending,
@@ -281,7 +281,7 @@ pub fn panel_line(data: &[u8]) {
         "a panel line is one line: {again:?}"
     );
     let _ = u.log_line();
-    let _ = u.key();
+    let _ = u.subject();
     if inv("panel_roundtrip") {
         assert_eq!(
             Update::from_panel_line(&again).as_ref(),

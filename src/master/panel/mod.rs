@@ -277,7 +277,7 @@ impl PanelCommand {
 fn panel_is_down(o: &Outcome, batch: &[Update], queue: &PanelQueue) -> bool {
     batch.len() >= 2
         && o.refused.len() == batch.len()
-        && batch.iter().any(|u| !queue.is_retry(&u.key()))
+        && batch.iter().any(|u| !queue.is_retry(&u.subject()))
 }
 
 /// How long after a stop request the last panel call may run: the state

@@ -20,12 +20,12 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::refused::{Aside, Refused};
-use super::update::{Key, Update};
+use super::update::{Subject, Update};
 
 #[derive(Default)]
 struct Pending {
-    order: VecDeque<Key>,
-    items: HashMap<Key, Update>,
+    order: VecDeque<Subject>,
+    items: HashMap<Subject, Update>,
     /// The batch of the call running now, in order (shared with the panel
     /// thread, so taking a batch copies nothing under the lock).
     inflight: Arc<Vec<Update>>,
@@ -72,7 +72,7 @@ impl PanelQueue {
         let mut p = self.lock();
         let was_empty = p.order.is_empty();
         for u in updates {
-            let key = u.key();
+            let key = u.subject();
             if !p.aside.is_empty() {
                 p.aside.replaced(&key);
             }
@@ -138,7 +138,7 @@ impl PanelQueue {
         let dealt = delivered.min(batch.len());
         let mut out = Vec::new();
         for (i, u) in batch[..dealt].iter().enumerate() {
-            let key = u.key();
+            let key = u.subject();
             match refused.iter().find(|(k, _)| *k == i) {
                 Some((_, why)) if !p.items.contains_key(&key) => {
                     let (wait, tries) = p.aside.refuse(u.clone(), why, now);
@@ -155,7 +155,7 @@ impl PanelQueue {
         }
         let rest = &batch[dealt..];
         for u in rest.iter().rev() {
-            let key = u.key();
+            let key = u.subject();
             if !p.items.contains_key(&key) {
                 p.items.insert(key.clone(), u.clone());
                 p.order.push_front(key);
@@ -173,7 +173,7 @@ impl PanelQueue {
         }
         let due = p.aside.due(now);
         for u in &due {
-            let key = u.key();
+            let key = u.subject();
             if p.items.contains_key(&key) {
                 // A newer update with its key waits already: it wins.
                 p.aside.replaced(&key);
@@ -186,7 +186,7 @@ impl PanelQueue {
     }
 
     /// Whether `key`'s update is a refused one being tried again.
-    pub fn is_retry(&self, key: &Key) -> bool {
+    pub fn is_retry(&self, key: &Subject) -> bool {
         self.lock().aside.is_retry(key)
     }
 
@@ -209,7 +209,7 @@ impl PanelQueue {
         all.extend(p.order.iter().map(|k| p.items[k].clone()));
         if !p.aside.is_empty() {
             // A refused update being tried again is kept as set aside.
-            all.retain(|u| !p.aside.is_retry(&u.key()));
+            all.retain(|u| !p.aside.is_retry(&u.subject()));
         }
         all
     }
@@ -256,10 +256,10 @@ mod tests {
         let got = q.take(10, Duration::ZERO);
         assert_eq!(got.len(), 2);
         assert_eq!(
-            (got[0].key().2.as_str(), state_of(&got[0]).as_str()),
+            (got[0].subject().2.as_str(), state_of(&got[0]).as_str()),
             ("a", "paused")
         );
-        assert_eq!(got[1].key().2, "b");
+        assert_eq!(got[1].subject().2, "b");
     }
 
     #[test]
@@ -304,7 +304,7 @@ mod tests {
         let got: Vec<(String, String)> = q
             .take(10, Duration::ZERO)
             .iter()
-            .map(|u| (u.key().2, state_of(u)))
+            .map(|u| (u.subject().2, state_of(u)))
             .collect();
         assert_eq!(
             got,
@@ -326,7 +326,7 @@ mod tests {
         assert_eq!(batch.len(), 3);
         assert_eq!(q.pending().len(), 4);
         q.settle(2); // the command said it applied a and b, then was killed
-        let left: Vec<String> = q.pending().iter().map(|u| u.key().2).collect();
+        let left: Vec<String> = q.pending().iter().map(|u| u.subject().2).collect();
         assert_eq!(left, ["c", "d"]);
         let batch = q.take(10, Duration::ZERO);
         q.settle(batch.len());
@@ -358,13 +358,13 @@ mod tests {
         let t0 = Instant::now();
         let aside = q.settle_refused(3, &[(1, "no such vm".into())], t0);
         assert_eq!(aside.len(), 1);
-        assert_eq!(aside[0].update.key().2, "b");
+        assert_eq!(aside[0].update.subject().2, "b");
         assert!(q.pending().is_empty(), "a and c taken, b aside");
         assert_eq!(q.aside().len(), 1);
         assert!(!q.release_due(t0), "not due yet");
         assert!(q.release_due(t0 + crate::master::panel::refused::FIRST_RETRY));
         let retry = q.take(10, Duration::ZERO);
-        assert!(q.is_retry(&retry[0].key()));
+        assert!(q.is_retry(&retry[0].subject()));
         assert!(q.pending().is_empty(), "kept as aside, not pending");
         let again = q.settle_refused(1, &[(0, "still".into())], t0);
         assert_eq!(again[0].tries, 2);

@@ -46,7 +46,7 @@ pub const BACKLOG: i32 = 4096;
 
 /// Counters of what the receiver saw, by outcome.
 #[derive(Debug, Default, Clone)]
-pub struct Counters {
+pub struct ReceiverCounters {
     pub accepted: u64,
     /// Rejections by reason.
     pub rejected: BTreeMap<Rejection, u64>,
@@ -105,7 +105,7 @@ pub struct Receiver {
     guard: ReplayGuard,
     pub table: StateTable,
     queue: Arc<PanelQueue>,
-    pub counters: Counters,
+    pub counters: ReceiverCounters,
     limits: BTreeMap<Rejection, RateLimit>,
     /// Updates of this burst, not yet queued for the panel.
     held: Vec<Update>,
@@ -131,7 +131,7 @@ impl Receiver {
             guard,
             table,
             queue,
-            counters: Counters::default(),
+            counters: ReceiverCounters::default(),
             limits: BTreeMap::new(),
             held: Vec::new(),
             graphite: None,

@@ -32,7 +32,7 @@ mod tests {
     use crate::master::panel::PanelCounters;
     use crate::master::receiver::clock::{ClockLine, Who};
     use crate::master::receiver::replay::ReplayGuard;
-    use crate::master::receiver::Counters;
+    use crate::master::receiver::ReceiverCounters;
     use crate::master::view::table::StateTable;
     use crate::protocol::{Body, DomainId, Event, Header, Message};
     use crate::vocab::{Detail, EventKind};
@@ -108,7 +108,7 @@ mod tests {
         let text = render(&View {
             table: &table,
             guard: &guard,
-            counters: &Counters::default(),
+            counters: &ReceiverCounters::default(),
             panel: &PanelCounters::default(),
             graphite: None,
             pending: &pending,
@@ -191,7 +191,7 @@ mod tests {
         g.dropped_lines.store(7, Relaxed);
         g.buffered_lines.store(50, Relaxed);
         let (table, guard) = (StateTable::new(false, 60), ReplayGuard::default());
-        let (counters, panel) = (Counters::default(), PanelCounters::default());
+        let (counters, panel) = (ReceiverCounters::default(), PanelCounters::default());
         let view = |graphite| View {
             table: &table,
             guard: &guard,
@@ -257,7 +257,7 @@ mod tests {
         let text = render(&View {
             table: &table,
             guard: &ReplayGuard::new(300),
-            counters: &Counters::default(),
+            counters: &ReceiverCounters::default(),
             panel: &PanelCounters::default(),
             graphite: None,
             pending: &[],

@@ -14,7 +14,7 @@ use crate::master::panel::PanelCounters;
 use crate::master::receiver::clock::{ClockLine, Who};
 use crate::master::receiver::rejection::Rejection;
 use crate::master::receiver::replay::ReplayGuard;
-use crate::master::receiver::{Counters, Receiver};
+use crate::master::receiver::{Receiver, ReceiverCounters};
 use crate::master::view::table::StateTable;
 use crate::service::now_ms;
 
@@ -22,7 +22,7 @@ use crate::service::now_ms;
 pub struct View<'a> {
     pub table: &'a StateTable,
     pub guard: &'a ReplayGuard,
-    pub counters: &'a Counters,
+    pub counters: &'a ReceiverCounters,
     pub panel: &'a PanelCounters,
     /// The graphite export's counters, when it is on.
     pub graphite: Option<&'a crate::master::graphite::channel::GraphiteCounters>,
