@@ -1,12 +1,21 @@
 //! The receiver thread: the one owner of the master's PULL socket, the
 //! replay guard and the state table.
 //!
-//! Every message is checked in this order, cheapest first, and nothing of it
-//! is used before it passes: frame count and size, protocol version, MAC
-//! (constant time), syntax, then timestamp and sequence. A rejected message
-//! is counted by reason and logged with its sender's address, rate-limited
-//! per reason, and the loop carries on. Accepted messages update the state
-//! table; what changed is logged and queued for the panel.
+//! Only peers that passed the handshake (`master::admission`) reach the
+//! socket. Every message is then checked in this order, and nothing of it
+//! is used before it passes: frame count, payload size, MAC (constant time,
+//! `protocol::decode`), protocol version, syntax, then the replay guard
+//! ([`replay`]): a node instance already heard must send a sequence number
+//! above its last accepted one, and only an instance not heard before has
+//! its timestamp judged against `max_clock_skew`. The node's clock is
+//! measured ([`clock`]) from every authenticated message that is not a
+//! replay. A rejected message is counted by reason ([`rejection`]) and
+//! logged with its sender's address, rate-limited per reason, and the loop
+//! carries on. Accepted messages update the state table
+//! (`master::view`); what changed is logged and queued for the panel.
+//!
+//! The folder is the receiver thread: this file its loop, beside it the
+//! per-message checks (replay, rejection, clock).
 
 pub mod clock;
 pub mod rejection;
@@ -67,7 +76,7 @@ pub fn bind(ctx: &zmq::Context, endpoint: &str) -> Result<zmq::Socket, String> {
         // bounds how many there can be at once (docs/protocol.md,
         // "Transport").
         s.set_handshake_ivl(HANDSHAKE_MS)?;
-        // Only holders of the secret get past the handshake (zap.rs); dead
+        // Only holders of the secret get past the handshake (admission/zap.rs); dead
         // or silent connections are closed (zmq_socket::keep_alive).
         crate::master::admission::zap::require_credential(s)?;
         zmq_socket::keep_alive(s)

@@ -120,7 +120,7 @@ pub fn restore(
         guard.import(s, mono);
     }
     // Each node's latest instance: the same node process going on after
-    // the master's restart is not a node that restarted (forget.rs).
+    // the master's restart is not a node that restarted (view/forget.rs).
     let mut latest: std::collections::BTreeMap<
         &str,
         &crate::master::receiver::replay::SeenInstance,

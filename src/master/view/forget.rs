@@ -3,7 +3,7 @@
 //! The command appends `node ID MS` (MS: when it asked) to a request file
 //! beside the state file (`STATE_FILE.forget`). The running master looks
 //! for that file on every housekeeping tick (each second: one `stat`),
-//! forgets each node it names that is down (state.rs: its domains are
+//! forgets each node it names that is down (forget_node.rs: its domains are
 //! reported `undefined`, reason `node forgotten`, then `vmwatch.node
 //! status=forgotten`), and writes what it did to `STATE_FILE.forgotten`,
 //! which the command prints. A master that is not running finds the request

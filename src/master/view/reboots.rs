@@ -24,7 +24,7 @@
 //!   back) replaces it, so that the node's next reboots are delivered.
 //!
 //! Nodes of earlier versions send no ids; their instance-scoped counts
-//! (`reboots=`) are judged in state.rs as before, except that a count the
+//! (`reboots=`) are judged in reboot_counts.rs as before, except that a count the
 //! master has no record of is a baseline there too.
 
 use crate::master::panel::update::Update;
