@@ -1,16 +1,17 @@
 //! vmwatch-master: receives node messages and keeps the panel right.
 //!
-//! Threads, each with one job:
-//! - `zap` lets only holders of the secret past the ZeroMQ handshake (see
-//!   [`zap`]);
-//! - `gate` bounds the connections still in their handshake, per address
-//!   and in all (see [`gate`]);
-//! - `receiver` owns the PULL socket, authenticates every message and keeps
-//!   the state table (see [`receiver`]);
-//! - `panel` delivers queued updates by running the panel command;
-//! - `graphite`, when configured, sends metrics to carbon (see [`graphite`]).
+//! Threads, each with one job, and the folder each lives in:
+//! - `zap` lets only holders of the secret past the ZeroMQ handshake, and
+//!   `gate` bounds the connections still in their handshake, per address
+//!   and in all ([`admission`]);
+//! - `receiver` owns the PULL socket, authenticates every message
+//!   ([`receiver`]) and keeps the state table ([`view`]);
+//! - `panel` delivers queued updates by running the panel command
+//!   ([`panel`]);
+//! - `graphite`, when configured, sends metrics to carbon ([`graphite`]).
 //!
-//! The main thread only waits for signals.
+//! The main thread only waits for signals. The receiver thread also writes
+//! the state file ([`statefile`]); [`config`] is the master's configuration.
 
 pub mod admission;
 pub mod config;

@@ -10,6 +10,10 @@
 //! A line the command reports as refused (`refused K TEXT`) is set aside
 //! (refused.rs) and the rest flows on; a call in which every line was
 //! refused is taken as a panel that is down, not as that many refusals.
+//!
+//! The folder is the panel thread: this file the calls, beside it what it
+//! delivers ([`update`]), the queue it takes them from ([`queue`]) and the
+//! updates set aside ([`refused`]).
 
 pub mod queue;
 pub mod refused;

@@ -1,10 +1,11 @@
-//! The queue of updates waiting for the panel: coalescing, in order per key,
-//! bounded by the number of keys (domains, nodes), not by the event rate.
+//! The queue of updates waiting for the panel: coalescing, in order per
+//! subject ([`Subject`]), bounded by the number of subjects (domains,
+//! nodes), not by the event rate.
 //!
-//! A newer update replaces a pending one with the same key in place, so the
-//! panel always gets the latest fact and never a stale one after a newer one.
-//! A batch that failed is put back at the front, except for keys that got a
-//! newer update meanwhile: those keep the newer one.
+//! A newer update replaces a pending one with the same subject in place, so
+//! the panel always gets the latest fact and never a stale one after a newer
+//! one. A batch that failed is put back at the front, except for subjects
+//! that got a newer update meanwhile: those keep the newer one.
 //!
 //! A batch handed to the panel stays here, "in flight", until the call ends:
 //! [`pending`](PanelQueue::pending) (what the state file keeps) includes it,
@@ -13,7 +14,7 @@
 //!
 //! An update the panel refused (`refused K` from the command) is set aside
 //! ([`Aside`], refused.rs) under the same lock, so that a newer update with
-//! its key replaces it as it would replace a queued one.
+//! its subject replaces it as it would replace a queued one.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex};
@@ -60,13 +61,13 @@ impl PanelQueue {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Adds an update, replacing a pending one with the same key.
+    /// Adds an update, replacing a pending one with the same subject.
     pub fn push(&self, u: Update) {
         self.push_all([u]);
     }
 
     /// Adds updates in order, each replacing a pending one with the same
-    /// key: one lock for them all, and a wake-up only for a panel thread
+    /// subject: one lock for them all, and a wake-up only for a panel thread
     /// that found the queue empty (it waits for nothing else).
     pub fn push_all(&self, updates: impl IntoIterator<Item = Update>) {
         let mut p = self.lock();
@@ -116,7 +117,7 @@ impl PanelQueue {
     }
 
     /// Ends the call of the batch in flight: its first `delivered` updates
-    /// reached the panel; the rest go back in front, in order, except keys
+    /// reached the panel; the rest go back in front, in order, except subjects
     /// updated since, which keep their newer update.
     pub fn settle(&self, delivered: usize) {
         self.settle_refused(delivered, &[], Instant::now());
@@ -125,7 +126,7 @@ impl PanelQueue {
     /// As [`settle`](Self::settle), except that the updates at the 0-based
     /// positions in `refused` (with what the panel said), among the first
     /// `delivered`, were refused: they are set aside, unless a newer update
-    /// with their key came meanwhile. Returns what was set aside.
+    /// with their subject came meanwhile. Returns what was set aside.
     pub fn settle_refused(
         &self,
         delivered: usize,
@@ -149,7 +150,7 @@ impl PanelQueue {
                         tries,
                     });
                 }
-                Some(_) => {} // a newer update with its key waits already
+                Some(_) => {} // a newer update with its subject waits already
                 None => p.aside.taken(&key),
             }
         }
@@ -175,7 +176,7 @@ impl PanelQueue {
         for u in &due {
             let key = u.subject();
             if p.items.contains_key(&key) {
-                // A newer update with its key waits already: it wins.
+                // A newer update with its subject waits already: it wins.
                 p.aside.replaced(&key);
                 continue;
             }

@@ -310,7 +310,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_whole_cluster_reconnecting_at_once_fits_the_accept_queue() {
+    fn the_socket_asks_for_an_accept_queue_of_backlog_connections() {
         let ctx = zmq::Context::new();
         let socket = bind(&ctx, "tcp://127.0.0.1:*").unwrap();
         assert_eq!(socket.get_backlog().unwrap(), BACKLOG);
