@@ -29,7 +29,7 @@ use crate::vocab::State;
 /// Every node and domain the master knows.
 #[derive(Debug, Default)]
 pub struct StateTable {
-    pub nodes: BTreeMap<String, NodeRecord>,
+    pub(super) nodes: BTreeMap<String, NodeRecord>,
     pub(super) duplicates: Duplicates,
     pub(super) activity: Activity,
     pub(super) check_activity: bool,
@@ -59,6 +59,7 @@ impl StateTable {
             ..StateTable::default()
         }
     }
+
     /// Every node the master knows, by id (read only: the table changes
     /// through its methods).
     pub fn nodes(&self) -> &BTreeMap<String, NodeRecord> {
@@ -105,6 +106,7 @@ impl StateTable {
     pub fn node_timeout_s(&self) -> u64 {
         self.node_timeout_ms / 1000
     }
+
     /// Duplicate verdicts that changed, each active copy weighed by
     /// migration.rs.
     pub(super) fn duplicate_changes(&mut self, now_ms: u64) -> Vec<Update> {
