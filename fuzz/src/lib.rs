@@ -172,7 +172,7 @@ pub fn config(data: &[u8]) {
             );
         }
     };
-    match vmwatch::master::MasterConfig::load(path) {
+    match vmwatch::master::config::MasterConfig::load(path) {
         Ok((cfg, warnings)) => {
             check_problems(&warnings);
             assert!(

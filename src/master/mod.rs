@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use admission::{gate, zap};
-pub use config::MasterConfig;
+use config::MasterConfig;
 use panel::queue::PanelQueue;
 use panel::{PanelCommand, PanelCounters};
 use receiver::clock;
