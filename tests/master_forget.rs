@@ -14,7 +14,7 @@
 use std::process::Command;
 
 use crate::common::*;
-use vmwatch::master::update::Update;
+use vmwatch::master::panel::update::Update;
 use vmwatch::protocol::Body;
 
 const HOST: &str = "6c0f2a8e-5b1d-4e7a-9c3f-0d1e2f3a4b5c";
