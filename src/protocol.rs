@@ -238,11 +238,23 @@ fn encode_records(body: &Body, out: &mut String) {
 }
 
 /// Starts a record line: every record begins with the domain it is about,
-/// as [`Fields::domain`] reads it back.
+/// as [`record_domain`] reads it back.
 fn record<'a>(out: &'a mut String, domain: &DomainId) -> Line<'a> {
     Line::new(out)
         .field("uuid", &domain.uuid)
         .field("name", &domain.name)
+}
+
+/// The domain a record is about, as [`record`] wrote it.
+fn record_domain(f: &Fields) -> Result<DomainId, String> {
+    let uuid = f.get("uuid")?;
+    if !is_uuid(uuid) {
+        return Err(format!("`{}` is not a UUID", short(uuid)));
+    }
+    Ok(DomainId {
+        uuid: uuid.to_string(),
+        name: f.get("name")?.to_string(),
+    })
 }
 
 /// One event record line.
@@ -472,7 +484,7 @@ fn parse_payload(payload: &[u8]) -> Result<Message, WireError> {
                         return Err(format!("`reboots` on a `{event}` event"));
                     }
                     Ok(Event {
-                        domain: f.domain()?,
+                        domain: record_domain(f)?,
                         detail: f.word("detail", |d| Detail::parse(event, d))?,
                         event,
                         time_ms: f.num("time")?,
@@ -500,7 +512,7 @@ fn parse_payload(payload: &[u8]) -> Result<Message, WireError> {
                     .map(|f| {
                         let state = f.word("state", State::parse)?;
                         Ok(DomainState {
-                            domain: f.domain()?,
+                            domain: record_domain(f)?,
                             reason: f.word("reason", |r| Reason::parse(state, r))?,
                             state,
                             reboots: f.opt_num("reboots")?,
@@ -517,7 +529,7 @@ fn parse_payload(payload: &[u8]) -> Result<Message, WireError> {
                 .iter()
                 .map(|f| {
                     Ok(StatSample {
-                        domain: f.domain()?,
+                        domain: record_domain(f)?,
                         whole: match f.get("whole")? {
                             "yes" => true,
                             "no" => false,
