@@ -51,7 +51,7 @@ use crate::service::{join_until, now_ms, spawn, supervise, Readiness, Shutdown, 
 pub struct Master;
 
 impl crate::service::Daemon for Master {
-    const MODE: crate::check::Mode = crate::check::Mode::Master;
+    const ROLE: crate::role::Role = crate::role::Role::Master;
     type Config = MasterConfig;
 
     fn disabled(cfg: &MasterConfig) -> Option<String> {

@@ -38,7 +38,7 @@ pub use messages::{Flags, Outgoing};
 pub struct Node;
 
 impl crate::service::Daemon for Node {
-    const MODE: crate::check::Mode = crate::check::Mode::Node;
+    const ROLE: crate::role::Role = crate::role::Role::Node;
     type Config = NodeConfig;
 
     /// Runs the node until a signal or a fatal failure; `Err` says why it failed.

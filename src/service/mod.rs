@@ -35,17 +35,17 @@ pub use sigpipe::{default_for_printing, ignore_for_daemon};
 pub use stop::{join_until, Shutdown, STOP_BUDGET};
 pub use thread::spawn;
 
-use crate::check::Mode;
 use crate::cli::{exit, Args, ExitStatus, Parsed};
 use crate::config::DaemonConfig;
+use crate::role::Role;
 
 /// What a daemon provides to [`main`] and [`status`]: its configuration
 /// and its work.
 pub trait Daemon {
-    /// Which daemon it is, as check_vmwatch names it.
-    const MODE: Mode;
+    /// Which of the two daemons it is.
+    const ROLE: Role;
     /// Program name: syslog ident, default file names.
-    const PROGRAM: &'static str = Self::MODE.program();
+    const PROGRAM: &'static str = Self::ROLE.program();
     /// Its configuration file's keys.
     type Config: DaemonConfig;
     /// `Some(why)`: configured not to run (the master's `disabled=yes`).
@@ -111,7 +111,7 @@ pub fn status<D: Daemon>(args: &Args) -> u8 {
     };
     let pidfile = args.pidfile.to_string_lossy();
     let file = D::status_file(&cfg);
-    let (_, summary) = crate::check::status_summary(D::MODE, file, &pidfile, now_ms());
+    let (_, summary) = crate::check::status_summary(D::ROLE, file, &pidfile, now_ms());
     print!("{summary}");
     D::status_details(&cfg)
 }
