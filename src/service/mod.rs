@@ -15,9 +15,10 @@
 //!   by the daemons ([`default_for_printing`], [`ignore_for_daemon`]);
 //! - `stop.rs`: the stop flag, the first failure, the stop budget and a join
 //!   with a deadline ([`Shutdown`], [`STOP_BUDGET`], [`join_until`]);
-//! - `thread.rs`: named threads ([`spawn`]); `clock.rs`: [`now_ms`].
+//! - `thread.rs`: named threads ([`spawn`]); `clock.rs`: [`now_ms`] (public:
+//!   check_vmwatch takes [`offset_text`] from it, and nothing else of here).
 
-mod clock;
+pub mod clock;
 mod detach;
 mod pidfile;
 mod signals;
