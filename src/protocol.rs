@@ -303,11 +303,11 @@ const HEX: [u8; 256] = {
 /// five SHA-256 blocks a short message costs) is computed when the key is
 /// made, not for every message signed or checked.
 #[derive(Clone)]
-pub struct Key(HmacSha256);
+pub struct MacKey(HmacSha256);
 
-impl Key {
-    pub fn new(secret: &[u8]) -> Key {
-        Key(HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length"))
+impl MacKey {
+    pub fn new(secret: &[u8]) -> MacKey {
+        MacKey(HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length"))
     }
 
     /// The MAC frame for a payload: lowercase hex HMAC-SHA256.
@@ -364,7 +364,7 @@ impl Key {
 
 /// The MAC frame for a payload: lowercase hex HMAC-SHA256.
 pub fn sign(secret: &[u8], payload: &[u8]) -> String {
-    Key::new(secret).sign(payload)
+    MacKey::new(secret).sign(payload)
 }
 
 /// Both frames of a message, ready to send.
@@ -374,9 +374,9 @@ pub fn encode(secret: &[u8], msg: &Message) -> [Vec<u8>; 2] {
     [payload.into_bytes(), mac.into_bytes()]
 }
 
-/// [`Key::decode`] with a key made for this one message.
+/// [`MacKey::decode`] with a key made for this one message.
 pub fn decode<F: Deref<Target = [u8]>>(secret: &[u8], frames: &[F]) -> Result<Message, WireError> {
-    Key::new(secret).decode(frames)
+    MacKey::new(secret).decode(frames)
 }
 
 fn check_version(payload: &[u8]) -> Result<(), WireError> {
@@ -792,7 +792,7 @@ mod tests {
 
     #[test]
     fn a_host_that_is_not_a_uuid_makes_the_message_malformed() {
-        let key = Key::new(b"k");
+        let key = MacKey::new(b"k");
         for bad in [
             "host=x",
             "host=5A37D478-D7EF-4D4E-85C3-F160891D662A",

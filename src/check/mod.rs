@@ -284,7 +284,7 @@ fn help(opts: &Options) -> String {
 }
 
 /// Runs the plugin: returns the exit status and what to print.
-pub fn main(argv: &[String], now_ms: impl FnOnce() -> u64 + Send + 'static) -> (u8, String) {
+pub fn plugin(argv: &[String], now_ms: impl FnOnce() -> u64 + Send + 'static) -> (u8, String) {
     let unknown = |msg: String| (Level::Unknown as u8, format!("VMWATCH UNKNOWN - {msg}\n"));
     let mut opts = Options::new();
     opts.optopt("M", "mode", "which daemon to check", "master|node");
@@ -402,7 +402,7 @@ mod tests {
 
     fn run(args: &[&str]) -> (u8, String) {
         let argv: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        main(&argv, || 0)
+        plugin(&argv, || 0)
     }
 
     #[test]

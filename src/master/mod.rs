@@ -47,7 +47,7 @@ use statefile::StateSaver;
 
 use crate::service::{join_until, now_ms, spawn, supervise, Readiness, Shutdown, STOP_BUDGET};
 
-/// The master daemon, as [`crate::service::main`] runs it.
+/// The master daemon, as [`crate::service::run_daemon`] runs it.
 pub struct Master;
 
 impl crate::service::Daemon for Master {

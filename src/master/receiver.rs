@@ -19,7 +19,7 @@ use super::replay::{Accepted, Refusal, ReplayGuard};
 use super::state::StateTable;
 use super::update::Update;
 use crate::log_limited;
-use crate::protocol::{Key, MAX_PAYLOAD};
+use crate::protocol::{MacKey, MAX_PAYLOAD};
 use crate::ratelimit::RateLimit;
 use crate::service::{mono_ms, now_ms, Shutdown};
 use crate::zmq_socket;
@@ -97,7 +97,7 @@ impl Received {
 /// The receiver's state.
 pub struct Receiver {
     socket: zmq::Socket,
-    key: Key,
+    key: MacKey,
     guard: ReplayGuard,
     pub table: StateTable,
     queue: Arc<PanelQueue>,
@@ -123,7 +123,7 @@ impl Receiver {
     ) -> Receiver {
         Receiver {
             socket,
-            key: Key::new(secret.as_bytes()),
+            key: MacKey::new(secret.as_bytes()),
             guard,
             table,
             queue,

@@ -34,7 +34,7 @@ use crate::service::{join_until, spawn, supervise, Readiness, Shutdown, STOP_BUD
 pub use config::NodeConfig;
 pub use messages::{Flags, Outgoing};
 
-/// The node daemon, as [`crate::service::main`] runs it.
+/// The node daemon, as [`crate::service::run_daemon`] runs it.
 pub struct Node;
 
 impl crate::service::Daemon for Node {

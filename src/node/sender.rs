@@ -20,7 +20,7 @@ use super::link::{Link, LinkEvent};
 use super::messages::{Flags, Outgoing};
 use super::pack::Outbox;
 use crate::log_limited;
-use crate::protocol::{encode, Body, Header, Key, Message};
+use crate::protocol::{encode, Body, Header, MacKey, Message};
 use crate::ratelimit::RateLimit;
 use crate::service::{now_ms, Shutdown};
 
@@ -45,7 +45,7 @@ pub struct Sender {
     refused_wait: Duration,
     endpoint: String,
     secret: Vec<u8>,
-    key: Key,
+    key: MacKey,
     node: String,
     /// The libvirt host UUID, carried as `host=` in every header.
     host: Option<String>,
@@ -72,7 +72,7 @@ impl Sender {
         flags: Arc<Flags>,
         queue_size: usize,
     ) -> Result<Sender, String> {
-        let key = Key::new(secret.as_bytes());
+        let key = MacKey::new(secret.as_bytes());
         let link = Link::open(ctx, endpoint, &key, node)?;
         Ok(Sender {
             ctx: ctx.clone(),

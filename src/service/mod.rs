@@ -1,6 +1,6 @@
 //! The life of a daemon process: the run sequence both daemons share.
 //!
-//! Both daemons run the same way ([`main`]): load and check the
+//! Both daemons run the same way ([`run_daemon`]): load and check the
 //! configuration, detach (SysV init) or stay in the foreground (systemd),
 //! log, lock the pidfile, run until a signal or a fatal failure, and say why
 //! it ended. Their `--status` is the same too ([`status`]), and so is a
@@ -40,7 +40,7 @@ use crate::cli::{exit, Args, ExitStatus, Parsed};
 use crate::config::DaemonConfig;
 use crate::role::Role;
 
-/// What a daemon provides to [`main`] and [`status`]: its configuration
+/// What a daemon provides to [`run_daemon`] and [`status`]: its configuration
 /// and its work.
 pub trait Daemon {
     /// Which of the two daemons it is.
@@ -87,16 +87,16 @@ pub fn command<D: Daemon>(args: &Args) -> u8 {
 }
 
 /// A daemon's process, as its binary runs it: the command line, then the
-/// daemon ([`main`]) or its `--status` ([`status`]).
+/// daemon ([`run_daemon`]) or its `--status` ([`status`]).
 pub fn program<D: Daemon>() -> std::process::ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
-    // Until `main` turns into a daemon, this process only prints.
+    // Until `run_daemon` turns it into a daemon, this process only prints.
     default_for_printing();
     match crate::cli::parse(D::PROGRAM, &argv, true) {
         Parsed::Exit(status) => status.into(),
         Parsed::Run(args) if args.status => status::<D>(&args).into(),
         Parsed::Run(args) if args.forget_node.is_some() => command::<D>(&args).into(),
-        Parsed::Run(args) => main::<D>(&args).into(),
+        Parsed::Run(args) => run_daemon::<D>(&args).into(),
     }
 }
 
@@ -121,7 +121,7 @@ pub fn status<D: Daemon>(args: &Args) -> u8 {
 /// the configuration, detach, log, lock the pidfile, run, and say why it
 /// ended. Returns the exit status; when detaching, the original process
 /// returns the status the daemon reported.
-pub fn main<D: Daemon>(args: &Args) -> ExitStatus {
+pub fn run_daemon<D: Daemon>(args: &Args) -> ExitStatus {
     block_signals();
     crate::logging::install_panic_hook();
     let (cfg, warnings) = match D::Config::load(&args.config) {
