@@ -8,9 +8,9 @@
 //! the payload, and the payload has exactly one valid spelling per message, so
 //! nothing a receiver acts on is unauthenticated.
 //!
-//! Why one file of about 500 lines: the encoder and the decoder of one
-//! format stay side by side, so the canonical spelling the MAC depends on
-//! cannot drift between them (the doc's test vector checks both).
+//! Why one file: the encoder and the decoder of one format stay side by
+//! side, so the canonical spelling the MAC depends on cannot drift between
+//! them (the doc's test vector checks both).
 
 use hmac::{Hmac, Mac};
 
@@ -301,11 +301,14 @@ const HEX: [u8; 256] = {
 
 /// The shared secret, keyed once: HMAC-SHA256's key schedule (two of the
 /// five SHA-256 blocks a short message costs) is computed when the key is
-/// made, not for every message signed or checked.
+/// made, not for every message signed or checked. Each message starts from
+/// a copy of the keyed state. The daemons make one when they start (the
+/// node's sender, the master's receiver and ZAP handler) and keep it.
 #[derive(Clone)]
 pub struct MacKey(HmacSha256);
 
 impl MacKey {
+    /// Keys HMAC-SHA256 with the shared secret: once per daemon.
     pub fn new(secret: &[u8]) -> MacKey {
         MacKey(HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length"))
     }
@@ -321,6 +324,13 @@ impl MacKey {
             hex.push(char::from(b"0123456789abcdef"[(b & 15) as usize]));
         }
         hex
+    }
+
+    /// Both frames of a message, ready to send: the payload and its MAC.
+    pub fn encode(&self, msg: &Message) -> [Vec<u8>; 2] {
+        let payload = encode_payload(msg);
+        let mac = self.sign(payload.as_bytes());
+        [payload.into_bytes(), mac.into_bytes()]
     }
 
     /// Checks frames, size and MAC (in constant time) without reading a
@@ -362,16 +372,15 @@ impl MacKey {
     }
 }
 
-/// The MAC frame for a payload: lowercase hex HMAC-SHA256.
+/// [`MacKey::sign`] with a key made for this one payload (tests, tools).
 pub fn sign(secret: &[u8], payload: &[u8]) -> String {
     MacKey::new(secret).sign(payload)
 }
 
-/// Both frames of a message, ready to send.
+/// [`MacKey::encode`] with a key made for this one message (tests, tools;
+/// the node keeps one [`MacKey`]).
 pub fn encode(secret: &[u8], msg: &Message) -> [Vec<u8>; 2] {
-    let payload = encode_payload(msg);
-    let mac = sign(secret, payload.as_bytes());
-    [payload.into_bytes(), mac.into_bytes()]
+    MacKey::new(secret).encode(msg)
 }
 
 /// [`MacKey::decode`] with a key made for this one message.
@@ -751,20 +760,22 @@ mod tests {
         assert!(unescape("%41").is_err(), "A is never escaped");
     }
 
+    /// The code block after `<!-- tag -->` in docs/protocol.md.
+    fn block(tag: &str) -> String {
+        let doc = include_str!("../docs/protocol.md");
+        let start = doc
+            .find(&format!("<!-- {tag} -->"))
+            .unwrap_or_else(|| panic!("docs/protocol.md lacks the `{tag}` marker"));
+        let rest = &doc[start..];
+        let open = rest.find("```\n").expect("code block after marker") + 4;
+        let close = rest[open..].find("```").expect("closing fence") + open;
+        rest[open..close].to_string()
+    }
+
     /// The test vector in docs/protocol.md must match this implementation, so
     /// the document a client author reads cannot drift from the code.
     #[test]
     fn documented_test_vector_verifies() {
-        let doc = include_str!("../docs/protocol.md");
-        let block = |tag: &str| -> String {
-            let start = doc
-                .find(&format!("<!-- {tag} -->"))
-                .unwrap_or_else(|| panic!("docs/protocol.md lacks the `{tag}` marker"));
-            let rest = &doc[start..];
-            let open = rest.find("```\n").expect("code block after marker") + 4;
-            let close = rest[open..].find("```").expect("closing fence") + open;
-            rest[open..close].to_string()
-        };
         let secret = block("vector-secret");
         let secret = secret.trim_end_matches('\n');
         let payload = block("vector-payload");
@@ -788,6 +799,31 @@ mod tests {
             Some("5a37d478-d7ef-4d4e-85c3-f160891d662a")
         );
         assert_eq!(encode_payload(&msg), payload, "encoding is canonical");
+    }
+
+    /// One key, made once, signs message after message with the MACs the
+    /// document gives (each starts from the keyed state, none from the one
+    /// before), in the frames a key made per message gives.
+    #[test]
+    fn a_key_made_once_signs_every_message_as_documented() {
+        let secret = block("vector-secret");
+        let secret = secret.trim_end_matches('\n').as_bytes();
+        let key = MacKey::new(secret);
+        for _ in 0..2 {
+            for (payload, mac) in [
+                ("vector-payload", "vector-mac"),
+                ("vector-host-payload", "vector-host-mac"),
+            ] {
+                let (payload, mac) = (block(payload), block(mac));
+                let msg = key
+                    .decode(&[payload.as_bytes(), mac.trim_end().as_bytes()])
+                    .unwrap();
+                let frames = key.encode(&msg);
+                assert_eq!(frames[0], payload.as_bytes());
+                assert_eq!(frames[1], mac.trim_end().as_bytes());
+                assert_eq!(frames, encode(secret, &msg));
+            }
+        }
     }
 
     #[test]
