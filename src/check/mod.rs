@@ -8,9 +8,10 @@
 //! exit 0/1/2/3, `-w`/`-c` ranges, `-t`, `-v`, `-h`, `-V`; every usage error
 //! is UNKNOWN. Options and defaults: check_vmwatch(8).
 //!
-//! Why one file of about 410 lines: the plugin's command line, thresholds and
-//! the one status line it prints are one contract with Nagios; reading the
-//! facts is in facts.rs and the range syntax in range.rs.
+//! Why one file: the plugin's command line, thresholds and the one status
+//! line it prints are one contract with Nagios; reading the facts is in
+//! facts.rs, the range syntax in range.rs, and which daemons there are in
+//! src/role.rs.
 
 pub mod facts;
 pub mod range;

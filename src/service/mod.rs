@@ -16,7 +16,8 @@
 //! - `stop.rs`: the stop flag, the first failure, the stop budget and a join
 //!   with a deadline ([`Shutdown`], [`STOP_BUDGET`], [`join_until`]);
 //! - `thread.rs`: named threads ([`spawn`]); `clock.rs`: [`now_ms`] (public:
-//!   check_vmwatch takes [`offset_text`] from it, and nothing else of here).
+//!   the plugin's code, src/check, takes [`offset_text`] from it directly,
+//!   so that it does not use this file, which uses the plugin's).
 
 pub mod clock;
 mod detach;
