@@ -9,7 +9,7 @@
 //! - `signals.rs`: signals blocked before any thread starts, taken by the
 //!   main thread with one `sigtimedwait` loop ([`supervise`]);
 //! - `detach.rs`: fork/setsid/fork with a readiness pipe, so `service X
-//!   start` reports a daemon that failed during start-up ([`detach`]);
+//!   start` reports a daemon that failed during start-up ([`detach()`]);
 //! - `pidfile.rs`: the locked pidfile ([`PidFile`]);
 //! - `sigpipe.rs`: SIGPIPE's default for commands that only print, ignored
 //!   by the daemons ([`default_for_printing`], [`ignore_for_daemon`]);
