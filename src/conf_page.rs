@@ -12,7 +12,7 @@ fn every_configuration_key_is_in_vmwatch_conf_5() {
     let page = include_str!("../docs/vmwatch.conf.5");
     let mut keys: Vec<String> = Vec::new();
     let mut l = Loader::from_reader("m", "secret=ABCDEFGHIJKLMNOP\n".as_bytes());
-    let m = crate::master::MasterConfig::from_loader("m".into(), &mut l);
+    let m = crate::master::config::MasterConfig::from_loader("m".into(), &mut l);
     keys.extend(m.describe().into_iter().map(|(k, _)| k));
     #[cfg(feature = "node")]
     {
