@@ -2,7 +2,7 @@
 //! the handshake (docs/protocol.md, "Handshake").
 //!
 //! The master's socket is a ZMTP PLAIN server; libzmq asks the master's ZAP
-//! handler (src/master/zap.rs) about every PLAIN HELLO before a single
+//! handler (src/master/admission/zap.rs) about every PLAIN HELLO before a single
 //! message frame of that peer is read. The node's PLAIN username is a fresh
 //! claim — `vmwatch-auth/1 node=ID ts=MS nonce=HEX32` — and its password is
 //! the lowercase hex HMAC-SHA256 of the username under the shared secret

@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use vmwatch::handshake::Credential;
-use vmwatch::master::zap::{self, Zap};
+use vmwatch::master::admission::zap::{self, Zap};
 use vmwatch::protocol::MacKey;
 use vmwatch::service::Shutdown;
 
