@@ -37,11 +37,11 @@ use statefile::StateSaver;
 
 use crate::service::{join_until, now_ms, spawn, supervise, Readiness, Shutdown, STOP_BUDGET};
 
-/// The master daemon, as [`crate::service::main`] runs it.
+/// The master daemon, as [`crate::service::run_daemon`] runs it.
 pub struct Master;
 
 impl crate::service::Daemon for Master {
-    const MODE: crate::check::Mode = crate::check::Mode::Master;
+    const ROLE: crate::role::Role = crate::role::Role::Master;
     type Config = MasterConfig;
 
     fn disabled(cfg: &MasterConfig) -> Option<String> {

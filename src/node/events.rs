@@ -195,7 +195,7 @@ unsafe extern "C" fn on_tick(_timer: c_int, _opaque: *mut c_void) {}
 impl EventSource {
     /// Opens `uri`, turns on keepalive and registers every callback. The
     /// default event implementation must be registered before (see
-    /// `node::run`), or libvirt never delivers events.
+    /// `Node::run` in node/mod.rs), or libvirt never delivers events.
     pub fn open(
         uri: &str,
         keepalive_interval: u64,

@@ -1,8 +1,9 @@
 //! What the node's threads hand each other: the items producers (the event
 //! and stats threads) queue for the sender, and the flags the threads share.
 //!
-//! Kept apart from `node::run` so that every thread's file imports these
-//! types from a sibling instead of from the module that starts the threads.
+//! Kept apart from node/mod.rs (`Node::run` starts the threads) so that
+//! every thread's file imports these types from a sibling instead of from
+//! the module that starts the threads.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;

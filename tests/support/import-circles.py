@@ -24,6 +24,8 @@ import sys
 import tempfile
 
 IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+RAW = re.compile(r'b?r(#*)"')  # a raw string's start
+CHAR = re.compile(r"'(\\u\{[0-9a-fA-F]+\}|\\x[0-9a-fA-F]{2}|\\.|[^\\'])'")  # not a lifetime
 
 
 def strip(text):
@@ -44,9 +46,9 @@ def strip(text):
                 else:
                     out.append("\n" if text[i] == "\n" else "")
                     i += 1
-        elif re.match(r'b?r#*"', text[i:i + 260]) and not re.match(r"\w", text[i - 1:i] or " "):
-            m = re.match(r'b?r(#*)"', text[i:])
-            end = text.find('"' + m.group(1), i + m.end())
+        elif c in "br" and RAW.match(text, i) and not re.match(r"\w", text[i - 1:i]):
+            m = RAW.match(text, i)
+            end = text.find('"' + m.group(1), m.end())
             end = n if end < 0 else end + 1 + len(m.group(1))
             out.append('""' + "\n" * text.count("\n", i, end))
             i = end
@@ -57,10 +59,10 @@ def strip(text):
             out.append('""' + "\n" * text.count("\n", i, j))
             i = j + 1
         elif c == "'":
-            m = re.match(r"'(\\u\{[0-9a-fA-F]+\}|\\x[0-9a-fA-F]{2}|\\.|[^\\'])'", text[i:])
+            m = CHAR.match(text, i)
             if m:
                 out.append("' '")
-                i += m.end()
+                i = m.end()
             else:  # a lifetime or label
                 out.append(c)
                 i += 1
@@ -244,7 +246,8 @@ def self_test():
                 "fn f() -> &'static str { \"crate::c::C in a string\" }\n"
                 "#[cfg(test)]\nmod tests {\n    use super::*;\n}\n",
         "b.rs": "pub fn back() { let _ = crate::a::f(); }\n",
-        "c.rs": "pub struct C;\nfn g() { let _ = r#\"crate::a\"#; let _ = '\"'; }\n",
+        "c.rs": "pub struct C;\nfn g() { let _ = r#\"crate::a\"#; let _ = '\"'; }\n"
+                "fn h() { crate::b::back() }\n",
         "d/mod.rs": "mod e;\npub use e::E;\n",
         "d/e.rs": "pub struct E;\nuse crate::c::C;\n",
     }
@@ -258,7 +261,7 @@ def self_test():
                 with open(os.path.join(tmp, rel), "w", encoding="utf-8") as f:
                     f.write(text)
             files, edges = build(tmp)
-            want_edges = {("a.rs", "b.rs"), ("d/mod.rs", "d/e.rs"), ("d/e.rs", "c.rs")}
+            want_edges = {("a.rs", "b.rs"), ("c.rs", "b.rs"), ("d/mod.rs", "d/e.rs"), ("d/e.rs", "c.rs")}
             if with_circle:
                 want_edges.add(("b.rs", "a.rs"))
             got = circles(files, edges)

@@ -29,7 +29,7 @@ use crate::log_limited;
 use crate::master::panel::queue::PanelQueue;
 use crate::master::panel::update::Update;
 use crate::master::view::table::StateTable;
-use crate::protocol::{Key, MAX_PAYLOAD};
+use crate::protocol::{MacKey, MAX_PAYLOAD};
 use crate::ratelimit::RateLimit;
 use crate::service::{mono_ms, now_ms, Shutdown};
 use crate::zmq_socket;
@@ -110,7 +110,7 @@ impl Received {
 /// The receiver's state.
 pub struct Receiver {
     socket: zmq::Socket,
-    key: Key,
+    key: MacKey,
     guard: ReplayGuard,
     pub table: StateTable,
     queue: Arc<PanelQueue>,
@@ -136,7 +136,7 @@ impl Receiver {
     ) -> Receiver {
         Receiver {
             socket,
-            key: Key::new(secret.as_bytes()),
+            key: MacKey::new(secret.as_bytes()),
             guard,
             table,
             queue,
