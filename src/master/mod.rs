@@ -10,7 +10,10 @@
 //! - `panel` delivers queued updates by running the panel command;
 //! - `graphite`, when configured, sends metrics to carbon (see [`graphite`]).
 //!
-//! The main thread only waits for signals.
+//! The main thread only waits for signals. No thread wakes on a timer to
+//! look for a stop: each sleeps until it has work (a message, a request, a
+//! connection event, an update for the panel, the receiver's one-second
+//! tick) or a stop, which wakes them all (see [`crate::service::Shutdown`]).
 
 pub mod activity;
 pub mod clock;
@@ -109,6 +112,11 @@ impl crate::service::Daemon for Master {
         );
 
         let (panel_done, panel_finished) = std::sync::mpsc::channel::<()>();
+        {
+            // The panel thread sleeps on the queue: a stop wakes it there.
+            let queue = queue.clone();
+            shutdown.on_stop(move || queue.wake());
+        }
         let panel = {
             let cmd = PanelCommand {
                 argv: cfg.panel_command.clone(),

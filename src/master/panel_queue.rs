@@ -115,6 +115,29 @@ impl PanelQueue {
         p.inflight.clone()
     }
 
+    /// Sleeps until an update is queued, a refused one is due again, or
+    /// `stopping()` is true (the stop wakes it through [`wake`](Self::wake)).
+    pub fn wait(&self, stopping: &dyn Fn() -> bool) {
+        let p = self.lock();
+        let idle = |p: &mut Pending| p.order.is_empty() && !stopping();
+        match p.aside.next_due() {
+            None => drop(self.ready.wait_while(p, idle)),
+            Some(at) => {
+                let left = at.saturating_duration_since(Instant::now());
+                drop(self.ready.wait_timeout_while(p, left, idle));
+            }
+        }
+    }
+
+    /// Wakes a panel thread in [`wait`](Self::wait), to look at its
+    /// `stopping()` again.
+    pub fn wake(&self) {
+        // Under the lock: a waiter between its look and its sleep is not
+        // missed.
+        let _held = self.lock();
+        self.ready.notify_all();
+    }
+
     /// Ends the call of the batch in flight: its first `delivered` updates
     /// reached the panel; the rest go back in front, in order, except keys
     /// updated since, which keep their newer update.

@@ -7,16 +7,20 @@
 //! binary's whole `main` ([`program`]). Each step has its own file:
 //!
 //! - `signals.rs`: signals blocked before any thread starts, taken by the
-//!   main thread with one `sigtimedwait` loop ([`supervise`]);
+//!   main thread from a signalfd ([`supervise`]);
 //! - `detach.rs`: fork/setsid/fork with a readiness pipe, so `service X
 //!   start` reports a daemon that failed during start-up ([`detach`]);
 //! - `pidfile.rs`: the locked pidfile ([`PidFile`]);
 //! - `sigpipe.rs`: SIGPIPE's default for commands that only print, ignored
 //!   by the daemons ([`default_for_printing`], [`ignore_for_daemon`]);
 //! - `stop.rs`: the stop flag, the first failure, the stop budget and a join
-//!   with a deadline ([`Shutdown`], [`STOP_BUDGET`], [`join_until`]);
+//!   with a deadline ([`Shutdown`], [`STOP_BUDGET`], [`join_until`]); a stop
+//!   wakes every sleeping thread, none polls the flag;
+//! - `bell.rs`: an eventfd one thread rings to wake another in `poll`
+//!   ([`Bell`]);
 //! - `thread.rs`: named threads ([`spawn`]); `clock.rs`: [`now_ms`].
 
+mod bell;
 mod clock;
 mod detach;
 mod pidfile;
@@ -27,6 +31,7 @@ mod thread;
 
 use std::sync::Arc;
 
+pub use bell::Bell;
 pub use clock::{mono_ms, now_ms, offset_text, StepDetector, STEP_MS};
 pub use detach::{detach, Detached, Readiness};
 pub use pidfile::PidFile;

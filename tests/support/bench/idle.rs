@@ -70,6 +70,12 @@ pub fn idle(run: &Run, out: &mut String) {
     let after: Vec<procstat::Threads> = pids.iter().map(|(_, p)| procstat::threads(*p)).collect();
     let secs = t0.elapsed().as_secs_f64();
     let changes = rig.events.drain();
+    if let Some(first) = changes.first() {
+        eprintln!(
+            "bench: the window was not idle: virsh saw {} events, the first: {first}",
+            changes.len()
+        );
+    }
     let figures: Vec<(f64, String)> = before
         .iter()
         .zip(&after)
