@@ -138,7 +138,7 @@ mod tests {
 
     #[test]
     fn a_report_is_replaced_whole_too() {
-        let p = crate::testing::ScratchFile::new("atomic-file", "report");
+        let p = crate::testing::ScratchFile::new("atomic-file-report", "report");
         let mut r = Rewritten::report("report", p.to_str().unwrap(), "check");
         r.write("a\n");
         r.write("b\n");
