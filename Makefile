@@ -24,6 +24,8 @@ setup:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	python3 tests/support/import-circles.py --self-test
+	python3 tests/support/import-circles.py
 
 test-unit:
 	$(CARGO) test --lib --bins

@@ -8,9 +8,9 @@
 //! one pass. Unknown keys are warnings: a newer panel may write keys we do not
 //! know yet, and refusing to start over them would stop monitoring.
 //!
-//! Why one file of about 470 lines: the NAME=VALUE grammar, the typed value
-//! readers and the all-errors-at-once report are one loader, shared by both
-//! daemons' key lists (src/master/config.rs, src/node/config.rs).
+//! Why one file: the NAME=VALUE grammar, the typed value readers and the
+//! all-errors-at-once report are one loader, shared by both daemons' key
+//! lists (src/master/config.rs, src/node/config.rs).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -447,7 +447,9 @@ pub fn split_host_port(
     Ok((host, port))
 }
 
-/// Log verbosity: `error`, `warn`, `info` or `debug`.
+/// Log verbosity: `error`, `warn` (or `warning`), `info`, `debug` or
+/// `trace`, in any case. vmwatch logs nothing finer than debug itself:
+/// `trace` logs what `debug` does.
 pub fn parse_level(value: &str) -> Result<log::LevelFilter, String> {
     match value.to_ascii_lowercase().as_str() {
         "error" => Ok(log::LevelFilter::Error),
@@ -456,7 +458,7 @@ pub fn parse_level(value: &str) -> Result<log::LevelFilter, String> {
         "debug" => Ok(log::LevelFilter::Debug),
         "trace" => Ok(log::LevelFilter::Trace),
         _ => Err(format!(
-            "`{}` is not one of error, warn, info, debug",
+            "`{}` is not one of error, warn, info, debug, trace",
             shorten(value)
         )),
     }

@@ -2,7 +2,7 @@
 //! the handshake (docs/protocol.md, "Handshake").
 //!
 //! The master's socket is a ZMTP PLAIN server; libzmq asks the master's ZAP
-//! handler (src/master/zap.rs) about every PLAIN HELLO before a single
+//! handler (src/master/admission/zap.rs) about every PLAIN HELLO before a single
 //! message frame of that peer is read. The node's PLAIN username is a fresh
 //! claim — `vmwatch-auth/1 node=ID ts=MS nonce=HEX32` — and its password is
 //! the lowercase hex HMAC-SHA256 of the username under the shared secret
@@ -20,7 +20,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use crate::protocol::{check_node_id, Key};
+use crate::protocol::{check_node_id, MacKey};
 
 /// The first word of every credential's username.
 pub const USER_WORD: &str = "vmwatch-auth/1";
@@ -40,7 +40,7 @@ pub struct Credential {
 impl Credential {
     /// The credential of `node` for a connection made at `ts_ms` with
     /// `nonce`.
-    pub fn new(key: &Key, node: &str, ts_ms: u64, nonce: u128) -> Credential {
+    pub fn new(key: &MacKey, node: &str, ts_ms: u64, nonce: u128) -> Credential {
         let username = format!("{USER_WORD} node={node} ts={ts_ms} nonce={nonce:032x}");
         let password = key.sign(username.as_bytes());
         Credential { username, password }
@@ -54,7 +54,7 @@ impl Credential {
     }
 
     /// A fresh credential: now, and 128 random bits from the kernel.
-    pub fn fresh(key: &Key, node: &str) -> Credential {
+    pub fn fresh(key: &MacKey, node: &str) -> Credential {
         Credential::new(key, node, crate::service::now_ms(), random_nonce())
     }
 }
@@ -137,7 +137,7 @@ impl fmt::Display for Denial {
 }
 
 /// Checks the MAC first, in constant time, then reads the username.
-pub fn verify(key: &Key, username: &[u8], password: &[u8]) -> Result<Claim, Denial> {
+pub fn verify(key: &MacKey, username: &[u8], password: &[u8]) -> Result<Claim, Denial> {
     key.verify(username, password).map_err(|_| Denial::BadMac)?;
     let bad = Denial::Malformed;
     let text = std::str::from_utf8(username).map_err(|_| bad("not UTF-8".into()))?;
@@ -257,8 +257,8 @@ impl NonceLedger {
 mod tests {
     use super::*;
 
-    fn key() -> Key {
-        Key::new(b"K7Q2M9X4T1B8R5W3")
+    fn key() -> MacKey {
+        MacKey::new(b"K7Q2M9X4T1B8R5W3")
     }
 
     fn block(tag: &str) -> String {
@@ -277,7 +277,7 @@ mod tests {
         let secret = block("vector-secret");
         let (user, pass) = (block("credential-username"), block("credential-password"));
         let c = Credential::new(
-            &Key::new(secret.as_bytes()),
+            &MacKey::new(secret.as_bytes()),
             "7",
             1_795_456_000_250,
             0x0123_4567_89ab_cdef_0011_2233_4455_6677,
@@ -285,7 +285,7 @@ mod tests {
         assert_eq!(c.username, user);
         assert_eq!(c.password, pass);
         let claim = verify(
-            &Key::new(secret.as_bytes()),
+            &MacKey::new(secret.as_bytes()),
             user.as_bytes(),
             pass.as_bytes(),
         )
@@ -297,7 +297,7 @@ mod tests {
     #[test]
     fn a_wrong_secret_or_an_edited_username_is_a_bad_mac() {
         let c = Credential::new(&key(), "7", 1000, 5);
-        let other = Key::new(b"another secret");
+        let other = MacKey::new(b"another secret");
         assert_eq!(
             verify(&other, c.username.as_bytes(), c.password.as_bytes()),
             Err(Denial::BadMac)

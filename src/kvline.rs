@@ -220,15 +220,4 @@ impl<'a> Fields<'a> {
         let v = self.get(key)?;
         parse(v).ok_or_else(|| format!("`{key}` is `{}`, not a documented value", short(v)))
     }
-
-    pub fn domain(&self) -> Result<crate::protocol::DomainId, String> {
-        let uuid = self.get("uuid")?;
-        if !crate::protocol::is_uuid(uuid) {
-            return Err(format!("`{}` is not a UUID", short(uuid)));
-        }
-        Ok(crate::protocol::DomainId {
-            uuid: uuid.to_string(),
-            name: self.get("name")?.to_string(),
-        })
-    }
 }

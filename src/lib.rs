@@ -12,6 +12,8 @@
 pub mod atomic_file;
 pub mod check;
 pub mod cli;
+#[cfg(test)]
+mod conf_page;
 pub mod config;
 pub mod handshake;
 pub mod kvline;
@@ -19,6 +21,7 @@ pub mod logging;
 pub mod master;
 pub mod protocol;
 pub mod ratelimit;
+pub mod role;
 pub mod service;
 pub mod syslog_link;
 #[cfg(test)]

@@ -8,9 +8,9 @@
 //! the payload, and the payload has exactly one valid spelling per message, so
 //! nothing a receiver acts on is unauthenticated.
 //!
-//! Why one file of about 500 lines: the encoder and the decoder of one
-//! format stay side by side, so the canonical spelling the MAC depends on
-//! cannot drift between them (the doc's test vector checks both).
+//! Why one file: the encoder and the decoder of one format stay side by
+//! side, so the canonical spelling the MAC depends on cannot drift between
+//! them (the doc's test vector checks both).
 
 use hmac::{Hmac, Mac};
 
@@ -238,11 +238,23 @@ fn encode_records(body: &Body, out: &mut String) {
 }
 
 /// Starts a record line: every record begins with the domain it is about,
-/// as [`Fields::domain`] reads it back.
+/// as [`record_domain`] reads it back.
 fn record<'a>(out: &'a mut String, domain: &DomainId) -> Line<'a> {
     Line::new(out)
         .field("uuid", &domain.uuid)
         .field("name", &domain.name)
+}
+
+/// The domain a record is about, as [`record`] wrote it.
+fn record_domain(f: &Fields) -> Result<DomainId, String> {
+    let uuid = f.get("uuid")?;
+    if !is_uuid(uuid) {
+        return Err(format!("`{}` is not a UUID", short(uuid)));
+    }
+    Ok(DomainId {
+        uuid: uuid.to_string(),
+        name: f.get("name")?.to_string(),
+    })
 }
 
 /// One event record line.
@@ -289,13 +301,16 @@ const HEX: [u8; 256] = {
 
 /// The shared secret, keyed once: HMAC-SHA256's key schedule (two of the
 /// five SHA-256 blocks a short message costs) is computed when the key is
-/// made, not for every message signed or checked.
+/// made, not for every message signed or checked. Each message starts from
+/// a copy of the keyed state. The daemons make one when they start (the
+/// node's sender, the master's receiver and ZAP handler) and keep it.
 #[derive(Clone)]
-pub struct Key(HmacSha256);
+pub struct MacKey(HmacSha256);
 
-impl Key {
-    pub fn new(secret: &[u8]) -> Key {
-        Key(HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length"))
+impl MacKey {
+    /// Keys HMAC-SHA256 with the shared secret: once per daemon.
+    pub fn new(secret: &[u8]) -> MacKey {
+        MacKey(HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length"))
     }
 
     /// The MAC frame for a payload: lowercase hex HMAC-SHA256.
@@ -309,6 +324,13 @@ impl Key {
             hex.push(char::from(b"0123456789abcdef"[(b & 15) as usize]));
         }
         hex
+    }
+
+    /// Both frames of a message, ready to send: the payload and its MAC.
+    pub fn encode(&self, msg: &Message) -> [Vec<u8>; 2] {
+        let payload = encode_payload(msg);
+        let mac = self.sign(payload.as_bytes());
+        [payload.into_bytes(), mac.into_bytes()]
     }
 
     /// Checks frames, size and MAC (in constant time) without reading a
@@ -350,21 +372,20 @@ impl Key {
     }
 }
 
-/// The MAC frame for a payload: lowercase hex HMAC-SHA256.
+/// [`MacKey::sign`] with a key made for this one payload (tests, tools).
 pub fn sign(secret: &[u8], payload: &[u8]) -> String {
-    Key::new(secret).sign(payload)
+    MacKey::new(secret).sign(payload)
 }
 
-/// Both frames of a message, ready to send.
+/// [`MacKey::encode`] with a key made for this one message (tests, tools;
+/// the node keeps one [`MacKey`]).
 pub fn encode(secret: &[u8], msg: &Message) -> [Vec<u8>; 2] {
-    let payload = encode_payload(msg);
-    let mac = sign(secret, payload.as_bytes());
-    [payload.into_bytes(), mac.into_bytes()]
+    MacKey::new(secret).encode(msg)
 }
 
-/// [`Key::decode`] with a key made for this one message.
+/// [`MacKey::decode`] with a key made for this one message.
 pub fn decode<F: Deref<Target = [u8]>>(secret: &[u8], frames: &[F]) -> Result<Message, WireError> {
-    Key::new(secret).decode(frames)
+    MacKey::new(secret).decode(frames)
 }
 
 fn check_version(payload: &[u8]) -> Result<(), WireError> {
@@ -472,7 +493,7 @@ fn parse_payload(payload: &[u8]) -> Result<Message, WireError> {
                         return Err(format!("`reboots` on a `{event}` event"));
                     }
                     Ok(Event {
-                        domain: f.domain()?,
+                        domain: record_domain(f)?,
                         detail: f.word("detail", |d| Detail::parse(event, d))?,
                         event,
                         time_ms: f.num("time")?,
@@ -500,7 +521,7 @@ fn parse_payload(payload: &[u8]) -> Result<Message, WireError> {
                     .map(|f| {
                         let state = f.word("state", State::parse)?;
                         Ok(DomainState {
-                            domain: f.domain()?,
+                            domain: record_domain(f)?,
                             reason: f.word("reason", |r| Reason::parse(state, r))?,
                             state,
                             reboots: f.opt_num("reboots")?,
@@ -517,7 +538,7 @@ fn parse_payload(payload: &[u8]) -> Result<Message, WireError> {
                 .iter()
                 .map(|f| {
                     Ok(StatSample {
-                        domain: f.domain()?,
+                        domain: record_domain(f)?,
                         whole: match f.get("whole")? {
                             "yes" => true,
                             "no" => false,
@@ -739,20 +760,22 @@ mod tests {
         assert!(unescape("%41").is_err(), "A is never escaped");
     }
 
+    /// The code block after `<!-- tag -->` in docs/protocol.md.
+    fn block(tag: &str) -> String {
+        let doc = include_str!("../docs/protocol.md");
+        let start = doc
+            .find(&format!("<!-- {tag} -->"))
+            .unwrap_or_else(|| panic!("docs/protocol.md lacks the `{tag}` marker"));
+        let rest = &doc[start..];
+        let open = rest.find("```\n").expect("code block after marker") + 4;
+        let close = rest[open..].find("```").expect("closing fence") + open;
+        rest[open..close].to_string()
+    }
+
     /// The test vector in docs/protocol.md must match this implementation, so
     /// the document a client author reads cannot drift from the code.
     #[test]
     fn documented_test_vector_verifies() {
-        let doc = include_str!("../docs/protocol.md");
-        let block = |tag: &str| -> String {
-            let start = doc
-                .find(&format!("<!-- {tag} -->"))
-                .unwrap_or_else(|| panic!("docs/protocol.md lacks the `{tag}` marker"));
-            let rest = &doc[start..];
-            let open = rest.find("```\n").expect("code block after marker") + 4;
-            let close = rest[open..].find("```").expect("closing fence") + open;
-            rest[open..close].to_string()
-        };
         let secret = block("vector-secret");
         let secret = secret.trim_end_matches('\n');
         let payload = block("vector-payload");
@@ -778,9 +801,34 @@ mod tests {
         assert_eq!(encode_payload(&msg), payload, "encoding is canonical");
     }
 
+    /// One key, made once, signs message after message with the MACs the
+    /// document gives (each starts from the keyed state, none from the one
+    /// before), in the frames a key made per message gives.
+    #[test]
+    fn a_key_made_once_signs_every_message_as_documented() {
+        let secret = block("vector-secret");
+        let secret = secret.trim_end_matches('\n').as_bytes();
+        let key = MacKey::new(secret);
+        for _ in 0..2 {
+            for (payload, mac) in [
+                ("vector-payload", "vector-mac"),
+                ("vector-host-payload", "vector-host-mac"),
+            ] {
+                let (payload, mac) = (block(payload), block(mac));
+                let msg = key
+                    .decode(&[payload.as_bytes(), mac.trim_end().as_bytes()])
+                    .unwrap();
+                let frames = key.encode(&msg);
+                assert_eq!(frames[0], payload.as_bytes());
+                assert_eq!(frames[1], mac.trim_end().as_bytes());
+                assert_eq!(frames, encode(secret, &msg));
+            }
+        }
+    }
+
     #[test]
     fn a_host_that_is_not_a_uuid_makes_the_message_malformed() {
-        let key = Key::new(b"k");
+        let key = MacKey::new(b"k");
         for bad in [
             "host=x",
             "host=5A37D478-D7EF-4D4E-85C3-F160891D662A",

@@ -353,7 +353,7 @@ fn a_stop_with_a_hung_panel_is_quick_and_keeps_every_update() {
     let f = master_state(&dir);
     for u in &uuids {
         assert!(
-            f.pending.iter().any(|p| p.key().2 == *u),
+            f.pending.iter().any(|p| p.subject().2 == *u),
             "{u} pending in the state file: {:?}",
             f.pending
         );

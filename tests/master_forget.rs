@@ -16,7 +16,7 @@ mod common;
 use std::process::Command;
 
 use common::*;
-use vmwatch::master::update::Update;
+use vmwatch::master::panel::update::Update;
 use vmwatch::protocol::Body;
 
 const HOST: &str = "6c0f2a8e-5b1d-4e7a-9c3f-0d1e2f3a4b5c";

@@ -23,7 +23,7 @@ use std::time::Duration;
 use common::zmtp::{Outcome, RawPeer};
 use common::*;
 use vmwatch::handshake::Credential;
-use vmwatch::protocol::{Body, Key};
+use vmwatch::protocol::{Body, MacKey};
 
 /// The memory bound docs/protocol.md promises over the master's idle figure.
 const MEMORY_BOUND_KIB: u64 = 64 * 1024;
@@ -128,7 +128,7 @@ fn an_outsider_streaming_a_message_without_end_is_dropped_within_the_handshake()
     // PLAIN with a credential made with another secret.
     let mut p = RawPeer::connect(port).unwrap();
     p.greet("PLAIN").unwrap();
-    let wrong = Credential::fresh(&Key::new(b"NOT-THE-SECRET-0123456789"), "21");
+    let wrong = Credential::fresh(&MacKey::new(b"NOT-THE-SECRET-0123456789"), "21");
     p.plain_hello(&wrong.username, &wrong.password).unwrap();
     // libzmq 4.3.4 answers with an ERROR command whose name it misspells
     // ("\x05ERROR" in its source is the byte 0x5e then "RROR"): what counts
@@ -144,7 +144,7 @@ fn an_outsider_streaming_a_message_without_end_is_dropped_within_the_handshake()
     assert!(sent_wrong < limit, "{}", m.report());
 
     // A credential seen on the wire: good once, never again; and a stale one.
-    let key = Key::new(SECRET.as_bytes());
+    let key = MacKey::new(SECRET.as_bytes());
     let seen = Credential::fresh(&key, "21");
     let mut first = RawPeer::connect(port).unwrap();
     first.greet("PLAIN").unwrap();
@@ -212,7 +212,7 @@ fn ten_thousand_outsiders_do_not_lock_out_a_node() {
     // silent TCP; a PLAIN greeting and nothing more; NULL greeting and
     // READY (a finished handshake before); PLAIN HELLO with a wrong
     // credential.
-    let wrong = Credential::fresh(&Key::new(b"NOT-THE-SECRET-0123456789"), "22");
+    let wrong = Credential::fresh(&MacKey::new(b"NOT-THE-SECRET-0123456789"), "22");
     let mut peers = Vec::with_capacity(10_000);
     let mut peak_fds = 0;
     let mut peak_rss = 0;

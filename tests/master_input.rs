@@ -77,7 +77,7 @@ fn stop_and_count(master: &mut Daemon) -> (u64, BTreeMap<String, u64>) {
             .map(|(_, v)| *v)
             .unwrap_or_else(|| panic!("no counter {k} in {}", path.display()))
     };
-    let rejected = vmwatch::master::rejection::Rejection::ALL
+    let rejected = vmwatch::master::receiver::rejection::Rejection::ALL
         .iter()
         .map(|r| (r.to_string(), get(&format!("rejected.{r}"))))
         .filter(|(_, n)| *n > 0)

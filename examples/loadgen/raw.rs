@@ -10,7 +10,7 @@ use vmwatch::service::now_ms;
 /// Binds `endpoint`, says `ready` after `hello` messages, then receives
 /// `count` more and says when the last arrived; waits for `exit`.
 pub fn pull(endpoint: &str, secret: &str, hello: u64, count: u64) {
-    use vmwatch::master::zap;
+    use vmwatch::master::admission::zap;
     let ctx = zmq::Context::new();
     let zap_socket = zap::bind(&ctx).unwrap_or_else(|e| crate::fleet::die(&e));
     let stop = vmwatch::service::Shutdown::new();

@@ -50,7 +50,7 @@ pub fn domain_uuid(i: u64, j: u64) -> String {
 impl SimNode {
     /// A fresh handshake credential of this node (one per connection).
     pub fn credential(&self) -> vmwatch::handshake::Credential {
-        let key = vmwatch::protocol::Key::new(&self.secret);
+        let key = vmwatch::protocol::MacKey::new(&self.secret);
         vmwatch::handshake::Credential::fresh(&key, &self.name)
     }
 

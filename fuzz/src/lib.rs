@@ -16,12 +16,12 @@
 use std::sync::OnceLock;
 
 use vmwatch::config::DaemonConfig;
+use vmwatch::master::panel::update::Update;
 use vmwatch::master::panel::PanelCounters;
-use vmwatch::master::receiver::Counters;
-use vmwatch::master::replay::ReplayGuard;
-use vmwatch::master::state::StateTable;
+use vmwatch::master::receiver::replay::ReplayGuard;
+use vmwatch::master::receiver::ReceiverCounters;
 use vmwatch::master::statefile;
-use vmwatch::master::update::Update;
+use vmwatch::master::view::table::StateTable;
 use vmwatch::protocol::{self, WireError};
 
 /// Every target, by name (the file names under `fuzz/fuzz_targets`,
@@ -132,7 +132,7 @@ pub fn decode_raw(data: &[u8]) {
                 WireError::Frames(_) | WireError::TooLarge(_) | WireError::BadMac
             ),
             "an unauthenticated message moved the `{}` counter: {e}",
-            vmwatch::master::rejection::Rejection::from(e)
+            vmwatch::master::receiver::rejection::Rejection::from(e)
         ),
         Err(_) => {}
     }
@@ -172,7 +172,7 @@ pub fn config(data: &[u8]) {
             );
         }
     };
-    match vmwatch::master::MasterConfig::load(path) {
+    match vmwatch::master::config::MasterConfig::load(path) {
         Ok((cfg, warnings)) => {
             check_problems(&warnings);
             assert!(
@@ -225,7 +225,7 @@ fn render_restored(table: &StateTable, guard: &ReplayGuard, pending: &[Update]) 
     statefile::render(&statefile::View {
         table,
         guard,
-        counters: &Counters::default(),
+        counters: &ReceiverCounters::default(),
         panel: &PanelCounters::default(),
         graphite: None,
         pending,
@@ -281,7 +281,7 @@ pub fn panel_line(data: &[u8]) {
         "a panel line is one line: {again:?}"
     );
     let _ = u.log_line();
-    let _ = u.key();
+    let _ = u.subject();
     if inv("panel_roundtrip") {
         assert_eq!(
             Update::from_panel_line(&again).as_ref(),

@@ -8,9 +8,10 @@
 //! exit 0/1/2/3, `-w`/`-c` ranges, `-t`, `-v`, `-h`, `-V`; every usage error
 //! is UNKNOWN. Options and defaults: check_vmwatch(8).
 //!
-//! Why one file of about 410 lines: the plugin's command line, thresholds and
-//! the one status line it prints are one contract with Nagios; reading the
-//! facts is in facts.rs and the range syntax in range.rs.
+//! Why one file: the plugin's command line, thresholds and the one status
+//! line it prints are one contract with Nagios; reading the facts is in
+//! facts.rs, the range syntax in range.rs, and which daemons there are in
+//! src/role.rs.
 
 pub mod facts;
 pub mod range;
@@ -19,70 +20,51 @@ use std::fmt::Write as _;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use crate::role::Role;
 use facts::{Facts, Level};
 use getopts::Options;
 use range::Range;
 
-/// Which daemon to check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Master,
-    Node,
+/// The metric a bare `-w RANGE` / `-c RANGE` applies to.
+fn primary(mode: Role) -> &'static str {
+    match mode {
+        Role::Master => "nodes_down",
+        Role::Node => "send_age",
+    }
 }
 
-impl Mode {
-    pub const fn program(self) -> &'static str {
-        match self {
-            Mode::Master => "vmwatch-master",
-            Mode::Node => "vmwatch-node",
-        }
-    }
+/// A metric's name and default (warning, critical) ranges.
+type Defaults = (&'static str, Option<&'static str>, Option<&'static str>);
 
-    fn default_file(self) -> &'static str {
-        match self {
-            Mode::Master => "/usr/local/mgr5/var/vmwatch-master.state",
-            Mode::Node => "/usr/local/mgr5/var/vmwatch-node.status",
-        }
-    }
-
-    /// The metric a bare `-w RANGE` / `-c RANGE` applies to.
-    fn primary(self) -> &'static str {
-        match self {
-            Mode::Master => "nodes_down",
-            Mode::Node => "send_age",
-        }
-    }
-
-    /// Default (warning, critical) ranges per metric; documented in
-    /// check_vmwatch(8). `None`: no threshold unless one is given.
-    fn defaults(self) -> &'static [(&'static str, Option<&'static str>, Option<&'static str>)] {
-        match self {
-            Mode::Master => &[
-                ("state_age", Some("60"), Some("300")),
-                ("nodes_down", None, Some("0")),
-                ("duplicates", None, Some("0")),
-                ("idle", Some("0"), None),
-                ("pending", Some("100"), Some("1000")),
-                ("pending_age", Some("300"), Some("1800")),
-                ("refused", Some("0"), None),
-                ("rejected_rate", Some("10"), Some("100")),
-                ("nodes", None, None),
-                ("domains", None, None),
-            ],
-            Mode::Node => &[
-                ("status_age", Some("60"), Some("300")),
-                ("send_age", Some("120"), Some("300")),
-                ("queue", Some("1000"), Some("3000")),
-                ("domains", None, None),
-            ],
-        }
+/// Default ranges per metric of each daemon; documented in check_vmwatch(8).
+/// `None`: no threshold unless one is given.
+fn defaults(mode: Role) -> &'static [Defaults] {
+    match mode {
+        Role::Master => &[
+            ("state_age", Some("60"), Some("300")),
+            ("nodes_down", None, Some("0")),
+            ("duplicates", None, Some("0")),
+            ("idle", Some("0"), None),
+            ("pending", Some("100"), Some("1000")),
+            ("pending_age", Some("300"), Some("1800")),
+            ("refused", Some("0"), None),
+            ("rejected_rate", Some("10"), Some("100")),
+            ("nodes", None, None),
+            ("domains", None, None),
+        ],
+        Role::Node => &[
+            ("status_age", Some("60"), Some("300")),
+            ("send_age", Some("120"), Some("300")),
+            ("queue", Some("1000"), Some("3000")),
+            ("domains", None, None),
+        ],
     }
 }
 
 /// What to check and against which thresholds.
 #[derive(Debug, Clone)]
 pub struct Check {
-    pub mode: Mode,
+    pub mode: Role,
     pub file: String,
     pub pidfile: String,
     /// (metric, warning, critical), one entry per metric of the mode.
@@ -94,13 +76,12 @@ pub struct Check {
 
 impl Check {
     /// Default file, pidfile and thresholds for `mode`.
-    pub fn new(mode: Mode) -> Check {
+    pub fn new(mode: Role) -> Check {
         Check {
             mode,
-            file: mode.default_file().to_string(),
+            file: mode.status_file().to_string(),
             pidfile: format!("/var/run/{}.pid", mode.program()),
-            thresholds: mode
-                .defaults()
+            thresholds: defaults(mode)
                 .iter()
                 .map(|(n, w, c)| {
                     let r = |t: &Option<&str>| t.map(|t| Range::parse(t).expect("default range"));
@@ -117,7 +98,7 @@ impl Check {
         for item in arg.split(',').filter(|s| !s.is_empty()) {
             let (name, text) = match item.split_once('=') {
                 Some((n, t)) => (n, t),
-                None => (self.mode.primary(), item),
+                None => (primary(self.mode), item),
             };
             let names: Vec<&str> = self.thresholds.iter().map(|t| t.0).collect();
             let Some(slot) = self.thresholds.iter_mut().find(|t| t.0 == name) else {
@@ -145,7 +126,7 @@ impl Check {
         let text = facts::read_file(&self.file, program, &mut f);
         if let Some(text) = text {
             let mut got = match self.mode {
-                Mode::Master => {
+                Role::Master => {
                     let mem = self.memory_path();
                     let prev = mem.as_deref().and_then(read_memory);
                     let (got, now) = facts::master_facts(&text, &self.file, now_ms, prev);
@@ -154,7 +135,7 @@ impl Check {
                     }
                     got
                 }
-                Mode::Node => facts::node_facts(&text, &self.file, now_ms),
+                Role::Node => facts::node_facts(&text, &self.file, now_ms),
             };
             got.problems.append(&mut f.problems);
             f = got;
@@ -212,8 +193,8 @@ impl Check {
             ));
         }
         let prefix = match self.mode {
-            Mode::Master => "VMWATCH MASTER",
-            Mode::Node => "VMWATCH NODE",
+            Role::Master => "VMWATCH MASTER",
+            Role::Node => "VMWATCH NODE",
         };
         // Nagios turns `;` in plugin output into `:`: separate with commas.
         let mut text = reasons;
@@ -255,7 +236,7 @@ fn write_memory(path: &str, now: (u64, u64, u64), prev: Option<(u64, u64, u64)>)
 
 /// `--status` of either daemon: the plugin's verdict with the default
 /// thresholds, then every detail, for a person.
-pub fn status_summary(mode: Mode, file: &str, pidfile: &str, now_ms: u64) -> (Level, String) {
+pub fn status_summary(mode: Role, file: &str, pidfile: &str, now_ms: u64) -> (Level, String) {
     let mut check = Check::new(mode);
     check.file = file.to_string();
     check.pidfile = pidfile.to_string();
@@ -304,7 +285,7 @@ fn help(opts: &Options) -> String {
 }
 
 /// Runs the plugin: returns the exit status and what to print.
-pub fn main(argv: &[String], now_ms: impl FnOnce() -> u64 + Send + 'static) -> (u8, String) {
+pub fn plugin(argv: &[String], now_ms: impl FnOnce() -> u64 + Send + 'static) -> (u8, String) {
     let unknown = |msg: String| (Level::Unknown as u8, format!("VMWATCH UNKNOWN - {msg}\n"));
     let mut opts = Options::new();
     opts.optopt("M", "mode", "which daemon to check", "master|node");
@@ -361,8 +342,8 @@ pub fn main(argv: &[String], now_ms: impl FnOnce() -> u64 + Send + 'static) -> (
         ));
     }
     let mode = match m.opt_str("M").as_deref() {
-        Some("master") => Mode::Master,
-        Some("node") => Mode::Node,
+        Some("master") => Role::Master,
+        Some("node") => Role::Node,
         Some(other) => return unknown(format!("-M must be master or node, not `{other}`")),
         None => return unknown("say which daemon to check: -M master or -M node".into()),
     };
@@ -422,7 +403,7 @@ mod tests {
 
     fn run(args: &[&str]) -> (u8, String) {
         let argv: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        main(&argv, || 0)
+        plugin(&argv, || 0)
     }
 
     #[test]
@@ -454,33 +435,9 @@ mod tests {
         );
     }
 
-    /// vmwatch.conf(5) documents every key both daemons read (the keys are
-    /// taken from the effective configuration `-t` prints).
-    #[test]
-    fn every_configuration_key_is_in_vmwatch_conf_5() {
-        use crate::config::{DaemonConfig, Loader};
-        let page = include_str!("../../docs/vmwatch.conf.5");
-        let mut keys: Vec<String> = Vec::new();
-        let mut l = Loader::from_reader("m", "secret=ABCDEFGHIJKLMNOP\n".as_bytes());
-        let m = crate::master::MasterConfig::from_loader("m".into(), &mut l);
-        keys.extend(m.describe().into_iter().map(|(k, _)| k));
-        #[cfg(feature = "node")]
-        {
-            let text = "connect=tcp://127.0.0.1:1\nsecret=ABCDEFGHIJKLMNOP\nnode_id=1\n";
-            let mut l = Loader::from_reader("n", text.as_bytes());
-            let n = crate::node::NodeConfig::from_loader("n".into(), &mut l);
-            keys.extend(n.describe().into_iter().map(|(k, _)| k));
-        }
-        assert!(keys.len() > 20, "{keys:?}");
-        for k in keys {
-            let entry = format!(".TP\n.B {}\n", k.replace('-', "\\-"));
-            assert!(page.contains(&entry), "vmwatch.conf(5) lacks `{k}`");
-        }
-    }
-
     #[test]
     fn thresholds_set_the_level_and_appear_in_the_perfdata() {
-        let mut c = Check::new(Mode::Master);
+        let mut c = Check::new(Role::Master);
         c.set("duplicates=5,idle=@1:3", false).unwrap();
         c.set("2", true).unwrap(); // bare: nodes_down
         let (f, _) = facts::master_facts(

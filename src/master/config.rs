@@ -34,7 +34,7 @@ pub struct MasterConfig {
     /// Seconds a message's timestamp may differ from the master's clock.
     pub max_clock_skew: u64,
     /// Graphite export (`graphite*` keys; off by default).
-    pub graphite: super::graphite::Settings,
+    pub graphite: super::graphite::settings::Settings,
 }
 
 impl DaemonConfig for MasterConfig {
@@ -66,7 +66,7 @@ impl DaemonConfig for MasterConfig {
             node_timeout: l.number("node_timeout", 90, 2, 86_400),
             node_forget_after: l.number("node_forget_after", 604_800, 0, 315_360_000),
             max_clock_skew: l.number("max_clock_skew", 300, 1, 86_400),
-            graphite: super::graphite::Settings::load(l),
+            graphite: super::graphite::settings::Settings::load(l),
         }
     }
 

@@ -1,60 +1,51 @@
 //! vmwatch-master: receives node messages and keeps the panel right.
 //!
-//! Threads, each with one job:
-//! - `zap` lets only holders of the secret past the ZeroMQ handshake (see
-//!   [`zap`]);
-//! - `gate` bounds the connections still in their handshake, per address
-//!   and in all (see [`gate`]);
-//! - `receiver` owns the PULL socket, authenticates every message and keeps
-//!   the state table (see [`receiver`]);
-//! - `panel` delivers queued updates by running the panel command;
-//! - `graphite`, when configured, sends metrics to carbon (see [`graphite`]).
+//! Threads, each with one job, and the folder each lives in:
+//! - `zap` lets only holders of the secret past the ZeroMQ handshake, and
+//!   `gate` bounds the connections still in their handshake, per address
+//!   and in all ([`admission`]);
+//! - `receiver` owns the PULL socket, authenticates every message
+//!   ([`receiver`]) and keeps the state table ([`view`]);
+//! - `panel` delivers queued updates by running the panel command
+//!   ([`panel`]);
+//! - `graphite`, when configured, sends metrics to carbon ([`graphite`]).
 //!
-//! The main thread only waits for signals. No thread wakes on a timer to
-//! look for a stop: each sleeps until it has work (a message, a request, a
-//! connection event, an update for the panel, the receiver's one-second
-//! tick) or a stop, which wakes them all (see [`crate::service::Shutdown`]).
+//! The main thread only waits for signals. The receiver thread also writes
+//! the state file ([`statefile`]); [`config`] is the master's configuration.
+//! No thread wakes on a timer to look for a stop: each sleeps until it has
+//! work (a message, a request, a connection event, an update for the panel,
+//! the receiver's one-second tick) or a stop, which wakes them all (see
+//! [`crate::service::Shutdown`]).
 
-pub mod activity;
-pub mod clock;
+pub mod admission;
 pub mod config;
-pub mod duplicates;
-pub mod forget;
-pub mod gate;
 pub mod graphite;
-pub mod graphite_sink;
-pub mod identity;
-pub mod migration;
 pub mod panel;
-pub mod panel_queue;
-pub mod reboots;
 pub mod receiver;
-pub mod refused;
-pub mod rejection;
-pub mod replay;
-pub mod state;
 pub mod statefile;
-pub mod update;
-pub mod zap;
+pub mod view;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use config::MasterConfig;
+use admission::{gate, zap};
+use config::MasterConfig;
+use panel::queue::PanelQueue;
 use panel::{PanelCommand, PanelCounters};
-use panel_queue::PanelQueue;
-use replay::ReplayGuard;
-use state::StateTable;
+use receiver::clock;
+use receiver::replay::ReplayGuard;
+use view::forget;
+use view::table::StateTable;
 
 use statefile::StateSaver;
 
 use crate::service::{join_until, now_ms, spawn, supervise, Readiness, Shutdown, STOP_BUDGET};
 
-/// The master daemon, as [`crate::service::main`] runs it.
+/// The master daemon, as [`crate::service::run_daemon`] runs it.
 pub struct Master;
 
 impl crate::service::Daemon for Master {
-    const MODE: crate::check::Mode = crate::check::Mode::Master;
+    const ROLE: crate::role::Role = crate::role::Role::Master;
     type Config = MasterConfig;
 
     fn disabled(cfg: &MasterConfig) -> Option<String> {
@@ -91,8 +82,8 @@ impl crate::service::Daemon for Master {
         let panel_counters = Arc::new(PanelCounters::default());
         let mut guard = ReplayGuard::new(cfg.max_clock_skew);
         let mut table = StateTable::new(cfg.check_activity, cfg.node_timeout);
-        table.forget_after_ms = cfg.node_forget_after * 1000;
-        table.started_s = Some(started_ms / 1000);
+        table.set_forget_after_ms(cfg.node_forget_after * 1000);
+        table.set_started_s(started_ms / 1000);
         let (pending, aside) =
             statefile::restore_file(&cfg.state_file, &mut table, &mut guard, now_ms());
         queue.push_all(pending);

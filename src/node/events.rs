@@ -204,7 +204,7 @@ unsafe extern "C" fn on_bell(_watch: c_int, fd: c_int, _events: c_int, _opaque: 
 impl EventSource {
     /// Opens `uri`, turns on keepalive and registers every callback. The
     /// default event implementation must be registered before (see
-    /// `node::run`), or libvirt never delivers events.
+    /// `Node::run` in node/mod.rs), or libvirt never delivers events.
     pub fn open(
         uri: &str,
         keepalive_interval: u64,

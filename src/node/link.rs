@@ -11,7 +11,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::handshake::Credential;
-use crate::protocol::Key;
+use crate::protocol::MacKey;
 use crate::zmq_socket;
 
 /// Messages ZeroMQ may hold for a connected master before a send says
@@ -45,7 +45,12 @@ impl Link {
     /// A new socket connecting to `endpoint` with a fresh credential of
     /// `node`. ZeroMQ connects in the background and retries TCP; an absent
     /// master is not an error.
-    pub fn open(ctx: &zmq::Context, endpoint: &str, key: &Key, node: &str) -> Result<Link, String> {
+    pub fn open(
+        ctx: &zmq::Context,
+        endpoint: &str,
+        key: &MacKey,
+        node: &str,
+    ) -> Result<Link, String> {
         static LINKS: AtomicU64 = AtomicU64::new(0);
         let place = format!("for {endpoint}");
         let cred = Credential::fresh(key, node);

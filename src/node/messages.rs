@@ -2,8 +2,9 @@
 //! and stats threads) queue for the sender, the queue itself, and the flags
 //! the threads share.
 //!
-//! Kept apart from `node::run` so that every thread's file imports these
-//! types from a sibling instead of from the module that starts the threads.
+//! Kept apart from node/mod.rs (`Node::run` starts the threads) so that
+//! every thread's file imports these types from a sibling instead of from
+//! the module that starts the threads.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};

@@ -36,11 +36,11 @@ use crate::service::{join_until, spawn, supervise, Readiness, Shutdown, STOP_BUD
 pub use config::NodeConfig;
 pub use messages::{Flags, Outgoing};
 
-/// The node daemon, as [`crate::service::main`] runs it.
+/// The node daemon, as [`crate::service::run_daemon`] runs it.
 pub struct Node;
 
 impl crate::service::Daemon for Node {
-    const MODE: crate::check::Mode = crate::check::Mode::Node;
+    const ROLE: crate::role::Role = crate::role::Role::Node;
     type Config = NodeConfig;
 
     /// Runs the node until a signal or a fatal failure; `Err` says why it failed.

@@ -19,7 +19,7 @@ use super::link::{Link, LinkEvent};
 use super::messages::{Flags, Outgoing};
 use super::pack::Outbox;
 use crate::log_limited;
-use crate::protocol::{encode, Body, Header, Key, Message};
+use crate::protocol::{Body, Header, MacKey, Message};
 use crate::ratelimit::RateLimit;
 use crate::service::{now_ms, Bell, Shutdown};
 
@@ -44,8 +44,8 @@ pub struct Sender {
     relink_at: Option<Instant>,
     refused_wait: Duration,
     endpoint: String,
-    secret: Vec<u8>,
-    key: Key,
+    /// Keyed once here: every message is signed with it.
+    key: MacKey,
     node: String,
     /// The libvirt host UUID, carried as `host=` in every header.
     host: Option<String>,
@@ -72,7 +72,7 @@ impl Sender {
         flags: Arc<Flags>,
         queue_size: usize,
     ) -> Result<Sender, String> {
-        let key = Key::new(secret.as_bytes());
+        let key = MacKey::new(secret.as_bytes());
         let link = Link::open(ctx, endpoint, &key, node)?;
         Ok(Sender {
             ctx: ctx.clone(),
@@ -80,7 +80,6 @@ impl Sender {
             relink_at: None,
             refused_wait: FIRST_REFUSED_WAIT,
             endpoint: endpoint.to_string(),
-            secret: secret.as_bytes().to_vec(),
             key,
             node: node.to_string(),
             host: None,
@@ -124,7 +123,7 @@ impl Sender {
             },
             body: body.clone(),
         };
-        let frames = encode(&self.secret, &msg);
+        let frames = self.key.encode(&msg);
         self.link.socket.send_multipart(frames, zmq::DONTWAIT)
     }
 

@@ -1,6 +1,6 @@
 //! The life of a daemon process: the run sequence both daemons share.
 //!
-//! Both daemons run the same way ([`main`]): load and check the
+//! Both daemons run the same way ([`run_daemon`]): load and check the
 //! configuration, detach (SysV init) or stay in the foreground (systemd),
 //! log, lock the pidfile, run until a signal or a fatal failure, and say why
 //! it ended. Their `--status` is the same too ([`status`]), and so is a
@@ -9,7 +9,7 @@
 //! - `signals.rs`: signals blocked before any thread starts, taken by the
 //!   main thread from a signalfd ([`supervise`]);
 //! - `detach.rs`: fork/setsid/fork with a readiness pipe, so `service X
-//!   start` reports a daemon that failed during start-up ([`detach`]);
+//!   start` reports a daemon that failed during start-up ([`detach()`]);
 //! - `pidfile.rs`: the locked pidfile ([`PidFile`]);
 //! - `sigpipe.rs`: SIGPIPE's default for commands that only print, ignored
 //!   by the daemons ([`default_for_printing`], [`ignore_for_daemon`]);
@@ -18,10 +18,12 @@
 //!   wakes every sleeping thread, none polls the flag;
 //! - `bell.rs`: an eventfd one thread rings to wake another in `poll`
 //!   ([`Bell`]);
-//! - `thread.rs`: named threads ([`spawn`]); `clock.rs`: [`now_ms`].
+//! - `thread.rs`: named threads ([`spawn`]); `clock.rs`: [`now_ms`] (public:
+//!   the plugin's code, src/check, takes [`offset_text`] from it directly,
+//!   so that it does not use this file, which uses the plugin's).
 
 mod bell;
-mod clock;
+pub mod clock;
 mod detach;
 mod pidfile;
 mod signals;
@@ -40,17 +42,17 @@ pub use sigpipe::{default_for_printing, ignore_for_daemon};
 pub use stop::{join_until, Shutdown, STOP_BUDGET};
 pub use thread::spawn;
 
-use crate::check::Mode;
 use crate::cli::{exit, Args, ExitStatus, Parsed};
 use crate::config::DaemonConfig;
+use crate::role::Role;
 
-/// What a daemon provides to [`main`] and [`status`]: its configuration
+/// What a daemon provides to [`run_daemon`] and [`status`]: its configuration
 /// and its work.
 pub trait Daemon {
-    /// Which daemon it is, as check_vmwatch names it.
-    const MODE: Mode;
+    /// Which of the two daemons it is.
+    const ROLE: Role;
     /// Program name: syslog ident, default file names.
-    const PROGRAM: &'static str = Self::MODE.program();
+    const PROGRAM: &'static str = Self::ROLE.program();
     /// Its configuration file's keys.
     type Config: DaemonConfig;
     /// `Some(why)`: configured not to run (the master's `disabled=yes`).
@@ -91,16 +93,16 @@ pub fn command<D: Daemon>(args: &Args) -> u8 {
 }
 
 /// A daemon's process, as its binary runs it: the command line, then the
-/// daemon ([`main`]) or its `--status` ([`status`]).
+/// daemon ([`run_daemon`]) or its `--status` ([`status`]).
 pub fn program<D: Daemon>() -> std::process::ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
-    // Until `main` turns into a daemon, this process only prints.
+    // Until `run_daemon` turns it into a daemon, this process only prints.
     default_for_printing();
     match crate::cli::parse(D::PROGRAM, &argv, true) {
         Parsed::Exit(status) => status.into(),
         Parsed::Run(args) if args.status => status::<D>(&args).into(),
         Parsed::Run(args) if args.forget_node.is_some() => command::<D>(&args).into(),
-        Parsed::Run(args) => main::<D>(&args).into(),
+        Parsed::Run(args) => run_daemon::<D>(&args).into(),
     }
 }
 
@@ -116,7 +118,7 @@ pub fn status<D: Daemon>(args: &Args) -> u8 {
     };
     let pidfile = args.pidfile.to_string_lossy();
     let file = D::status_file(&cfg);
-    let (_, summary) = crate::check::status_summary(D::MODE, file, &pidfile, now_ms());
+    let (_, summary) = crate::check::status_summary(D::ROLE, file, &pidfile, now_ms());
     print!("{summary}");
     D::status_details(&cfg)
 }
@@ -125,7 +127,7 @@ pub fn status<D: Daemon>(args: &Args) -> u8 {
 /// the configuration, detach, log, lock the pidfile, run, and say why it
 /// ended. Returns the exit status; when detaching, the original process
 /// returns the status the daemon reported.
-pub fn main<D: Daemon>(args: &Args) -> ExitStatus {
+pub fn run_daemon<D: Daemon>(args: &Args) -> ExitStatus {
     block_signals();
     crate::logging::install_panic_hook();
     let (cfg, warnings) = match D::Config::load(&args.config) {

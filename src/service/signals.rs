@@ -9,7 +9,7 @@
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
-use super::Shutdown;
+use super::stop::Shutdown;
 
 /// Blocks SIGTERM, SIGINT and SIGHUP in this thread and every thread it
 /// starts later. Call before starting any thread.

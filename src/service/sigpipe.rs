@@ -10,9 +10,9 @@
 //! ([`default_for_printing`]). A daemon writes to sockets (syslog, the
 //! panel command's pipes, ZeroMQ) and to a stderr that may be gone: a reader
 //! going away is an error to handle there, never a reason to die, so
-//! [`crate::service::main`] sets SIGPIPE ignored again before it detaches or
-//! starts a thread ([`ignore_for_daemon`]). Signals the daemons take
-//! synchronously (signals.rs) are not touched: SIGPIPE is never blocked.
+//! [`crate::service::run_daemon`] sets SIGPIPE ignored again before it
+//! detaches or starts a thread ([`ignore_for_daemon`]). Signals the daemons
+//! take synchronously (signals.rs) are not touched: SIGPIPE is never blocked.
 
 /// Restores SIGPIPE's default disposition: a write to a closed pipe ends
 /// the process quietly. For processes that only print.

@@ -890,7 +890,7 @@ impl Client {
         socket.set_sndtimeo(10_000).expect("ZMQ_SNDTIMEO");
         socket.set_linger(2_000).expect("ZMQ_LINGER");
         vmwatch::handshake::Credential::fresh(
-            &vmwatch::protocol::Key::new(secret.as_bytes()),
+            &vmwatch::protocol::MacKey::new(secret.as_bytes()),
             node,
         )
         .set_on(&socket)

@@ -8,34 +8,32 @@
 //! words, free text percent-encoded as on the wire, so any tool can read it
 //! with `split`.
 //!
-//! One file a concept: [`write`] (render and the saver; the disk is
-//! [`crate::atomic_file`]'s), [`read`] (the parser), [`restore`] (into a
-//! starting master) and [`report`] (for a person).
+//! One file a concept: [`format`] (version and title), [`write`] (render
+//! and the saver; the disk is [`crate::atomic_file`]'s), [`read`] (the
+//! parser), [`restore`] (into a starting master) and [`report`] (for a
+//! person). The children use one another, never this file.
 
+mod format;
 mod read;
 mod report;
 mod restore;
 mod write;
 
+pub use format::FORMAT;
 pub use read::{parse, DomainLine, NodeLine, StateFile};
 pub use report::report;
 pub use restore::{restore, restore_file};
 pub use write::{render, StateSaver, View};
 
-/// Version of the format, first line after the comment.
-pub const FORMAT: u32 = 1;
-/// The file's first line, after `# ` and before the pid.
-const TITLE: &str = "vmwatch-master state (format: docs/state-file.md)";
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::master::clock::{ClockLine, Who};
+    use crate::master::panel::update::Update;
     use crate::master::panel::PanelCounters;
-    use crate::master::receiver::Counters;
-    use crate::master::replay::ReplayGuard;
-    use crate::master::state::StateTable;
-    use crate::master::update::Update;
+    use crate::master::receiver::clock::{ClockLine, Who};
+    use crate::master::receiver::replay::ReplayGuard;
+    use crate::master::receiver::ReceiverCounters;
+    use crate::master::view::table::StateTable;
     use crate::protocol::{Body, DomainId, Event, Header, Message};
     use crate::vocab::{Detail, EventKind};
 
@@ -98,7 +96,7 @@ mod tests {
             time_ms: 5,
             id: Some(7),
         }];
-        let aside = vec![crate::master::refused::Refused {
+        let aside = vec![crate::master::panel::refused::Refused {
             update: Update::Node {
                 node: "9".into(),
                 up: true,
@@ -110,7 +108,7 @@ mod tests {
         let text = render(&View {
             table: &table,
             guard: &guard,
-            counters: &Counters::default(),
+            counters: &ReceiverCounters::default(),
             panel: &PanelCounters::default(),
             graphite: None,
             pending: &pending,
@@ -136,9 +134,9 @@ mod tests {
         assert!(!f.damaged());
         assert_eq!(got, pending);
         assert_eq!(f.aside, aside);
-        assert_eq!(t2.nodes["1"].domains, table.nodes["1"].domains);
-        assert_eq!(t2.nodes["1"].domains[U1].reboots.count, 1);
-        assert_eq!(t2.nodes["1"].domains[U1].rebootid, Some(7));
+        assert_eq!(t2.nodes()["1"].domains, table.nodes()["1"].domains);
+        assert_eq!(t2.nodes()["1"].domains[U1].reboots.count, 1);
+        assert_eq!(t2.nodes()["1"].domains[U1].rebootid, Some(7));
         assert_eq!(t2.duplicates(), table.duplicates());
         assert!(
             g2.check(&m1.header, 3000, crate::service::mono_ms())
@@ -188,12 +186,12 @@ mod tests {
     #[test]
     fn graphite_counters_are_written_read_and_shown() {
         use std::sync::atomic::Ordering::Relaxed;
-        let g = crate::master::graphite::Counters::default();
+        let g = crate::master::graphite::channel::GraphiteCounters::default();
         g.sent_lines.store(120, Relaxed);
         g.dropped_lines.store(7, Relaxed);
         g.buffered_lines.store(50, Relaxed);
         let (table, guard) = (StateTable::new(false, 60), ReplayGuard::default());
-        let (counters, panel) = (Counters::default(), PanelCounters::default());
+        let (counters, panel) = (ReceiverCounters::default(), PanelCounters::default());
         let view = |graphite| View {
             table: &table,
             guard: &guard,
@@ -250,7 +248,7 @@ mod tests {
         const A: &str = "00000000-0000-0000-0000-00000000000a";
         const B: &str = "00000000-0000-0000-0000-00000000000b";
         let mut table = StateTable::new(false, 90);
-        table.identity.introduce("c", A, "tcp://10.0.0.1:5".into());
+        table.introduce("c", A, "tcp://10.0.0.1:5".into());
         for (host, at) in [(A, 1000), (B, 1500)] {
             let mut m = ev("c", U1, "web", "started");
             m.header.host = Some(host.into());
@@ -259,7 +257,7 @@ mod tests {
         let text = render(&View {
             table: &table,
             guard: &ReplayGuard::new(300),
-            counters: &Counters::default(),
+            counters: &ReceiverCounters::default(),
             panel: &PanelCounters::default(),
             graphite: None,
             pending: &[],
@@ -297,7 +295,7 @@ mod tests {
             ]
         );
         assert!(f.damaged());
-        assert!(t.nodes.contains_key("2"));
+        assert!(t.nodes().contains_key("2"));
     }
 
     /// A file written by a newer master (downgraded with `rpm -U
@@ -321,7 +319,7 @@ mod tests {
                 (7, "x.y-2".into())
             ]
         );
-        assert_eq!(t.nodes["1"].domains[U1].name, "web");
+        assert_eq!(t.nodes()["1"].domains[U1].name, "web");
         let shown = report(&f, 10_000);
         assert!(!shown.contains("damaged"), "{shown}");
         assert!(
@@ -389,7 +387,7 @@ mod tests {
                 "{what}"
             );
             if what == "other version" {
-                assert!(t.nodes.is_empty(), "nothing of another version is used");
+                assert!(t.nodes().is_empty(), "nothing of another version is used");
             }
         }
     }

@@ -2,14 +2,14 @@
 //! (what could be read, and `FILE:LINE: what` for every line that could
 //! not), never failing, so a damaged file never stops the master.
 
-use super::*;
-use crate::master::activity::IdleWarning;
-use crate::master::clock::Who;
-use crate::master::identity::HostSeen;
-use crate::master::refused::Refused;
-use crate::master::replay::SeenInstance;
-use crate::master::state::{DomainRecord, RebootCount};
-use crate::master::update::Update;
+use super::format::FORMAT;
+use crate::master::panel::refused::Refused;
+use crate::master::panel::update::Update;
+use crate::master::receiver::clock::Who;
+use crate::master::receiver::replay::SeenInstance;
+use crate::master::view::activity::IdleWarning;
+use crate::master::view::identity::HostSeen;
+use crate::master::view::records::{DomainRecord, RebootCount};
 use crate::protocol::{check_node_id, is_uuid, unescape};
 use crate::vocab::State;
 

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::*;
+use super::read::StateFile;
 
 /// `vmwatch-master --status`: the state file for a person.
 pub fn report(f: &StateFile, now_ms: u64) -> String {
@@ -49,8 +49,8 @@ pub fn report(f: &StateFile, now_ms: u64) -> String {
     }
     for (who, offset, since) in &f.clocks {
         let whose = match who {
-            crate::master::clock::Who::Master => "the master's".to_string(),
-            crate::master::clock::Who::Node(n) => format!("node {}'s", esc(n)),
+            crate::master::receiver::clock::Who::Master => "the master's".to_string(),
+            crate::master::receiver::clock::Who::Node(n) => format!("node {}'s", esc(n)),
         };
         let _ = writeln!(
             out,

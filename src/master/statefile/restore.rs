@@ -4,11 +4,11 @@
 
 use std::path::Path;
 
-use super::*;
-use crate::master::refused::Refused;
-use crate::master::replay::ReplayGuard;
-use crate::master::state::StateTable;
-use crate::master::update::Update;
+use super::read::{parse, StateFile};
+use crate::master::panel::refused::Refused;
+use crate::master::panel::update::Update;
+use crate::master::receiver::replay::ReplayGuard;
+use crate::master::view::table::StateTable;
 use crate::service::{mono_ms, now_ms};
 
 /// Where a damaged state file is kept for a person: beside it, named by the
@@ -76,10 +76,10 @@ pub fn restore_file(
     if let Some(damage) = f.damage() {
         set_aside(path, &format!("is damaged ({damage})"));
     }
-    let domains: usize = table.nodes.values().map(|n| n.domains.len()).sum();
+    let domains: usize = table.nodes().values().map(|n| n.domains.len()).sum();
     log::info!(
         "restored {} nodes, {domains} domains and {} undelivered panel updates from {path}",
-        table.nodes.len(),
+        table.nodes().len(),
         pending.len(),
     );
     if !f.aside.is_empty() {
@@ -120,9 +120,11 @@ pub fn restore(
         guard.import(s, mono);
     }
     // Each node's latest instance: the same node process going on after
-    // the master's restart is not a node that restarted (forget.rs).
-    let mut latest: std::collections::BTreeMap<&str, &crate::master::replay::SeenInstance> =
-        std::collections::BTreeMap::new();
+    // the master's restart is not a node that restarted (view/forget.rs).
+    let mut latest: std::collections::BTreeMap<
+        &str,
+        &crate::master::receiver::replay::SeenInstance,
+    > = std::collections::BTreeMap::new();
     for s in &f.seen {
         let e = latest.entry(s.node.as_str()).or_insert(s);
         if s.ts_ms > e.ts_ms {
@@ -133,7 +135,7 @@ pub fn restore(
         table.restore_instance(node, s.instance);
     }
     for (node, h) in &f.hosts {
-        table.identity.restore(node, h.clone());
+        table.restore_host(node, h.clone());
     }
     table.settle_restored();
     f.pending.clone()

@@ -4,32 +4,32 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use super::*;
+use super::format::{FORMAT, TITLE};
 use crate::atomic_file::{head, Rewritten};
 use crate::kvline::{escape, escaped as enc};
-use crate::master::clock::{ClockLine, Who};
+use crate::master::panel::queue::PanelQueue;
+use crate::master::panel::refused::Refused;
+use crate::master::panel::update::Update;
 use crate::master::panel::PanelCounters;
-use crate::master::panel_queue::PanelQueue;
-use crate::master::receiver::{Counters, Receiver};
-use crate::master::refused::Refused;
-use crate::master::rejection::Rejection;
-use crate::master::replay::ReplayGuard;
-use crate::master::state::StateTable;
-use crate::master::update::Update;
+use crate::master::receiver::clock::{ClockLine, Who};
+use crate::master::receiver::rejection::Rejection;
+use crate::master::receiver::replay::ReplayGuard;
+use crate::master::receiver::{Receiver, ReceiverCounters};
+use crate::master::view::table::StateTable;
 use crate::service::now_ms;
 
 /// Everything the file records, as text.
 pub struct View<'a> {
     pub table: &'a StateTable,
     pub guard: &'a ReplayGuard,
-    pub counters: &'a Counters,
+    pub counters: &'a ReceiverCounters,
     pub panel: &'a PanelCounters,
     /// The graphite export's counters, when it is on.
-    pub graphite: Option<&'a crate::master::graphite::Counters>,
+    pub graphite: Option<&'a crate::master::graphite::channel::GraphiteCounters>,
     pub pending: &'a [Update],
     /// Updates the panel refused, set aside.
     pub aside: &'a [Refused],
-    /// Clocks found off ([`crate::master::clock`]).
+    /// Clocks found off ([`crate::master::receiver::clock`]).
     pub clocks: &'a [ClockLine],
     pub listen: &'a str,
     pub started_ms: u64,
@@ -56,8 +56,8 @@ fn write_facts(v: &View, out: &mut String) -> std::fmt::Result {
     }
     // Connections turned away before any message (docs/protocol.md).
     let (h, gated) = (
-        &crate::master::zap::HANDSHAKES,
-        &crate::master::gate::CLOSED,
+        &crate::master::admission::zap::HANDSHAKES,
+        &crate::master::admission::gate::CLOSED,
     );
     writeln!(
         out,
@@ -86,11 +86,11 @@ fn write_facts(v: &View, out: &mut String) -> std::fmt::Result {
         }
     }
     writeln!(out, "counter panel.aside {}", v.aside.len())?;
-    let r = &v.table.reboot_stats;
+    let r = v.table.reboot_stats();
     writeln!(out, "counter reboots.repeats {}", r.repeats)?;
     writeln!(out, "counter reboots.missed {}", r.missed)?;
     writeln!(out, "counter reboots.baselines {}", r.baselines)?;
-    for (name, n) in &v.table.nodes {
+    for (name, n) in v.table.nodes() {
         let up = if n.up { "up" } else { "down" };
         writeln!(
             out,
@@ -102,9 +102,9 @@ fn write_facts(v: &View, out: &mut String) -> std::fmt::Result {
     }
     // The bulk of the file (one line a domain, 100 000 on a big cluster):
     // written in place, without a string per value.
-    let domains: usize = v.table.nodes.values().map(|n| n.domains.len()).sum();
+    let domains: usize = v.table.nodes().values().map(|n| n.domains.len()).sum();
     out.reserve(domains * 128);
-    for (node, n) in &v.table.nodes {
+    for (node, n) in v.table.nodes() {
         let node = enc(node);
         for (uuid, d) in &n.domains {
             write!(out, "domain {node} {uuid} {} {} ", d.state, d.since_ms)?;
@@ -118,7 +118,7 @@ fn write_facts(v: &View, out: &mut String) -> std::fmt::Result {
             }
         }
     }
-    for (node, h) in v.table.identity.hosts() {
+    for (node, h) in v.table.identity().hosts() {
         writeln!(
             out,
             "host {} {} {} {}",

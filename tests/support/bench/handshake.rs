@@ -6,8 +6,8 @@
 use std::time::Instant;
 
 use vmwatch::handshake::Credential;
-use vmwatch::master::zap::{self, Zap};
-use vmwatch::protocol::Key;
+use vmwatch::master::admission::zap::{self, Zap};
+use vmwatch::protocol::MacKey;
 use vmwatch::service::Shutdown;
 
 use crate::Run;
@@ -55,7 +55,7 @@ impl Listener {
         push.set_linger(0).unwrap();
         push.set_sndhwm(0).unwrap();
         if plain {
-            Credential::fresh(&Key::new(SECRET.as_bytes()), "bench")
+            Credential::fresh(&MacKey::new(SECRET.as_bytes()), "bench")
                 .set_on(&push)
                 .unwrap();
         }

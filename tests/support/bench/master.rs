@@ -10,7 +10,7 @@ use crate::Run;
 
 /// A fresh handshake credential (docs/protocol.md, "Handshake").
 fn credential(node: &str) -> vmwatch::handshake::Credential {
-    vmwatch::handshake::Credential::fresh(&vmwatch::protocol::Key::new(SECRET), node)
+    vmwatch::handshake::Credential::fresh(&vmwatch::protocol::MacKey::new(SECRET), node)
 }
 
 /// Section 3: the real master over loopback: N messages, then a marker

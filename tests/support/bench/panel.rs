@@ -1,8 +1,8 @@
 //! Section: a burst of updates to the panel command, batched vs one call each.
 use std::time::{Duration, Instant};
 
+use vmwatch::master::panel::update::{PanelState, Update};
 use vmwatch::master::panel::PanelCommand;
-use vmwatch::master::update::{PanelState, Update};
 use vmwatch::vocab::State;
 
 use crate::common::median;

@@ -1,8 +1,8 @@
 //! Section: the master pipeline in-process, accepted vs forged messages.
 use std::time::Instant;
 
-use vmwatch::master::replay::ReplayGuard;
-use vmwatch::master::state::StateTable;
+use vmwatch::master::receiver::replay::ReplayGuard;
+use vmwatch::master::view::table::StateTable;
 use vmwatch::protocol::{decode, encode};
 
 use crate::common::{event_msg, median, now_ms, SECRET};

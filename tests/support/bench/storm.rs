@@ -7,10 +7,10 @@ use std::time::Instant;
 
 use vmwatch::atomic_file::write_atomic;
 use vmwatch::master::panel::PanelCounters;
-use vmwatch::master::receiver::Counters;
-use vmwatch::master::replay::ReplayGuard;
-use vmwatch::master::state::StateTable;
+use vmwatch::master::receiver::replay::ReplayGuard;
+use vmwatch::master::receiver::ReceiverCounters;
 use vmwatch::master::statefile::{self, render, View};
+use vmwatch::master::view::table::StateTable;
 
 use crate::cluster::{
     children_ms, field, lg_args, mib, named, since, threads, wait_for, Loadgen, LogClock, LogTail,
@@ -174,7 +174,7 @@ fn state_file_times(path: &std::path::Path, copy: &std::path::Path) -> (f64, f64
     let mut table = StateTable::new(false, 90);
     let mut guard = ReplayGuard::new(300);
     let pending = statefile::restore(&f, &mut table, &mut guard, now_ms());
-    let (counters, panel) = (Counters::default(), PanelCounters::default());
+    let (counters, panel) = (ReceiverCounters::default(), PanelCounters::default());
     let (mut render_ms, mut write_ms) = (Vec::new(), Vec::new());
     for _ in 0..3 {
         let t = Instant::now();

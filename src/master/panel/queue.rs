@@ -1,10 +1,11 @@
-//! The queue of updates waiting for the panel: coalescing, in order per key,
-//! bounded by the number of keys (domains, nodes), not by the event rate.
+//! The queue of updates waiting for the panel: coalescing, in order per
+//! subject ([`Subject`]), bounded by the number of subjects (domains,
+//! nodes), not by the event rate.
 //!
-//! A newer update replaces a pending one with the same key in place, so the
-//! panel always gets the latest fact and never a stale one after a newer one.
-//! A batch that failed is put back at the front, except for keys that got a
-//! newer update meanwhile: those keep the newer one.
+//! A newer update replaces a pending one with the same subject in place, so
+//! the panel always gets the latest fact and never a stale one after a newer
+//! one. A batch that failed is put back at the front, except for subjects
+//! that got a newer update meanwhile: those keep the newer one.
 //!
 //! A batch handed to the panel stays here, "in flight", until the call ends:
 //! [`pending`](PanelQueue::pending) (what the state file keeps) includes it,
@@ -13,19 +14,19 @@
 //!
 //! An update the panel refused (`refused K` from the command) is set aside
 //! ([`Aside`], refused.rs) under the same lock, so that a newer update with
-//! its key replaces it as it would replace a queued one.
+//! its subject replaces it as it would replace a queued one.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::refused::{Aside, Refused};
-use super::update::{Key, Update};
+use super::update::{Subject, Update};
 
 #[derive(Default)]
 struct Pending {
-    order: VecDeque<Key>,
-    items: HashMap<Key, Update>,
+    order: VecDeque<Subject>,
+    items: HashMap<Subject, Update>,
     /// The batch of the call running now, in order (shared with the panel
     /// thread, so taking a batch copies nothing under the lock).
     inflight: Arc<Vec<Update>>,
@@ -60,19 +61,19 @@ impl PanelQueue {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Adds an update, replacing a pending one with the same key.
+    /// Adds an update, replacing a pending one with the same subject.
     pub fn push(&self, u: Update) {
         self.push_all([u]);
     }
 
     /// Adds updates in order, each replacing a pending one with the same
-    /// key: one lock for them all, and a wake-up only for a panel thread
+    /// subject: one lock for them all, and a wake-up only for a panel thread
     /// that found the queue empty (it waits for nothing else).
     pub fn push_all(&self, updates: impl IntoIterator<Item = Update>) {
         let mut p = self.lock();
         let was_empty = p.order.is_empty();
         for u in updates {
-            let key = u.key();
+            let key = u.subject();
             if !p.aside.is_empty() {
                 p.aside.replaced(&key);
             }
@@ -139,7 +140,7 @@ impl PanelQueue {
     }
 
     /// Ends the call of the batch in flight: its first `delivered` updates
-    /// reached the panel; the rest go back in front, in order, except keys
+    /// reached the panel; the rest go back in front, in order, except subjects
     /// updated since, which keep their newer update.
     pub fn settle(&self, delivered: usize) {
         self.settle_refused(delivered, &[], Instant::now());
@@ -148,7 +149,7 @@ impl PanelQueue {
     /// As [`settle`](Self::settle), except that the updates at the 0-based
     /// positions in `refused` (with what the panel said), among the first
     /// `delivered`, were refused: they are set aside, unless a newer update
-    /// with their key came meanwhile. Returns what was set aside.
+    /// with their subject came meanwhile. Returns what was set aside.
     pub fn settle_refused(
         &self,
         delivered: usize,
@@ -161,7 +162,7 @@ impl PanelQueue {
         let dealt = delivered.min(batch.len());
         let mut out = Vec::new();
         for (i, u) in batch[..dealt].iter().enumerate() {
-            let key = u.key();
+            let key = u.subject();
             match refused.iter().find(|(k, _)| *k == i) {
                 Some((_, why)) if !p.items.contains_key(&key) => {
                     let (wait, tries) = p.aside.refuse(u.clone(), why, now);
@@ -172,13 +173,13 @@ impl PanelQueue {
                         tries,
                     });
                 }
-                Some(_) => {} // a newer update with its key waits already
+                Some(_) => {} // a newer update with its subject waits already
                 None => p.aside.taken(&key),
             }
         }
         let rest = &batch[dealt..];
         for u in rest.iter().rev() {
-            let key = u.key();
+            let key = u.subject();
             if !p.items.contains_key(&key) {
                 p.items.insert(key.clone(), u.clone());
                 p.order.push_front(key);
@@ -196,9 +197,9 @@ impl PanelQueue {
         }
         let due = p.aside.due(now);
         for u in &due {
-            let key = u.key();
+            let key = u.subject();
             if p.items.contains_key(&key) {
-                // A newer update with its key waits already: it wins.
+                // A newer update with its subject waits already: it wins.
                 p.aside.replaced(&key);
                 continue;
             }
@@ -209,7 +210,7 @@ impl PanelQueue {
     }
 
     /// Whether `key`'s update is a refused one being tried again.
-    pub fn is_retry(&self, key: &Key) -> bool {
+    pub fn is_retry(&self, key: &Subject) -> bool {
         self.lock().aside.is_retry(key)
     }
 
@@ -232,7 +233,7 @@ impl PanelQueue {
         all.extend(p.order.iter().map(|k| p.items[k].clone()));
         if !p.aside.is_empty() {
             // A refused update being tried again is kept as set aside.
-            all.retain(|u| !p.aside.is_retry(&u.key()));
+            all.retain(|u| !p.aside.is_retry(&u.subject()));
         }
         all
     }
@@ -256,7 +257,7 @@ mod tests {
             node: "1".into(),
             uuid: uuid.into(),
             name: uuid.into(),
-            state: crate::master::update::PanelState::parse(state).unwrap(),
+            state: crate::master::panel::update::PanelState::parse(state).unwrap(),
             reason: "-".into(),
             old: None,
             since_ms: 0,
@@ -323,10 +324,10 @@ mod tests {
         let got = q.take(10, Duration::ZERO);
         assert_eq!(got.len(), 2);
         assert_eq!(
-            (got[0].key().2.as_str(), state_of(&got[0]).as_str()),
+            (got[0].subject().2.as_str(), state_of(&got[0]).as_str()),
             ("a", "paused")
         );
-        assert_eq!(got[1].key().2, "b");
+        assert_eq!(got[1].subject().2, "b");
     }
 
     #[test]
@@ -371,7 +372,7 @@ mod tests {
         let got: Vec<(String, String)> = q
             .take(10, Duration::ZERO)
             .iter()
-            .map(|u| (u.key().2, state_of(u)))
+            .map(|u| (u.subject().2, state_of(u)))
             .collect();
         assert_eq!(
             got,
@@ -393,7 +394,7 @@ mod tests {
         assert_eq!(batch.len(), 3);
         assert_eq!(q.pending().len(), 4);
         q.settle(2); // the command said it applied a and b, then was killed
-        let left: Vec<String> = q.pending().iter().map(|u| u.key().2).collect();
+        let left: Vec<String> = q.pending().iter().map(|u| u.subject().2).collect();
         assert_eq!(left, ["c", "d"]);
         let batch = q.take(10, Duration::ZERO);
         q.settle(batch.len());
@@ -425,13 +426,13 @@ mod tests {
         let t0 = Instant::now();
         let aside = q.settle_refused(3, &[(1, "no such vm".into())], t0);
         assert_eq!(aside.len(), 1);
-        assert_eq!(aside[0].update.key().2, "b");
+        assert_eq!(aside[0].update.subject().2, "b");
         assert!(q.pending().is_empty(), "a and c taken, b aside");
         assert_eq!(q.aside().len(), 1);
         assert!(!q.release_due(t0), "not due yet");
-        assert!(q.release_due(t0 + crate::master::refused::FIRST_RETRY));
+        assert!(q.release_due(t0 + crate::master::panel::refused::FIRST_RETRY));
         let retry = q.take(10, Duration::ZERO);
-        assert!(q.is_retry(&retry[0].key()));
+        assert!(q.is_retry(&retry[0].subject()));
         assert!(q.pending().is_empty(), "kept as aside, not pending");
         let again = q.settle_refused(1, &[(0, "still".into())], t0);
         assert_eq!(again[0].tries, 2);

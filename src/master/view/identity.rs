@@ -10,7 +10,8 @@
 //!   snapshot removes only domains its own host reported (or whose host has
 //!   been silent for `node_timeout`, so a reinstalled host converges);
 //! - a host that speaks under a new node id while its old id is down was
-//!   **re-added**: the old id is retired (state.rs forgets it).
+//!   **re-added**: the old id is retired (the table forgets it: apply.rs,
+//!   liveness.rs, forget_node.rs).
 //!
 //! Nodes that send no `host=` (older ones) are handled as before.
 

@@ -1,28 +1,41 @@
 //! The receiver thread: the one owner of the master's PULL socket, the
 //! replay guard and the state table.
 //!
-//! Every message is checked in this order, cheapest first, and nothing of it
-//! is used before it passes: frame count and size, protocol version, MAC
-//! (constant time), syntax, then timestamp and sequence. A rejected message
-//! is counted by reason and logged with its sender's address, rate-limited
-//! per reason, and the loop carries on. Accepted messages update the state
-//! table; what changed is logged and queued for the panel.
+//! Only peers that passed the handshake (`master::admission`) reach the
+//! socket. Every message is then checked in this order, and nothing of it
+//! is used before it passes: frame count, payload size, MAC (constant time,
+//! `protocol::decode`), protocol version, syntax, then the replay guard
+//! ([`replay`]): a node instance already heard must send a sequence number
+//! above its last accepted one, and only an instance not heard before has
+//! its timestamp judged against `max_clock_skew`. The node's clock is
+//! measured ([`clock`]) from every authenticated message that is not a
+//! replay. A rejected message is counted by reason ([`rejection`]) and
+//! logged with its sender's address, rate-limited per reason, and the loop
+//! carries on. Accepted messages update the state table
+//! (`master::view`); what changed is logged and queued for the panel.
+//!
+//! The folder is the receiver thread: this file its loop, beside it the
+//! per-message checks (replay, rejection, clock).
+
+pub mod clock;
+pub mod rejection;
+pub mod replay;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::clock::{ClockLine, ClockWatch};
-use super::panel_queue::PanelQueue;
-use super::rejection::Rejection;
-use super::replay::{Accepted, Refusal, ReplayGuard};
-use super::state::StateTable;
-use super::update::Update;
 use crate::log_limited;
-use crate::protocol::{Key, MAX_PAYLOAD};
+use crate::master::panel::queue::PanelQueue;
+use crate::master::panel::update::Update;
+use crate::master::view::table::StateTable;
+use crate::protocol::{MacKey, MAX_PAYLOAD};
 use crate::ratelimit::RateLimit;
 use crate::service::{mono_ms, now_ms, Shutdown};
 use crate::zmq_socket;
+use clock::{ClockLine, ClockWatch};
+use rejection::Rejection;
+use replay::{Accepted, Refusal, ReplayGuard};
 
 /// Frames kept from one multipart message; a message with more is rejected
 /// whatever its content, but still read to its end (only counted).
@@ -42,7 +55,7 @@ pub const BACKLOG: i32 = 4096;
 
 /// Counters of what the receiver saw, by outcome.
 #[derive(Debug, Default, Clone)]
-pub struct Counters {
+pub struct ReceiverCounters {
     pub accepted: u64,
     /// Rejections by reason.
     pub rejected: BTreeMap<Rejection, u64>,
@@ -63,9 +76,9 @@ pub fn bind(ctx: &zmq::Context, endpoint: &str) -> Result<zmq::Socket, String> {
         // bounds how many there can be at once (docs/protocol.md,
         // "Transport").
         s.set_handshake_ivl(HANDSHAKE_MS)?;
-        // Only holders of the secret get past the handshake (zap.rs); dead
+        // Only holders of the secret get past the handshake (admission/zap.rs); dead
         // or silent connections are closed (zmq_socket::keep_alive).
-        super::zap::require_credential(s)?;
+        crate::master::admission::zap::require_credential(s)?;
         zmq_socket::keep_alive(s)
     })?;
     socket.bind(endpoint).map_err(|e| {
@@ -97,17 +110,17 @@ impl Received {
 /// The receiver's state.
 pub struct Receiver {
     socket: zmq::Socket,
-    key: Key,
+    key: MacKey,
     guard: ReplayGuard,
     pub table: StateTable,
     queue: Arc<PanelQueue>,
-    pub counters: Counters,
+    pub counters: ReceiverCounters,
     limits: BTreeMap<Rejection, RateLimit>,
     /// Updates of this burst, not yet queued for the panel.
     held: Vec<Update>,
-    /// Graphite export, when configured (see [`super::graphite`]).
-    pub graphite: Option<super::graphite::Exporter>,
-    /// Whose clock is off ([`super::clock`]), and what the last tick found.
+    /// Graphite export, when configured (see [`crate::master::graphite`]).
+    pub graphite: Option<crate::master::graphite::exporter::Exporter>,
+    /// Whose clock is off ([`clock`]), and what the last tick found.
     pub clock: ClockWatch,
     pub clocks_off: Vec<ClockLine>,
 }
@@ -123,11 +136,11 @@ impl Receiver {
     ) -> Receiver {
         Receiver {
             socket,
-            key: Key::new(secret.as_bytes()),
+            key: MacKey::new(secret.as_bytes()),
             guard,
             table,
             queue,
-            counters: Counters::default(),
+            counters: ReceiverCounters::default(),
             limits: BTreeMap::new(),
             held: Vec::new(),
             graphite: None,
@@ -220,10 +233,8 @@ impl Receiver {
         );
         if let Some(host) = &msg.header.host {
             // The address is looked up once per host and node id.
-            if !self.table.identity.knows(&msg.header.node, host) {
-                self.table
-                    .identity
-                    .introduce(&msg.header.node, host, r.peer());
+            if !self.table.identity().knows(&msg.header.node, host) {
+                self.table.introduce(&msg.header.node, host, r.peer());
             }
         }
         let updates = self.table.apply(&msg, now);
@@ -308,7 +319,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_whole_cluster_reconnecting_at_once_fits_the_accept_queue() {
+    fn the_socket_asks_for_an_accept_queue_of_backlog_connections() {
         let ctx = zmq::Context::new();
         let socket = bind(&ctx, "tcp://127.0.0.1:*").unwrap();
         assert_eq!(socket.get_backlog().unwrap(), BACKLOG);

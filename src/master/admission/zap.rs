@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use crate::handshake::{self, Denial, NonceLedger};
 use crate::log_limited;
-use crate::protocol::Key;
+use crate::protocol::MacKey;
 use crate::ratelimit::RateLimit;
 use crate::service::{now_ms, Shutdown};
 
@@ -67,7 +67,7 @@ pub struct ZapCounters {
 /// The handler's state.
 pub struct Zap {
     socket: zmq::Socket,
-    key: Key,
+    key: MacKey,
     ledger: NonceLedger,
     pub counters: ZapCounters,
     limit: RateLimit,
@@ -79,7 +79,7 @@ impl Zap {
     pub fn new(socket: zmq::Socket, secret: &str, max_clock_skew: u64, started_ms: u64) -> Zap {
         Zap {
             socket,
-            key: Key::new(secret.as_bytes()),
+            key: MacKey::new(secret.as_bytes()),
             ledger: NonceLedger::new(max_clock_skew, started_ms),
             counters: ZapCounters::default(),
             limit: RateLimit::new(5, Duration::from_secs(60)),
@@ -178,9 +178,9 @@ mod tests {
         require_credential(&pull).unwrap();
         pull.bind("tcp://127.0.0.1:*").unwrap();
         let endpoint = pull.get_last_endpoint().unwrap().unwrap();
-        let key = Key::new(b"s3cret");
+        let key = MacKey::new(b"s3cret");
         let good = Credential::fresh(&key, "n1");
-        let wrong = Credential::fresh(&Key::new(b"other"), "n1");
+        let wrong = Credential::fresh(&MacKey::new(b"other"), "n1");
         // Sends one message with credential `c`: true once the message is
         // through, false once the handler refused the handshake.
         let try_send = |zap: &mut Zap, c: &Credential, text: &str| -> bool {

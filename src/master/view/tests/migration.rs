@@ -2,12 +2,12 @@
 //! the sequences libvirt really emits (docs/panel-api.md, "Migrations"),
 //! nodes going down, re-added, cloned and forgotten.
 
-use super::*;
-use crate::master::duplicates::DuplicateBy;
-use crate::master::state::StateTable;
-use crate::master::update::{PanelState, Update};
-use crate::protocol::{Body, DomainId, DomainState, Header, Message};
-use crate::vocab::{Detail, Reason};
+use crate::master::panel::update::{PanelState, Update};
+use crate::master::view::duplicate_by::DuplicateBy;
+use crate::master::view::migration::ARRIVAL_GRACE_MS;
+use crate::master::view::table::StateTable;
+use crate::protocol::{Body, DomainId, DomainState, Event, Header, Message};
+use crate::vocab::{Detail, EventKind, Reason, State};
 
 const U: &str = "00000000-0000-0000-0000-0000000000aa";
 const HOST_A: &str = "00000000-0000-0000-0000-00000000000a";
@@ -167,8 +167,8 @@ fn a_live_migration_is_no_duplicate_in_either_order_and_leaves_no_ghost() {
             Some(&t("1", "undefined", "migrated")),
             "the source leaves as migrated"
         );
-        assert!(!table.nodes["1"].domains.contains_key(U));
-        assert_eq!(table.nodes["2"].domains[U].state, State::Running);
+        assert!(!table.nodes()["1"].domains.contains_key(U));
+        assert_eq!(table.nodes()["2"].domains[U].state, State::Running);
     }
 }
 
@@ -263,7 +263,7 @@ fn two_hosts_under_one_node_id_keep_their_domains_and_clash() {
         .filter(|l| l.1 == "undefined")
         .collect();
     assert_eq!(gone, vec![], "no list erases the other's");
-    assert_eq!(table.nodes["1"].domains.len(), 2);
+    assert_eq!(table.nodes()["1"].domains.len(), 2);
     let c = table.clashes(14_000);
     assert_eq!(c.len(), 1);
     assert_eq!(c[0].node, "1");
@@ -282,7 +282,7 @@ fn a_host_re_added_under_a_new_id_retires_the_old_one() {
     apply(&mut table, &snap("1", HOST_A, &[U]), 1_000);
     // While node 1 is up, a second id on the same host retires nothing.
     let out = apply(&mut table, &snap("2", HOST_A, &[U]), 2_000);
-    assert!(table.nodes.contains_key("1"), "{out:?}");
+    assert!(table.nodes().contains_key("1"), "{out:?}");
     // Node 1 goes down (its service was stopped): forgotten at once.
     apply(&mut table, &snap("2", HOST_A, &[U]), 60_000);
     let out = tick(&mut table, 92_000);
@@ -293,7 +293,7 @@ fn a_host_re_added_under_a_new_id_retires_the_old_one() {
         "{lines:?}"
     );
     assert!(lines.contains(&"vmwatch.node node=1 status=forgotten since=92000".to_string()));
-    assert!(!table.nodes.contains_key("1"));
+    assert!(!table.nodes().contains_key("1"));
     assert_eq!(
         dups(&out),
         vec![(false, vec!["1".into(), "2".into()])],
@@ -313,7 +313,7 @@ fn a_host_re_added_under_a_new_id_retires_the_old_one() {
 #[test]
 fn a_node_down_for_node_forget_after_is_forgotten() {
     let mut table = StateTable::new(false, 90);
-    table.forget_after_ms = 600_000;
+    table.set_forget_after_ms(600_000);
     apply(&mut table, &ev("1", U, "started", "booted"), 1_000);
     tick(&mut table, 92_000);
     assert!(tick(&mut table, 601_000).is_empty());
@@ -326,7 +326,7 @@ fn a_node_down_for_node_forget_after_is_forgotten() {
         node: "1".into(),
         since_ms: 601_001
     }));
-    assert!(table.nodes.is_empty());
+    assert!(table.nodes().is_empty());
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //!
 //! Every connection costs the master a descriptor and libzmq's buffers
 //! (about 13 KiB once the peer sent its greeting) until the handshake ends:
-//! at most [`super::receiver::HANDSHAKE_MS`] for a peer without the secret.
+//! at most [`crate::master::receiver::HANDSHAKE_MS`] for a peer without the secret.
 //! libzmq has no hook between `accept` and the handshake, so this thread
 //! watches the PULL socket's monitor: each `ACCEPTED` event carries the new
 //! connection's descriptor, whose peer address the kernel tells

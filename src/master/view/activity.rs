@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use super::update::Update;
+use crate::master::panel::update::Update;
 use crate::protocol::StatSample;
 
 /// Last sample and warning per (node, uuid).

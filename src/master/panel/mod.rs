@@ -10,6 +10,14 @@
 //! A line the command reports as refused (`refused K TEXT`) is set aside
 //! (refused.rs) and the rest flows on; a call in which every line was
 //! refused is taken as a panel that is down, not as that many refusals.
+//!
+//! The folder is the panel thread: this file the calls, beside it what it
+//! delivers ([`update`]), the queue it takes them from ([`queue`]) and the
+//! updates set aside ([`refused`]).
+
+pub mod queue;
+pub mod refused;
+pub mod update;
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -19,11 +27,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::panel_queue::PanelQueue;
-use super::update::Update;
 use crate::log_limited;
 use crate::ratelimit::RateLimit;
 use crate::service::Shutdown;
+use queue::PanelQueue;
+use update::Update;
 
 const BACKOFF_START: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
@@ -273,7 +281,7 @@ impl PanelCommand {
 fn panel_is_down(o: &Outcome, batch: &[Update], queue: &PanelQueue) -> bool {
     batch.len() >= 2
         && o.refused.len() == batch.len()
-        && batch.iter().any(|u| !queue.is_retry(&u.key()))
+        && batch.iter().any(|u| !queue.is_retry(&u.subject()))
 }
 
 /// How long after a stop request the last panel call may run: the state

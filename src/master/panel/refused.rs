@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use super::update::{Key, Update};
+use super::update::{Subject, Update};
 
 /// The first wait after a refusal.
 pub const FIRST_RETRY: Duration = Duration::from_secs(60);
@@ -42,15 +42,15 @@ pub struct Refused {
 /// waits longer).
 #[derive(Debug, Default)]
 pub struct Aside {
-    waiting: HashMap<Key, (Refused, Instant)>,
-    retrying: HashMap<Key, Refused>,
+    waiting: HashMap<Subject, (Refused, Instant)>,
+    retrying: HashMap<Subject, Refused>,
 }
 
 impl Aside {
     /// Sets `update` aside after a refusal saying `why`; returns how long it
     /// waits before its next try and how many times it was refused.
     pub fn refuse(&mut self, update: Update, why: &str, now: Instant) -> (Duration, u32) {
-        let key = update.key();
+        let key = update.subject();
         let tries = self.retrying.remove(&key).map_or(0, |r| r.tries) + 1;
         let wait = delay(tries);
         self.waiting.insert(
@@ -70,22 +70,22 @@ impl Aside {
     /// Puts back an entry read from the state file: due at once (tried once
     /// after a restart), its count of refusals kept.
     pub fn restore(&mut self, r: Refused, now: Instant) {
-        self.waiting.insert(r.update.key(), (r, now));
+        self.waiting.insert(r.update.subject(), (r, now));
     }
 
     /// A newer update with this key exists: the refused one is forgotten.
-    pub fn replaced(&mut self, key: &Key) {
+    pub fn replaced(&mut self, key: &Subject) {
         self.waiting.remove(key);
         self.retrying.remove(key);
     }
 
     /// The panel took the update with this key: it is no longer refused.
-    pub fn taken(&mut self, key: &Key) {
+    pub fn taken(&mut self, key: &Subject) {
         self.retrying.remove(key);
     }
 
     /// Whether the update with this key is a refused one being tried again.
-    pub fn is_retry(&self, key: &Key) -> bool {
+    pub fn is_retry(&self, key: &Subject) -> bool {
         self.retrying.contains_key(key)
     }
 
@@ -95,7 +95,7 @@ impl Aside {
         if !self.waiting.values().any(|(_, at)| *at <= now) {
             return Vec::new();
         }
-        let keys: Vec<Key> = self
+        let keys: Vec<Subject> = self
             .waiting
             .iter()
             .filter(|(_, (_, at))| *at <= now)
@@ -124,7 +124,7 @@ impl Aside {
             .map(|(r, _)| r.clone())
             .chain(self.retrying.values().cloned())
             .collect();
-        all.sort_by_key(|r| r.update.key());
+        all.sort_by_key(|r| r.update.subject());
         all
     }
 
@@ -164,17 +164,17 @@ mod tests {
         assert_eq!(a.refuse(node("1"), "no such vm", t0), (FIRST_RETRY, 1));
         assert!(a.due(t0 + Duration::from_secs(59)).is_empty());
         assert_eq!(a.due(t0 + FIRST_RETRY), vec![node("1")]);
-        assert!(a.is_retry(&node("1").key()));
+        assert!(a.is_retry(&node("1").subject()));
         assert_eq!(a.len(), 1, "still counted while tried again");
         let t1 = t0 + FIRST_RETRY;
         assert_eq!(a.refuse(node("1"), "still no vm", t1).1, 2);
         assert!(a.due(t1 + FIRST_RETRY).is_empty(), "now 120 s");
         assert_eq!(a.all()[0].why, "still no vm");
-        a.replaced(&node("1").key());
+        a.replaced(&node("1").subject());
         assert!(a.is_empty(), "a newer update replaces it");
         a.refuse(node("2"), "x", t1);
         a.due(t1 + MAX_RETRY);
-        a.taken(&node("2").key());
+        a.taken(&node("2").subject());
         assert!(a.is_empty(), "taken at last");
     }
 }

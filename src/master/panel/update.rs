@@ -4,8 +4,8 @@
 //! per key), a line in the panel command's input (docs/panel-api.md), and a
 //! line for the master's log, which registers every change.
 
-use super::duplicates::DuplicateBy;
 use crate::kvline::{short, Fields, Line};
+use crate::master::view::duplicate_by::DuplicateBy;
 use crate::protocol::{check_node_id, is_uuid};
 use crate::vocab::State;
 
@@ -91,11 +91,12 @@ pub enum Update {
     },
 }
 
-/// Coalescing key: a newer update with the same key replaces an older one.
-pub type Key = (&'static str, String, String);
+/// What an update is about (its kind, node and domain or key): a newer
+/// update about the same subject replaces an older one in the queue.
+pub type Subject = (&'static str, String, String);
 
 impl Update {
-    pub fn key(&self) -> Key {
+    pub fn subject(&self) -> Subject {
         match self {
             Update::Domain { node, uuid, .. } => ("domain", node.clone(), uuid.clone()),
             Update::Reboot { node, uuid, .. } => ("reboot", node.clone(), uuid.clone()),
@@ -485,9 +486,9 @@ mod tests {
             old: None,
             since_ms: 0,
         };
-        assert_eq!(d("1", "a").key(), d("1", "a").key());
-        assert_ne!(d("1", "a").key(), d("2", "a").key());
-        assert_ne!(d("1", "a").key(), d("1", "b").key());
+        assert_eq!(d("1", "a").subject(), d("1", "a").subject());
+        assert_ne!(d("1", "a").subject(), d("2", "a").subject());
+        assert_ne!(d("1", "a").subject(), d("1", "b").subject());
         let r = Update::Reboot {
             node: "1".into(),
             uuid: "a".into(),
@@ -495,6 +496,6 @@ mod tests {
             time_ms: 0,
             id: None,
         };
-        assert_ne!(d("1", "a").key(), r.key());
+        assert_ne!(d("1", "a").subject(), r.subject());
     }
 }

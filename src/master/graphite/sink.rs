@@ -21,7 +21,8 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::graphite::{render, Counters, Item, CHANNEL_ITEMS};
+use super::channel::{GraphiteCounters, Item, CHANNEL_ITEMS};
+use super::render::render;
 use crate::log_limited;
 use crate::ratelimit::RateLimit;
 
@@ -80,7 +81,7 @@ pub struct Sink {
     target: String,
     prefix: String,
     buffer: Buffer,
-    counters: Arc<Counters>,
+    counters: Arc<GraphiteCounters>,
     stream: Option<TcpStream>,
     next_attempt: Instant,
     backoff: Duration,
@@ -90,7 +91,12 @@ pub struct Sink {
 }
 
 impl Sink {
-    pub fn new(target: String, prefix: String, cap: usize, counters: Arc<Counters>) -> Sink {
+    pub fn new(
+        target: String,
+        prefix: String,
+        cap: usize,
+        counters: Arc<GraphiteCounters>,
+    ) -> Sink {
         Sink {
             target,
             prefix,
@@ -342,10 +348,7 @@ fn closed(stream: &TcpStream) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::graphite::{start, Settings};
     use super::*;
-    use std::io::{BufRead, BufReader};
-    use std::net::TcpListener;
 
     #[test]
     fn a_full_buffer_drops_the_oldest_lines() {
@@ -353,59 +356,5 @@ mod tests {
         let dropped: u64 = (1..=5).map(|i| b.push(format!("l{i}"))).sum();
         assert_eq!(dropped, 2);
         assert_eq!(b.lines, ["l3", "l4", "l5"]);
-    }
-
-    /// Accepts one connection on `l` within 20 s and returns its first
-    /// `n` lines.
-    fn lines_from(l: &TcpListener, n: usize) -> Vec<String> {
-        l.set_nonblocking(true).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let stream = loop {
-            match l.accept() {
-                Ok((s, _)) => break s,
-                Err(_) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                Err(e) => panic!("nothing connected to the test carbon: {e}"),
-            }
-        };
-        stream.set_nonblocking(false).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        let mut r = BufReader::new(stream);
-        (0..n)
-            .map(|_| {
-                let mut s = String::new();
-                r.read_line(&mut s).expect("a line from the exporter");
-                s.trim_end().to_string()
-            })
-            .collect()
-    }
-
-    #[test]
-    fn lines_wait_for_carbon_and_arrive_once_it_listens() {
-        // A port with nothing behind it yet.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let settings = Settings {
-            target: Some(format!("127.0.0.1:{port}")),
-            prefix: "t".into(),
-            interval: 3600,
-            buffer: 100,
-        };
-        let (mut exp, thread) = start(&settings).unwrap();
-        let mut table = super::super::state::StateTable::new(false, 90);
-        table.restore_node("n1", 0, true);
-        exp.tick(&table, 5_000);
-        let l = TcpListener::bind(("127.0.0.1", port)).unwrap();
-        let got = lines_from(&l, 2);
-        assert_eq!(got[0], "t.nodes.n1.up 1 5");
-        assert_eq!(got[1], "t.nodes.n1.states.blocked 0 5");
-        drop(exp);
-        thread.join().unwrap();
     }
 }

@@ -24,7 +24,7 @@
 use std::collections::HashMap;
 
 use super::duplicates::Copy;
-use super::state::DomainRecord;
+use super::records::DomainRecord;
 use crate::protocol::Event;
 use crate::vocab::{EventKind, State};
 
@@ -131,7 +131,7 @@ impl Migrations {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::master::state::RebootCount;
+    use crate::master::view::records::RebootCount;
 
     fn rec(state: State, reason: &str, since_ms: u64) -> DomainRecord {
         DomainRecord {
@@ -188,7 +188,3 @@ mod tests {
         assert_eq!(gone_reason(None, "removed".into()), "removed");
     }
 }
-
-#[cfg(test)]
-#[path = "migration_tests.rs"]
-mod table_tests;

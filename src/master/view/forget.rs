@@ -3,7 +3,7 @@
 //! The command appends `node ID MS` (MS: when it asked) to a request file
 //! beside the state file (`STATE_FILE.forget`). The running master looks
 //! for that file on every housekeeping tick (each second: one `stat`),
-//! forgets each node it names that is down (state.rs: its domains are
+//! forgets each node it names that is down (forget_node.rs: its domains are
 //! reported `undefined`, reason `node forgotten`, then `vmwatch.node
 //! status=forgotten`), and writes what it did to `STATE_FILE.forgotten`,
 //! which the command prints. A master that is not running finds the request
@@ -18,9 +18,9 @@
 use std::io::Write as _;
 use std::time::{Duration, Instant};
 
-use super::state::StateTable;
-use super::update::Update;
+use super::table::StateTable;
 use crate::cli::exit;
+use crate::master::panel::update::Update;
 use crate::protocol::check_node_id;
 
 /// The request file for a state file.
@@ -90,7 +90,7 @@ pub fn serve(state_file: &str, table: &mut StateTable, now_ms: u64) -> Vec<Updat
             log::warn!("{path}:{}: node id {e}: ignored", i + 1);
             continue;
         }
-        let Some(rec) = table.nodes.get(node) else {
+        let Some(rec) = table.nodes().get(node) else {
             answer.push_str(&format!(
                 "node {node}: unknown to the master, nothing to forget\n"
             ));
