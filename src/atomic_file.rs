@@ -8,7 +8,12 @@
 //! its start and its last write) skips the two flushes ([`Rewritten::report`]):
 //! each costs a wait for the disk, which made the status file the idle
 //! node's busiest thread, and a power loss takes the writer with it, which
-//! writes the file again as soon as it starts.
+//! writes the file again as soon as it starts. It also takes the place of
+//! the old file by exchanging the two (`renameat2(RENAME_EXCHANGE)`), then
+//! removes the old one: a plain rename over an existing file makes ext4
+//! (`auto_da_alloc`) write the new file's data out at once and wait for
+//! it, one wait every few seconds that nobody asked for; an exchange does
+//! not, and readers see the old file or the new one all the same.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -35,9 +40,16 @@ fn write(path: &Path, text: &str, durable: bool) -> std::io::Result<()> {
         if durable {
             f.sync_all()?;
         }
-        std::fs::rename(&tmp, path)?;
         if durable {
+            std::fs::rename(&tmp, path)?;
             sync_dir(path)?;
+        } else if exchange(&tmp, path).is_ok() {
+            // `tmp` now names the old file.
+            std::fs::remove_file(&tmp)?;
+        } else {
+            // No file to exchange with yet, or a kernel or filesystem
+            // without the exchange (Linux before 3.15): a plain rename.
+            std::fs::rename(&tmp, path)?;
         }
         Ok(())
     })();
@@ -45,6 +57,31 @@ fn write(path: &Path, text: &str, durable: bool) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Swaps the files `a` and `b` in one step (both must exist).
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes());
+    let (a, b) = (c(a)?, c(b)?);
+    // SAFETY: both are NUL-terminated strings that outlive the call; the
+    // system call only reads them. By number: glibc before 2.28 (CentOS 6
+    // and 7) has no wrapper.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// Flushes the directory holding `path`: a rename is a change of the
