@@ -98,7 +98,7 @@ pub fn program<D: Daemon>() -> std::process::ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     // Until `run_daemon` turns it into a daemon, this process only prints.
     default_for_printing();
-    match crate::cli::parse(D::PROGRAM, &argv, true) {
+    match crate::cli::parse(D::ROLE, &argv, true) {
         Parsed::Exit(status) => status.into(),
         Parsed::Run(args) if args.status => status::<D>(&args).into(),
         Parsed::Run(args) if args.forget_node.is_some() => command::<D>(&args).into(),
