@@ -7,6 +7,8 @@
 use getopts::Options;
 use std::path::PathBuf;
 
+use crate::role::Role;
+
 /// How a process ends: the exit statuses documented in the man pages and
 /// README (`--help` lists them too).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,13 +83,14 @@ pub enum Parsed {
 }
 
 /// Parses `argv[1..]`. `with_status` adds `--status`.
-pub fn parse(program: &str, argv: &[String], with_status: bool) -> Parsed {
+pub fn parse(role: Role, argv: &[String], with_status: bool) -> Parsed {
+    let program = role.program();
     let mut opts = Options::new();
     opts.optopt(
         "c",
         "config",
         "configuration file",
-        &format!("PATH (default /usr/local/mgr5/etc/{program}.conf)"),
+        &format!("PATH (default {})", role.config_file()),
     );
     opts.optflag(
         "t",
@@ -103,7 +106,7 @@ pub fn parse(program: &str, argv: &[String], with_status: bool) -> Parsed {
         "p",
         "pidfile",
         "pid file",
-        &format!("PATH (default /var/run/{program}.pid)"),
+        &format!("PATH (default {})", role.pidfile()),
     );
     opts.optflag("v", "verbose", "log debug messages");
     opts.optflag("V", "version", "print the version and exit");
@@ -115,7 +118,7 @@ pub fn parse(program: &str, argv: &[String], with_status: bool) -> Parsed {
             "print the daemon's status (the check_vmwatch facts) for a person and exit",
         );
     }
-    let forget = with_status && program == "vmwatch-master";
+    let forget = with_status && role == Role::Master;
     if forget {
         opts.optopt(
             "",
@@ -155,11 +158,11 @@ pub fn parse(program: &str, argv: &[String], with_status: bool) -> Parsed {
         config: m
             .opt_str("c")
             .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(format!("/usr/local/mgr5/etc/{program}.conf"))),
+            .unwrap_or_else(|| PathBuf::from(role.config_file())),
         pidfile: m
             .opt_str("p")
             .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(format!("/var/run/{program}.pid"))),
+            .unwrap_or_else(|| PathBuf::from(role.pidfile())),
         check_config: m.opt_present("t"),
         foreground: m.opt_present("f"),
         verbose: m.opt_present("v"),
@@ -182,7 +185,7 @@ mod tests {
 
     #[test]
     fn defaults_follow_the_program_name() {
-        let Parsed::Run(a) = parse("vmwatch-node", &[], false) else {
+        let Parsed::Run(a) = parse(Role::Node, &[], false) else {
             panic!("expected options")
         };
         assert_eq!(
@@ -196,7 +199,7 @@ mod tests {
     #[test]
     fn short_and_long_flags() {
         let Parsed::Run(a) = parse(
-            "vmwatch-master",
+            Role::Master,
             &args(&[
                 "-c",
                 "/x.conf",
@@ -218,12 +221,12 @@ mod tests {
 
     #[test]
     fn only_the_master_takes_forget_node() {
-        let Parsed::Run(a) = parse("vmwatch-master", &args(&["--forget-node", "n-7"]), true) else {
+        let Parsed::Run(a) = parse(Role::Master, &args(&["--forget-node", "n-7"]), true) else {
             panic!("expected options")
         };
         assert_eq!(a.forget_node.as_deref(), Some("n-7"));
         assert!(matches!(
-            parse("vmwatch-node", &args(&["--forget-node", "n-7"]), true),
+            parse(Role::Node, &args(&["--forget-node", "n-7"]), true),
             Parsed::Exit(ExitStatus::Usage)
         ));
     }
@@ -231,15 +234,15 @@ mod tests {
     #[test]
     fn bad_usage_exits_2() {
         assert!(matches!(
-            parse("n", &args(&["--bogus"]), false),
+            parse(Role::Node, &args(&["--bogus"]), false),
             Parsed::Exit(ExitStatus::Usage)
         ));
         assert!(matches!(
-            parse("n", &args(&["extra"]), false),
+            parse(Role::Node, &args(&["extra"]), false),
             Parsed::Exit(ExitStatus::Usage)
         ));
         assert!(matches!(
-            parse("n", &args(&["--status"]), false),
+            parse(Role::Node, &args(&["--status"]), false),
             Parsed::Exit(ExitStatus::Usage)
         ));
     }

@@ -23,6 +23,16 @@ impl Role {
         }
     }
 
+    /// The default configuration file (`-c`).
+    pub fn config_file(self) -> String {
+        format!("/usr/local/mgr5/etc/{}.conf", self.program())
+    }
+
+    /// The default pid file (`-p`).
+    pub fn pidfile(self) -> String {
+        format!("/var/run/{}.pid", self.program())
+    }
+
     /// The default of the file the daemon keeps for check_vmwatch: the
     /// master's `state_file` (docs/state-file.md), the node's `status_file`
     /// (docs/node-status.md).

@@ -605,6 +605,9 @@ fn assert_clean_stop(d: &Daemon, st: std::process::ExitStatus, signal: &str) {
         d.report()
     );
     assert!(log.trim_end().ends_with("exiting"), "{}", d.report());
+    // No thread polls for the stop any more: each must be woken by it, and
+    // one that was not would be left behind at the stop budget.
+    assert!(!log.contains("did not stop in time"), "{}", d.report());
 }
 
 #[test]

@@ -19,6 +19,7 @@ mod cluster;
 mod common;
 mod guests;
 mod handshake;
+mod idle;
 mod ingest;
 mod latency;
 mod master;
@@ -93,6 +94,7 @@ const SECTIONS: &[(&str, Section)] = &[
     ("stats", stats::stats_sampling),
     ("storm", storm::storm),
     ("ingest", ingest::ingest),
+    ("idle", idle::idle),
 ];
 
 /// What a background section does once the other sections are done.

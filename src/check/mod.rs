@@ -80,7 +80,7 @@ impl Check {
         Check {
             mode,
             file: mode.status_file().to_string(),
-            pidfile: format!("/var/run/{}.pid", mode.program()),
+            pidfile: mode.pidfile(),
             thresholds: defaults(mode)
                 .iter()
                 .map(|(n, w, c)| {

@@ -4,6 +4,7 @@
 //! ours, with defaults for a production panel host.
 
 use crate::config::{check_secret, mask_secret, yes_no, DaemonConfig, Loader, LogSettings};
+use crate::role::Role;
 
 /// Effective master settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,10 +58,7 @@ impl DaemonConfig for MasterConfig {
             panel_command: panel.split_whitespace().map(str::to_string).collect(),
             panel_timeout: l.number("panel_timeout", 30, 1, 3_600),
             panel_batch: l.number("panel_batch", 500, 1, 100_000) as usize,
-            state_file: l.string(
-                "state_file",
-                Some("/usr/local/mgr5/var/vmwatch-master.state"),
-            ),
+            state_file: l.string("state_file", Some(Role::Master.status_file())),
             state_interval: l.number("state_interval", 5, 1, 3_600),
             check_activity: l.boolean("check_activity", false),
             node_timeout: l.number("node_timeout", 90, 2, 86_400),

@@ -12,6 +12,10 @@
 //!
 //! The main thread only waits for signals. The receiver thread also writes
 //! the state file ([`statefile`]); [`config`] is the master's configuration.
+//! No thread wakes on a timer to look for a stop: each sleeps until it has
+//! work (a message, a request, a connection event, an update for the panel,
+//! the receiver's one-second tick) or a stop, which wakes them all (see
+//! [`crate::service::Shutdown`]).
 
 pub mod admission;
 pub mod config;
@@ -99,6 +103,11 @@ impl crate::service::Daemon for Master {
         );
 
         let (panel_done, panel_finished) = std::sync::mpsc::channel::<()>();
+        {
+            // The panel thread sleeps on the queue: a stop wakes it there.
+            let queue = queue.clone();
+            shutdown.on_stop(move || queue.wake());
+        }
         let panel = {
             let cmd = PanelCommand {
                 argv: cfg.panel_command.clone(),

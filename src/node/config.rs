@@ -5,6 +5,7 @@
 
 use crate::config::{check_secret, mask_secret, yes_no, DaemonConfig, Loader, LogSettings};
 use crate::protocol::check_node_id;
+use crate::role::Role;
 
 /// Effective node settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,10 +67,7 @@ impl DaemonConfig for NodeConfig {
                 "auto" | "legacy" => Ok(()),
                 _ => Err(format!("must be auto or legacy, not `{v}`")),
             }),
-            status_file: l.string(
-                "status_file",
-                Some("/usr/local/mgr5/var/vmwatch-node.status"),
-            ),
+            status_file: l.string("status_file", Some(Role::Node.status_file())),
             status_interval: l.number("status_interval", 5, 1, 3_600),
             reboot_file: l.string(
                 "reboot_file",

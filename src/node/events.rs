@@ -15,7 +15,7 @@
 
 use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::mpsc::TrySendError;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -24,7 +24,7 @@ use virt::sys;
 
 use super::gone::GoneChecks;
 use super::libvirt::{detail_name, domain_id, event_name, lent_domain, snapshot};
-use super::messages::{Flags, Outgoing};
+use super::messages::{Flags, Outgoing, ToSender};
 use super::reboots::RebootIds;
 use super::snapshot_gate::Action;
 use crate::log_limited;
@@ -33,13 +33,16 @@ use crate::ratelimit::RateLimit;
 use crate::service::{now_ms, Shutdown};
 use crate::vocab::{Detail, EventKind};
 
-/// How often the loop wakes up with nothing to do, to check for a stop
-/// request or a wanted snapshot.
+/// How often the loop looks again while it has something pending (a
+/// wanted list waiting for room or for the one queued, a stopped domain
+/// being looked at). With nothing pending its timer waits for the next
+/// sync, and other threads wake it through `Flags::events_bell` (a stop, a
+/// wanted list).
 const TICK_MS: c_int = 250;
 
 /// State the C callbacks reach through their opaque pointer.
 struct CallbackCtx {
-    tx: SyncSender<Outgoing>,
+    tx: ToSender,
     /// Set when an event could not be queued; cleared by a snapshot.
     overflow: AtomicBool,
     dropped: AtomicU64,
@@ -192,6 +195,12 @@ unsafe extern "C" fn on_close(_conn: sys::virConnectPtr, reason: c_int, opaque: 
 /// Does nothing; its only effect is to make the event loop return.
 unsafe extern "C" fn on_tick(_timer: c_int, _opaque: *mut c_void) {}
 
+/// The event thread's bell rang: silences it; the loop then returns and
+/// looks at what another thread asked for.
+unsafe extern "C" fn on_bell(_watch: c_int, fd: c_int, _events: c_int, _opaque: *mut c_void) {
+    crate::service::Bell::clear_fd(fd);
+}
+
 impl EventSource {
     /// Opens `uri`, turns on keepalive and registers every callback. The
     /// default event implementation must be registered before (see
@@ -201,7 +210,7 @@ impl EventSource {
         keepalive_interval: u64,
         keepalive_count: u64,
         reboot_file: &str,
-        tx: SyncSender<Outgoing>,
+        tx: ToSender,
     ) -> Result<EventSource, String> {
         let conn = Connect::open(Some(uri)).map_err(|e| {
             format!("cannot connect to libvirt at {uri}: {e} (is libvirtd running?)")
@@ -302,6 +311,23 @@ impl EventSource {
     ) {
         let mut next_sync = Instant::now() + sync_interval;
         let mut gone = GoneChecks::default();
+        // SAFETY: the bell's descriptor lives in `flags`, which outlives
+        // this call; the handle is removed before it returns. No opaque
+        // data, no free callback.
+        let bell = unsafe {
+            sys::virEventAddHandle(
+                flags.events_bell.fd(),
+                sys::VIR_EVENT_HANDLE_READABLE as c_int,
+                Some(on_bell),
+                std::ptr::null_mut(),
+                None,
+            )
+        };
+        if bell < 0 {
+            log::warn!(
+                "cannot watch the event thread's bell in libvirt's event loop: looking for a stop every {TICK_MS} ms"
+            );
+        }
         loop {
             if shutdown.stopping() {
                 break;
@@ -335,10 +361,32 @@ impl EventSource {
                 Action::Wait => {}
             }
             self.check_gone(&mut gone);
+            // Sleep until an event, the bell, or the timer: the next sync,
+            // or soon while something is pending.
+            let pending = bell < 0
+                || flags.snapshot_wanted.load(Ordering::SeqCst)
+                || self.ctx.overflow.load(Ordering::SeqCst)
+                || !gone.is_empty();
+            let wait = if pending {
+                TICK_MS
+            } else {
+                let ms = next_sync
+                    .saturating_duration_since(Instant::now())
+                    .as_millis();
+                c_int::try_from(ms).unwrap_or(c_int::MAX)
+            };
+            // SAFETY: our own timer, registered in `open` and removed only
+            // in Drop.
+            unsafe { sys::virEventUpdateTimeout(self.timer, wait) };
             if let Err(e) = virt::event::event_run_default_impl() {
                 shutdown.fail(format!("libvirt event loop failed: {e}"));
                 break;
             }
+        }
+        if bell >= 0 {
+            // SAFETY: the handle registered above; removing it stops libvirt
+            // from watching the descriptor.
+            unsafe { sys::virEventRemoveHandle(bell) };
         }
         let dropped = self.ctx.dropped.load(Ordering::Relaxed);
         if dropped > 0 {

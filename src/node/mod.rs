@@ -8,7 +8,10 @@
 //! - `sender` owns the PUSH socket and signs and sends.
 //!
 //! A bounded channel joins the producers to the sender; the main thread only
-//! waits for signals.
+//! waits for signals. No thread wakes on a timer to look for a stop: each
+//! sleeps until it has work (an event, an item, a connection event, a timer
+//! with work: heartbeat, stats sample, status file, sync), and a stop rings
+//! the bells they wait on (see [`crate::service::Shutdown`]).
 
 pub mod clock_step;
 pub mod config;
@@ -26,7 +29,6 @@ pub mod snapshot_gate;
 pub mod stats;
 pub mod status;
 
-use std::sync::mpsc::sync_channel;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,8 +54,13 @@ impl crate::service::Daemon for Node {
         // dispatches events for it.
         virt::event::event_register_default_impl()
             .map_err(|e| format!("cannot register libvirt's event loop: {e}"))?;
-        let (tx, rx) = sync_channel(cfg.queue_size);
+        let (tx, rx, sender_bell) = messages::queue(cfg.queue_size);
         let flags = Flags::shared();
+        {
+            // The event thread sleeps in libvirt's loop: a stop rings its bell.
+            let flags = flags.clone();
+            shutdown.on_stop(move || flags.events_bell.ring());
+        }
         let source = events::EventSource::open(
             &cfg.uri,
             cfg.keepalive_interval,
@@ -104,7 +111,7 @@ impl crate::service::Daemon for Node {
         drop(tx);
         let sending = {
             let shutdown = shutdown.clone();
-            spawn("sender", move || sender.run(rx, &shutdown))
+            spawn("sender", move || sender.run(rx, &sender_bell, &shutdown))
         };
         let status_writer = {
             let shutdown = shutdown.clone();

@@ -11,8 +11,7 @@
 //! re-established, a fresh snapshot is asked for, so a master that restarted
 //! or missed messages converges at once.
 
-use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,7 +21,7 @@ use super::pack::Outbox;
 use crate::log_limited;
 use crate::protocol::{Body, Header, MacKey, Message};
 use crate::ratelimit::RateLimit;
-use crate::service::{now_ms, Shutdown};
+use crate::service::{now_ms, Bell, Shutdown};
 
 /// How long a stopping node keeps trying to deliver what is queued.
 pub const DRAIN_LIMIT: Duration = Duration::from_secs(2);
@@ -31,8 +30,9 @@ pub const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 /// first wait is ZeroMQ's reconnect interval, then it doubles).
 const FIRST_REFUSED_WAIT: Duration = Duration::from_millis(500);
 const REFUSED_MAX: Duration = Duration::from_secs(5);
-/// How long one wait for a writable socket lasts, between other checks.
-const POLL_MS: i64 = 200;
+/// The longest wait while a stopping node drains its queue: the producers
+/// end without a word (the channel closes), so the drain looks this often.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
 
 /// The PUSH socket and what it needs to sign messages.
 pub struct Sender {
@@ -137,7 +137,7 @@ impl Sender {
                     log::info!("connected to the master at {}", self.endpoint);
                     super::status::STATUS.master(true);
                     if self.connected_before {
-                        self.flags.snapshot_wanted.store(true, Ordering::SeqCst);
+                        self.flags.want_snapshot();
                     }
                     self.connected_before = true;
                     self.refused_wait = FIRST_REFUSED_WAIT;
@@ -200,9 +200,51 @@ impl Sender {
         }
     }
 
+    /// Sleeps until there may be something to do: an item queued (`bell`,
+    /// while the outbox has room), a connection event, the socket taking a
+    /// message again (`blocked`: the front message could not go), the
+    /// heartbeat or a new link due, or a stop. Nothing else wakes it: an
+    /// idle node's sender sleeps from one heartbeat to the next.
+    fn wait(
+        &self,
+        bell: &Bell,
+        shutdown: &Shutdown,
+        blocked: bool,
+        take: bool,
+        heartbeat_at: Option<Instant>,
+        drain_deadline: Option<Instant>,
+    ) {
+        let now = Instant::now();
+        let mut until = [heartbeat_at, self.relink_at, drain_deadline]
+            .into_iter()
+            .flatten()
+            .min();
+        if drain_deadline.is_some() {
+            until = Some(until.map_or(now + DRAIN_POLL, |t| t.min(now + DRAIN_POLL)));
+        }
+        let timeout = until.map_or(-1, |t| {
+            // Rounded up: waking a little early would only wait again.
+            let left = t.saturating_duration_since(now);
+            i64::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i64::MAX)
+        });
+        let mut items = vec![self.link.monitor_item()];
+        if blocked {
+            items.push(self.link.socket.as_poll_item(zmq::POLLOUT));
+        }
+        if take {
+            items.push(zmq::PollItem::from_fd(bell.fd(), zmq::POLLIN));
+        }
+        if drain_deadline.is_none() {
+            // Left out once stopping: it stays readable.
+            items.push(zmq::PollItem::from_fd(shutdown.stop_fd(), zmq::POLLIN));
+        }
+        let _ = zmq::poll(&mut items, timeout);
+    }
+
     /// Runs until the channel closes (every producer stopped) and the queue
     /// is delivered, or until [`DRAIN_LIMIT`] after a stop was requested.
-    pub fn run(mut self, rx: Receiver<Outgoing>, shutdown: &Shutdown) {
+    /// `bell` rings for every item the producers queue.
+    pub fn run(mut self, rx: Receiver<Outgoing>, bell: &Bell, shutdown: &Shutdown) {
         let mut last_send = Instant::now();
         let mut drain_deadline: Option<Instant> = None;
         let mut producers_gone = false;
@@ -216,17 +258,10 @@ impl Sender {
                 }
             }
             // Take what is queued, without holding more than a little
-            // lookahead: the channel is the bounded buffer.
-            if self.outbox.is_empty() && !producers_gone {
-                let wait = self
-                    .heartbeat
-                    .saturating_sub(last_send.elapsed())
-                    .clamp(Duration::from_millis(10), Duration::from_millis(200));
-                match rx.recv_timeout(wait) {
-                    Ok(item) => self.take(item),
-                    Err(RecvTimeoutError::Timeout) => {}
-                    Err(RecvTimeoutError::Disconnected) => producers_gone = true,
-                }
+            // lookahead: the channel is the bounded buffer. The bell is
+            // cleared first: an item queued after the look rings it again.
+            if self.outbox.has_room() && !producers_gone {
+                bell.clear();
             }
             while self.outbox.has_room() && !producers_gone {
                 match rx.try_recv() {
@@ -243,7 +278,10 @@ impl Sender {
             {
                 self.outbox.push_heartbeat();
             }
+            let take = self.outbox.has_room() && !producers_gone;
             let Some(body) = self.outbox.front().cloned() else {
+                let heartbeat_at = drain_deadline.is_none().then(|| last_send + self.heartbeat);
+                self.wait(bell, shutdown, false, take, heartbeat_at, drain_deadline);
                 continue;
             };
             match self.try_send(&body) {
@@ -260,11 +298,7 @@ impl Sender {
                 Err(zmq::Error::EAGAIN) => {
                     // No connected master: wait until the socket can take a
                     // message, watching connection events meanwhile.
-                    let mut items = [
-                        self.link.socket.as_poll_item(zmq::POLLOUT),
-                        self.link.monitor_item(),
-                    ];
-                    let _ = zmq::poll(&mut items, POLL_MS);
+                    self.wait(bell, shutdown, true, take, None, drain_deadline);
                 }
                 Err(e) => {
                     log::error!(
@@ -275,7 +309,7 @@ impl Sender {
                     if let Body::Snapshot { part, parts, .. } = &body {
                         // The list is incomplete at the master: another.
                         self.flags.gate.sent_part(*part, *parts, false);
-                        self.flags.snapshot_wanted.store(true, Ordering::SeqCst);
+                        self.flags.want_snapshot();
                     }
                     self.outbox.pop();
                 }

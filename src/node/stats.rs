@@ -9,12 +9,12 @@
 //! reporting a negative or inflated number.
 
 use std::collections::HashMap;
-use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::mpsc::TrySendError;
 use std::time::{Duration, Instant};
 
 use virt::connect::Connect;
 
-use super::messages::Outgoing;
+use super::messages::{Outgoing, ToSender};
 use super::sample::{choose, read, Api, Reading};
 use crate::log_limited;
 use crate::protocol::StatSample;
@@ -101,7 +101,7 @@ pub struct StatsSettings {
 /// Runs until a stop is requested. Connection failures are logged and
 /// retried at the next interval: stats are not worth stopping the node for
 /// (the event thread stops it if libvirtd is really gone).
-pub fn run(settings: StatsSettings, tx: SyncSender<Outgoing>, shutdown: &Shutdown) {
+pub fn run(settings: StatsSettings, tx: ToSender, shutdown: &Shutdown) {
     let mut tracker = Tracker::default();
     let mut conn: Option<(Connect, Api)> = None;
     let mut limit = RateLimit::new(3, Duration::from_secs(600));

@@ -190,7 +190,9 @@ pub struct Info {
 /// The `status` thread: writes the file every `every` until a stop.
 pub fn run(path: String, every: Duration, info: Info, shutdown: &Shutdown) -> Info {
     let check = "check that its directory exists and is writable, or set status_file";
-    let mut file = Rewritten::new("status file", &path, check);
+    // Every `status_interval`: a report, not flushed to the disk (the last
+    // write, in write_final, is).
+    let mut file = Rewritten::report("status file", &path, check);
     let mut clock = super::clock_step::ClockStep::new();
     while !shutdown.stopping() {
         let now = now_ms();

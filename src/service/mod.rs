@@ -7,18 +7,22 @@
 //! binary's whole `main` ([`program`]). Each step has its own file:
 //!
 //! - `signals.rs`: signals blocked before any thread starts, taken by the
-//!   main thread with one `sigtimedwait` loop ([`supervise`]);
+//!   main thread from a signalfd ([`supervise`]);
 //! - `detach.rs`: fork/setsid/fork with a readiness pipe, so `service X
 //!   start` reports a daemon that failed during start-up ([`detach()`]);
 //! - `pidfile.rs`: the locked pidfile ([`PidFile`]);
 //! - `sigpipe.rs`: SIGPIPE's default for commands that only print, ignored
 //!   by the daemons ([`default_for_printing`], [`ignore_for_daemon`]);
 //! - `stop.rs`: the stop flag, the first failure, the stop budget and a join
-//!   with a deadline ([`Shutdown`], [`STOP_BUDGET`], [`join_until`]);
+//!   with a deadline ([`Shutdown`], [`STOP_BUDGET`], [`join_until`]); a stop
+//!   wakes every sleeping thread, none polls the flag;
+//! - `bell.rs`: an eventfd one thread rings to wake another in `poll`
+//!   ([`Bell`]);
 //! - `thread.rs`: named threads ([`spawn`]); `clock.rs`: [`now_ms`] (public:
 //!   the plugin's code, src/check, takes [`offset_text`] from it directly,
 //!   so that it does not use this file, which uses the plugin's).
 
+mod bell;
 pub mod clock;
 mod detach;
 mod pidfile;
@@ -29,6 +33,7 @@ mod thread;
 
 use std::sync::Arc;
 
+pub use bell::Bell;
 pub use clock::{mono_ms, now_ms, offset_text, StepDetector, STEP_MS};
 pub use detach::{detach, Detached, Readiness};
 pub use pidfile::PidFile;
@@ -93,7 +98,7 @@ pub fn program<D: Daemon>() -> std::process::ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     // Until `run_daemon` turns it into a daemon, this process only prints.
     default_for_printing();
-    match crate::cli::parse(D::PROGRAM, &argv, true) {
+    match crate::cli::parse(D::ROLE, &argv, true) {
         Parsed::Exit(status) => status.into(),
         Parsed::Run(args) if args.status => status::<D>(&args).into(),
         Parsed::Run(args) if args.forget_node.is_some() => command::<D>(&args).into(),

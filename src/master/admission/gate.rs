@@ -242,8 +242,17 @@ impl Gate {
     /// Watches until a stop is requested.
     pub fn run(&mut self, shutdown: &Shutdown) {
         while !shutdown.stopping() {
-            let mut items = [self.monitor.as_poll_item(zmq::POLLIN)];
-            let _ = zmq::poll(&mut items, 250);
+            // Sleeps until a connection event, the next young connection
+            // coming of age (its count changes) or a stop.
+            let timeout = self.young.front().map_or(-1, |&(_, _, at)| {
+                let left = (at + self.young_for).saturating_duration_since(Instant::now());
+                i64::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i64::MAX)
+            });
+            let mut items = [
+                self.monitor.as_poll_item(zmq::POLLIN),
+                zmq::PollItem::from_fd(shutdown.stop_fd(), zmq::POLLIN),
+            ];
+            let _ = zmq::poll(&mut items, timeout);
             self.serve();
             self.age(Instant::now());
             if self.young_count == 0 && self.peak >= TRIM_AFTER {

@@ -147,8 +147,12 @@ impl Zap {
     /// Answers requests until a stop is requested.
     pub fn run(&mut self, shutdown: &Shutdown) {
         while !shutdown.stopping() {
-            let mut items = [self.socket.as_poll_item(zmq::POLLIN)];
-            let _ = zmq::poll(&mut items, 250);
+            // Sleeps until a request or a stop.
+            let mut items = [
+                self.socket.as_poll_item(zmq::POLLIN),
+                zmq::PollItem::from_fd(shutdown.stop_fd(), zmq::POLLIN),
+            ];
+            let _ = zmq::poll(&mut items, -1);
             while self.serve_one() {}
         }
         log::info!(

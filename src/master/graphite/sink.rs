@@ -121,7 +121,17 @@ impl Sink {
             self.buffer.cap
         );
         loop {
-            match rx.recv_timeout(Duration::from_millis(500)) {
+            // Sleeps until an item, the next connection attempt (lines
+            // waiting), or the receiver gone (a stop); a flush cut short by
+            // its budget goes on at once.
+            let got = match (self.buffer.is_empty(), &self.stream) {
+                (true, _) => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                (false, Some(_)) => rx.recv_timeout(Duration::ZERO),
+                (false, None) => {
+                    rx.recv_timeout(self.next_attempt.saturating_duration_since(Instant::now()))
+                }
+            };
+            match got {
                 Ok(item) => {
                     self.take(item);
                     // Whatever else is queued, before writing: fewer writes.

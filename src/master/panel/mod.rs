@@ -332,15 +332,21 @@ pub fn run(
             break;
         }
         if let Some(t) = retry_at {
-            if Instant::now() < t && !stopping {
-                std::thread::sleep(Duration::from_millis(50));
+            let now = Instant::now();
+            if now < t && !stopping {
+                // Until the retry, or a stop (which makes the last call).
+                shutdown.nap(t - now);
                 continue;
             }
         }
         if !stopping {
             queue.release_due(Instant::now());
+            // Sleeps until there is work: an update, a refused one due, a
+            // stop.
+            queue.wait(&|| shutdown.stopping());
+            queue.release_due(Instant::now());
         }
-        let batch = queue.take(size.now, Duration::from_millis(200));
+        let batch = queue.take(size.now, Duration::ZERO);
         if batch.is_empty() {
             continue;
         }

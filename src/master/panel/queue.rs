@@ -116,6 +116,29 @@ impl PanelQueue {
         p.inflight.clone()
     }
 
+    /// Sleeps until an update is queued, a refused one is due again, or
+    /// `stopping()` is true (the stop wakes it through [`wake`](Self::wake)).
+    pub fn wait(&self, stopping: &dyn Fn() -> bool) {
+        let p = self.lock();
+        let idle = |p: &mut Pending| p.order.is_empty() && !stopping();
+        match p.aside.next_due() {
+            None => drop(self.ready.wait_while(p, idle)),
+            Some(at) => {
+                let left = at.saturating_duration_since(Instant::now());
+                drop(self.ready.wait_timeout_while(p, left, idle));
+            }
+        }
+    }
+
+    /// Wakes a panel thread in [`wait`](Self::wait), to look at its
+    /// `stopping()` again.
+    pub fn wake(&self) {
+        // Under the lock: a waiter between its look and its sleep is not
+        // missed.
+        let _held = self.lock();
+        self.ready.notify_all();
+    }
+
     /// Ends the call of the batch in flight: its first `delivered` updates
     /// reached the panel; the rest go back in front, in order, except subjects
     /// updated since, which keep their newer update.
@@ -246,6 +269,50 @@ mod tests {
             Update::Domain { state, .. } => state.to_string(),
             _ => String::new(),
         }
+    }
+
+    /// The panel thread's sleep ends for an update, for a stop, and for a
+    /// refused update coming due; with none of them it goes on sleeping.
+    #[test]
+    fn the_panel_sleeps_until_an_update_a_stop_or_a_refused_one_due() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let q = Arc::new(PanelQueue::new());
+        let stop = Arc::new(AtomicBool::new(false));
+        // Waits on another thread; says when the wait ended.
+        let sleeper = |q: &Arc<PanelQueue>, stop: &Arc<AtomicBool>| {
+            let (q, stop) = (q.clone(), stop.clone());
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                q.wait(&|| stop.load(Ordering::SeqCst));
+                tx.send(()).unwrap();
+            });
+            rx
+        };
+        let minute = Duration::from_secs(60);
+        let woke = sleeper(&q, &stop);
+        assert!(
+            woke.recv_timeout(Duration::from_millis(50)).is_err(),
+            "nothing to do: still asleep"
+        );
+        q.push(dom("a", "running"));
+        assert_eq!(woke.recv_timeout(minute), Ok(()), "an update wakes it");
+        assert_eq!(q.take(10, Duration::ZERO).len(), 1);
+        q.settle(1);
+        // A refused update from the state file is due at once: no sleep.
+        q.restore_aside(Refused {
+            update: dom("b", "running"),
+            tries: 1,
+            why: "no such vm".into(),
+        });
+        let woke = sleeper(&q, &stop);
+        assert_eq!(woke.recv_timeout(minute), Ok(()), "a refused one due");
+        assert!(q.release_due(Instant::now()));
+        assert_eq!(q.take(10, Duration::ZERO).len(), 1);
+        q.settle(1);
+        let woke = sleeper(&q, &stop);
+        stop.store(true, Ordering::SeqCst);
+        q.wake();
+        assert_eq!(woke.recv_timeout(minute), Ok(()), "a stop wakes it");
     }
 
     #[test]

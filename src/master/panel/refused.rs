@@ -110,6 +110,11 @@ impl Aside {
         out
     }
 
+    /// When the first waiting entry is due, if any waits.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.waiting.values().map(|(_, at)| *at).min()
+    }
+
     /// Every refused update (waiting or being tried again), for the state
     /// file and `--status`, in a stable order.
     pub fn all(&self) -> Vec<Refused> {

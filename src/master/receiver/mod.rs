@@ -271,6 +271,7 @@ impl Receiver {
 
     /// Runs until a stop is requested; the message in hand is finished
     /// first. `housekeeping` runs about every `tick` (state file, liveness).
+    /// Between messages it sleeps until the next tick or a stop.
     pub fn run(
         &mut self,
         shutdown: &Shutdown,
@@ -279,8 +280,16 @@ impl Receiver {
     ) {
         let mut last = Instant::now();
         while !shutdown.stopping() {
-            let mut items = [self.socket.as_poll_item(zmq::POLLIN)];
-            let _ = zmq::poll(&mut items, 250);
+            // Sleeps until a message, the next tick or a stop.
+            let left = tick
+                .saturating_sub(last.elapsed())
+                .as_micros()
+                .div_ceil(1000);
+            let mut items = [
+                self.socket.as_poll_item(zmq::POLLIN),
+                zmq::PollItem::from_fd(shutdown.stop_fd(), zmq::POLLIN),
+            ];
+            let _ = zmq::poll(&mut items, i64::try_from(left).unwrap_or(i64::MAX));
             // A burst's log lines are written together (see logging::hold).
             crate::logging::hold();
             for _ in 0..BURST {
