@@ -55,7 +55,7 @@ impl Credential {
 
     /// A fresh credential: now, and 128 random bits from the kernel.
     pub fn fresh(key: &MacKey, node: &str) -> Credential {
-        Credential::new(key, node, crate::service::now_ms(), random_nonce())
+        Credential::new(key, node, crate::clock::now_ms(), random_nonce())
     }
 }
 
@@ -72,9 +72,7 @@ pub fn random_nonce() -> u128 {
         }
     }
     let n = COUNT.fetch_add(1, Ordering::Relaxed);
-    u128::from(crate::service::now_ms()) << 64
-        | u128::from(std::process::id()) << 32
-        | u128::from(n)
+    u128::from(crate::clock::now_ms()) << 64 | u128::from(std::process::id()) << 32 | u128::from(n)
 }
 
 /// What a valid credential claims.

@@ -12,6 +12,7 @@
 pub mod atomic_file;
 pub mod check;
 pub mod cli;
+pub mod clock;
 #[cfg(test)]
 mod conf_page;
 pub mod config;

@@ -43,7 +43,7 @@ pub fn event_msg(seq: u64, i: usize, ts: u64) -> Message {
 }
 
 pub fn now_ms() -> u64 {
-    vmwatch::service::now_ms()
+    vmwatch::clock::now_ms()
 }
 
 pub fn median(v: &mut [f64]) -> f64 {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::fleet::{say, wait_for, Fleet};
 use crate::sim::{mix, SimNode};
-use vmwatch::service::now_ms;
+use vmwatch::clock::now_ms;
 
 /// How busy the simulated cluster is.
 pub struct Pace {

@@ -36,7 +36,7 @@ use std::collections::HashMap;
 
 use fleet::{die, say, wait_for, Fleet};
 use sim::SimNode;
-use vmwatch::service::now_ms;
+use vmwatch::clock::now_ms;
 
 /// The command line: a mode, an endpoint and `--key value` options.
 struct Args {

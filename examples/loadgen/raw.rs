@@ -5,7 +5,7 @@
 //! the master.
 
 use crate::fleet::{say, wait_for};
-use vmwatch::service::now_ms;
+use vmwatch::clock::now_ms;
 
 /// Binds `endpoint`, says `ready` after `hello` messages, then receives
 /// `count` more and says when the last arrived; waits for `exit`.

@@ -8,7 +8,7 @@ fn main() -> ExitCode {
     // It only prints: a closed pipe ends it quietly (src/service/sigpipe.rs).
     vmwatch::service::default_for_printing();
     let argv: Vec<String> = std::env::args().skip(1).collect();
-    let (code, out) = vmwatch::check::plugin(&argv, vmwatch::service::now_ms);
+    let (code, out) = vmwatch::check::plugin(&argv, vmwatch::clock::now_ms);
     print!("{out}");
     ExitCode::from(code)
 }

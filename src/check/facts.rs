@@ -80,7 +80,7 @@ fn clock_offset(word: &str) -> String {
     };
     ms.map_or_else(
         |_| format!("off by `{}`", dec(word)),
-        crate::service::clock::offset_text,
+        crate::clock::offset_text,
     )
 }
 

@@ -39,7 +39,9 @@ use view::table::StateTable;
 
 use statefile::StateSaver;
 
-use crate::service::{join_until, now_ms, spawn, supervise, Readiness, Shutdown, STOP_BUDGET};
+use crate::clock::now_ms;
+
+use crate::service::{join_until, spawn, supervise, Readiness, Shutdown, STOP_BUDGET};
 
 /// The master daemon, as [`crate::service::run_daemon`] runs it.
 pub struct Master;
@@ -91,7 +93,7 @@ impl crate::service::Daemon for Master {
             queue.restore_aside(r);
         }
         let mut clock = clock::ClockWatch::new(cfg.max_clock_skew, cfg.node_timeout);
-        clock.start(now_ms(), crate::service::mono_ms());
+        clock.start(now_ms(), crate::clock::mono_ms());
         let mut receiver =
             receiver::Receiver::new(socket, &cfg.secret, guard, table, queue.clone(), clock);
         let (exporter, graphite_thread) = graphite::start(&cfg.graphite).unzip();

@@ -12,7 +12,7 @@
 //! master's own check of the node's offset (`clock node` in its state file)
 //! keeps saying so for as long as the clock really is off.
 
-use crate::service::{offset_text, StepDetector, STEP_MS};
+use crate::clock::{offset_text, StepDetector, STEP_MS};
 
 /// How long a step that was not undone stays reported, on the monotonic
 /// clock.

@@ -27,10 +27,11 @@ use super::libvirt::{detail_name, domain_id, event_name, lent_domain, snapshot};
 use super::messages::{Flags, Outgoing, ToSender};
 use super::reboots::RebootIds;
 use super::snapshot_gate::Action;
+use crate::clock::now_ms;
 use crate::log_limited;
 use crate::protocol::{DomainId, Event};
 use crate::ratelimit::RateLimit;
-use crate::service::{now_ms, Shutdown};
+use crate::service::Shutdown;
 use crate::vocab::{Detail, EventKind};
 
 /// How often the loop looks again while it has something pending (a

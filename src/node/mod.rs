@@ -123,7 +123,7 @@ impl crate::service::Daemon for Node {
                 node_id: cfg.node_id.clone(),
                 connect: cfg.connect.clone(),
                 uri: cfg.uri.clone(),
-                started_ms: crate::service::now_ms(),
+                started_ms: crate::clock::now_ms(),
             };
             spawn("status", move || status::run(path, every, info, &shutdown))
         };

@@ -183,7 +183,7 @@ impl RebootIds {
 
 /// Moves a file that could not be used whole out of the way, for a person.
 fn set_aside(path: &str, why: &str) {
-    let to = format!("{path}.damaged-{}", crate::service::now_ms() / 1000);
+    let to = format!("{path}.damaged-{}", crate::clock::now_ms() / 1000);
     match std::fs::rename(path, &to) {
         Ok(()) => log::warn!("reboot file {path} {why}; kept as {to} for inspection"),
         Err(e) => log::error!(

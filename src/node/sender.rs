@@ -18,10 +18,11 @@ use std::time::{Duration, Instant};
 use super::link::{Link, LinkEvent};
 use super::messages::{Flags, Outgoing};
 use super::pack::Outbox;
+use crate::clock::now_ms;
 use crate::log_limited;
 use crate::protocol::{Body, Header, MacKey, Message};
 use crate::ratelimit::RateLimit;
-use crate::service::{now_ms, Bell, Shutdown};
+use crate::service::{Bell, Shutdown};
 
 /// How long a stopping node keeps trying to deliver what is queued.
 pub const DRAIN_LIMIT: Duration = Duration::from_secs(2);

@@ -16,8 +16,9 @@ use std::time::Duration;
 
 use super::messages::Outgoing;
 use crate::atomic_file::{head, write_atomic, Rewritten};
+use crate::clock::{mono_ms, now_ms};
 use crate::kvline::escaped;
-use crate::service::{mono_ms, now_ms, Shutdown};
+use crate::service::Shutdown;
 
 /// Version of the format, first line after the comment.
 pub const FORMAT: u32 = 1;

@@ -18,12 +18,12 @@
 //!   wakes every sleeping thread, none polls the flag;
 //! - `bell.rs`: an eventfd one thread rings to wake another in `poll`
 //!   ([`Bell`]);
-//! - `thread.rs`: named threads ([`spawn`]); `clock.rs`: [`now_ms`] (public:
-//!   the plugin's code, src/check, takes [`offset_text`] from it directly,
-//!   so that it does not use this file, which uses the plugin's).
+//! - `thread.rs`: named threads ([`spawn`]).
+//!
+//! The clocks every part reads are not a step of a daemon's life: they are
+//! `crate::clock`, which the plugin uses too.
 
 mod bell;
-pub mod clock;
 mod detach;
 mod pidfile;
 mod signals;
@@ -34,7 +34,6 @@ mod thread;
 use std::sync::Arc;
 
 pub use bell::Bell;
-pub use clock::{mono_ms, now_ms, offset_text, StepDetector, STEP_MS};
 pub use detach::{detach, Detached, Readiness};
 pub use pidfile::PidFile;
 pub use signals::{block_signals, supervise};
@@ -118,7 +117,8 @@ pub fn status<D: Daemon>(args: &Args) -> u8 {
     };
     let pidfile = args.pidfile.to_string_lossy();
     let file = D::status_file(&cfg);
-    let (_, summary) = crate::check::status_summary(D::ROLE, file, &pidfile, now_ms());
+    let (_, summary) =
+        crate::check::status_summary(D::ROLE, file, &pidfile, crate::clock::now_ms());
     print!("{summary}");
     D::status_details(&cfg)
 }

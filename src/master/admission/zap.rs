@@ -15,11 +15,12 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use crate::clock::now_ms;
 use crate::handshake::{self, Denial, NonceLedger};
 use crate::log_limited;
 use crate::protocol::MacKey;
 use crate::ratelimit::RateLimit;
-use crate::service::{now_ms, Shutdown};
+use crate::service::Shutdown;
 
 /// Where libzmq sends its ZAP requests (fixed by RFC 27).
 pub const ENDPOINT: &str = "inproc://zeromq.zap.01";

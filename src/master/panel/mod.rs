@@ -61,7 +61,7 @@ fn scratch_file() -> std::io::Result<File> {
         let path = dir.join(format!(
             "vmwatch-panel.{}.{}.{attempt}",
             std::process::id(),
-            crate::service::now_ms()
+            crate::clock::now_ms()
         ));
         match std::fs::OpenOptions::new()
             .read(true)

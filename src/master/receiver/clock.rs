@@ -23,9 +23,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::clock::{offset_text, StepDetector, STEP_MS};
 use crate::log_limited;
 use crate::ratelimit::RateLimit;
-use crate::service::{offset_text, StepDetector, STEP_MS};
 
 /// Nodes agree with a stepped master when their median offset is within
 /// this of zero (the transit time of a message is included in the offset).

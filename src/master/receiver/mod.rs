@@ -25,13 +25,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::clock::{mono_ms, now_ms};
 use crate::log_limited;
 use crate::master::panel::queue::PanelQueue;
 use crate::master::panel::update::Update;
 use crate::master::view::table::StateTable;
 use crate::protocol::{MacKey, MAX_PAYLOAD};
 use crate::ratelimit::RateLimit;
-use crate::service::{mono_ms, now_ms, Shutdown};
+use crate::service::Shutdown;
 use crate::zmq_socket;
 use clock::{ClockLine, ClockWatch};
 use rejection::Rejection;

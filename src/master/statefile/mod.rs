@@ -139,8 +139,7 @@ mod tests {
         assert_eq!(t2.nodes()["1"].domains[U1].rebootid, Some(7));
         assert_eq!(t2.duplicates(), table.duplicates());
         assert!(
-            g2.check(&m1.header, 3000, crate::service::mono_ms())
-                .is_err(),
+            g2.check(&m1.header, 3000, crate::clock::mono_ms()).is_err(),
             "replay still refused"
         );
         // Nothing is news: the same event and the same reboot again.

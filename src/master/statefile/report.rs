@@ -55,7 +55,7 @@ pub fn report(f: &StateFile, now_ms: u64) -> String {
         let _ = writeln!(
             out,
             "CRITICAL: {whose} clock is {} (found {}); check NTP",
-            crate::service::offset_text(*offset),
+            crate::clock::offset_text(*offset),
             ago(*since)
         );
     }

@@ -5,11 +5,11 @@
 use std::path::Path;
 
 use super::read::{parse, StateFile};
+use crate::clock::{mono_ms, now_ms};
 use crate::master::panel::refused::Refused;
 use crate::master::panel::update::Update;
 use crate::master::receiver::replay::ReplayGuard;
 use crate::master::view::table::StateTable;
-use crate::service::{mono_ms, now_ms};
 
 /// Where a damaged state file is kept for a person: beside it, named by the
 /// time it was set aside.

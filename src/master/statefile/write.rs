@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::format::{FORMAT, TITLE};
 use crate::atomic_file::{head, Rewritten};
+use crate::clock::now_ms;
 use crate::kvline::{escape, escaped as enc};
 use crate::master::panel::queue::PanelQueue;
 use crate::master::panel::refused::Refused;
@@ -16,7 +17,6 @@ use crate::master::receiver::rejection::Rejection;
 use crate::master::receiver::replay::ReplayGuard;
 use crate::master::receiver::{Receiver, ReceiverCounters};
 use crate::master::view::table::StateTable;
-use crate::service::now_ms;
 
 /// Everything the file records, as text.
 pub struct View<'a> {

@@ -163,7 +163,7 @@ pub fn command(state_file: &str, pidfile: &str, node: &str) -> u8 {
         .append(true)
         .open(&request)
         .and_then(|mut f| {
-            let at = crate::service::now_ms();
+            let at = crate::clock::now_ms();
             f.write_all(format!("node {node} {at}\n").as_bytes())
         });
     if let Err(e) = written {

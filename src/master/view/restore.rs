@@ -44,7 +44,7 @@ impl StateTable {
     /// After a restore: settle duplicate verdicts silently (they were
     /// reported before the restart).
     pub fn settle_restored(&mut self) {
-        let _ = self.duplicate_changes(crate::service::now_ms());
+        let _ = self.duplicate_changes(crate::clock::now_ms());
     }
 
     /// Restores the host last seen under a node id.
