@@ -221,3 +221,21 @@ impl<'a> Fields<'a> {
         parse(v).ok_or_else(|| format!("`{key}` is `{}`, not a documented value", short(v)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_is_reversible_and_strict() {
+        let mut s = String::new();
+        escape("a b=c%\n\u{e9}", &mut s);
+        assert_eq!(s, "a%20b%3Dc%25%0A%C3%A9");
+        assert_eq!(unescape(&s).unwrap(), "a b=c%\n\u{e9}");
+        assert!(unescape("a%2g").is_err());
+        assert!(unescape("a%2a").is_err());
+        assert!(unescape("a b").is_err());
+        assert!(unescape("%FF").is_err());
+        assert!(unescape("%41").is_err(), "A is never escaped");
+    }
+}

@@ -183,7 +183,6 @@ impl fmt::Display for WireError {
 
 impl std::error::Error for WireError {}
 
-pub use crate::kvline::{escape, unescape};
 use crate::kvline::{short, Fields, Line};
 
 /// Encodes the payload frame of a message.
@@ -745,19 +744,6 @@ mod tests {
         for case in cases {
             assert_malformed(case);
         }
-    }
-
-    #[test]
-    fn escaping_is_reversible_and_strict() {
-        let mut s = String::new();
-        escape("a b=c%\n\u{e9}", &mut s);
-        assert_eq!(s, "a%20b%3Dc%25%0A%C3%A9");
-        assert_eq!(unescape(&s).unwrap(), "a b=c%\n\u{e9}");
-        assert!(unescape("a%2g").is_err());
-        assert!(unescape("a%2a").is_err());
-        assert!(unescape("a b").is_err());
-        assert!(unescape("%FF").is_err());
-        assert!(unescape("%41").is_err(), "A is never escaped");
     }
 
     /// The code block after `<!-- tag -->` in docs/protocol.md.

@@ -8,7 +8,7 @@
 //! Nothing here needs root: the files are mode 0644 and `/proc/PID/cmdline`
 //! is world-readable, so the check works as the nagios user.
 
-use crate::protocol::unescape;
+use crate::kvline::unescape;
 
 /// How bad a finding is, in plugin terms (the numbers are the exit codes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

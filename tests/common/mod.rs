@@ -438,7 +438,7 @@ impl PanelLine {
                 let (k, v) = w
                     .split_once('=')
                     .unwrap_or_else(|| panic!("field {w:?} is not key=value in {raw:?}"));
-                let v = vmwatch::protocol::unescape(v)
+                let v = vmwatch::kvline::unescape(v)
                     .unwrap_or_else(|e| panic!("bad encoding of {w:?} in {raw:?}: {e}"));
                 (k.to_string(), v)
             })

@@ -3,6 +3,7 @@
 //! not), never failing, so a damaged file never stops the master.
 
 use super::format::FORMAT;
+use crate::kvline::unescape;
 use crate::master::panel::refused::Refused;
 use crate::master::panel::update::Update;
 use crate::master::receiver::clock::Who;
@@ -10,7 +11,7 @@ use crate::master::receiver::replay::SeenInstance;
 use crate::master::view::activity::IdleWarning;
 use crate::master::view::identity::HostSeen;
 use crate::master::view::records::{DomainRecord, RebootCount};
-use crate::protocol::{check_node_id, is_uuid, unescape};
+use crate::protocol::{check_node_id, is_uuid};
 use crate::vocab::State;
 
 /// One `node` line.
