@@ -142,13 +142,22 @@ impl crate::service::Daemon for Master {
             let state_file = cfg.state_file.clone();
             spawn("receiver", move || {
                 let mut last_save = Instant::now();
-                receiver.run(&shutdown, Duration::from_secs(1), |r| {
+                receiver.run(&shutdown, Duration::from_secs(1), |r, wake| {
+                    if wake != receiver::Wake::Tick {
+                        // News, before the panel hears it: what the master
+                        // was told survives a kill from now on (its pending
+                        // update, its reboot record). Settled: what the
+                        // panel took is no longer pending.
+                        last_save = Instant::now();
+                        saver.save(r);
+                        return;
+                    }
                     let forgotten = forget::serve(&state_file, &mut r.table, now_ms());
                     if !forgotten.is_empty() {
                         r.emit(forgotten);
-                        r.deliver();
                         last_save = Instant::now();
                         saver.save(r);
+                        r.deliver();
                     }
                     if last_save.elapsed() >= every {
                         last_save = Instant::now();

@@ -16,12 +16,13 @@
 //! ([`Aside`], refused.rs) under the same lock, so that a newer update with
 //! its subject replaces it as it would replace a queued one.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::refused::{Aside, Refused};
 use super::update::{Subject, Update};
+use crate::service::Bell;
 
 #[derive(Default)]
 struct Pending {
@@ -50,6 +51,9 @@ pub struct SetAside {
 pub struct PanelQueue {
     inner: Mutex<Pending>,
     ready: Condvar,
+    /// Rung when the panel took updates: the receiver writes the state
+    /// file again, so that it no longer lists them as pending.
+    settled: Bell,
 }
 
 impl PanelQueue {
@@ -161,6 +165,9 @@ impl PanelQueue {
         let batch = std::mem::take(&mut p.inflight);
         let dealt = delivered.min(batch.len());
         let mut out = Vec::new();
+        if dealt > 0 {
+            self.settled.ring();
+        }
         for (i, u) in batch[..dealt].iter().enumerate() {
             let key = u.subject();
             match refused.iter().find(|(k, _)| *k == i) {
@@ -186,6 +193,12 @@ impl PanelQueue {
             }
         }
         out
+    }
+
+    /// The bell [`settle_refused`](Self::settle_refused) rings when the
+    /// panel took updates.
+    pub fn settled(&self) -> &Bell {
+        &self.settled
     }
 
     /// Queues again the refused updates whose next try is due; true if
@@ -228,12 +241,36 @@ impl PanelQueue {
     /// flight, then the queue (for the state file; pushing it back in this
     /// order coalesces to the newest update per key).
     pub fn pending(&self) -> Vec<Update> {
+        self.pending_with(&[])
+    }
+
+    /// [`pending`](Self::pending) as it will be once `more` is pushed
+    /// ([`push_all`](Self::push_all)'s coalescing, the queue unchanged):
+    /// the state file the receiver writes before it queues its news.
+    pub fn pending_with(&self, more: &[Update]) -> Vec<Update> {
         let p = self.lock();
+        let (mut items, mut order) = (p.items.clone(), p.order.clone());
+        let mut fresh = HashSet::new();
+        for u in more {
+            let key = u.subject();
+            fresh.insert(key.clone());
+            let last = matches!(u, Update::NodeForgotten { .. });
+            if items.insert(key.clone(), u.clone()).is_none() {
+                order.push_back(key);
+            } else if last {
+                order.retain(|k| *k != key);
+                order.push_back(key);
+            }
+        }
         let mut all = (*p.inflight).clone();
-        all.extend(p.order.iter().map(|k| p.items[k].clone()));
+        all.extend(order.iter().map(|k| items[k].clone()));
         if !p.aside.is_empty() {
-            // A refused update being tried again is kept as set aside.
-            all.retain(|u| !p.aside.is_retry(&u.subject()));
+            // A refused update being tried again is kept as set aside
+            // (unless a newer one replaces it).
+            all.retain(|u| {
+                let key = u.subject();
+                fresh.contains(&key) || !p.aside.is_retry(&key)
+            });
         }
         all
     }
@@ -269,6 +306,29 @@ mod tests {
             Update::Domain { state, .. } => state.to_string(),
             _ => String::new(),
         }
+    }
+
+    /// The state file written before the receiver queues its news says
+    /// what the queue says once they are queued: the same coalescing, the
+    /// batch in flight kept, and the queue itself untouched.
+    #[test]
+    fn pending_with_news_is_pending_once_they_are_pushed() {
+        let q = PanelQueue::new();
+        q.push_all([dom("a", "running"), dom("b", "running")]);
+        let inflight = q.take(1, Duration::ZERO);
+        assert_eq!(inflight.len(), 1);
+        q.push_all([dom("c", "running")]);
+        let news = [dom("a", "shutoff"), dom("c", "paused"), dom("d", "running")];
+        let before = q.pending();
+        let predicted = q.pending_with(&news);
+        assert_eq!(q.pending(), before, "the queue is untouched");
+        q.push_all(news);
+        assert_eq!(predicted, q.pending());
+        let states: Vec<String> = predicted.iter().map(state_of).collect();
+        assert_eq!(
+            states,
+            ["running", "running", "paused", "shutoff", "running"]
+        );
     }
 
     /// The panel thread's sleep ends for an update, for a stop, and for a

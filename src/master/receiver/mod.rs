@@ -262,6 +262,11 @@ impl Receiver {
         self.held.extend(updates);
     }
 
+    /// What [`emit`](Self::emit) holds for the panel, not queued yet.
+    pub fn held(&self) -> &[Update] {
+        &self.held
+    }
+
     /// Queues what [`emit`](Self::emit) held for the panel: one lock and at
     /// most one wake-up for a burst of up to a thousand messages.
     pub fn deliver(&mut self) {
@@ -271,13 +276,18 @@ impl Receiver {
     }
 
     /// Runs until a stop is requested; the message in hand is finished
-    /// first. `housekeeping` runs about every `tick` (state file, liveness).
-    /// Between messages it sleeps until the next tick or a stop.
+    /// first. `housekeeping` runs about every `tick` (state file, liveness,
+    /// [`Wake::Tick`]), after every burst that has news for the panel,
+    /// before the news is queued ([`Wake::News`]: the state file is written
+    /// then, so that a kill right after loses none of it), and when the
+    /// panel took updates ([`Wake::Settled`]: written again, so that it no
+    /// longer lists them). Between messages it sleeps until the next tick,
+    /// a settled call or a stop.
     pub fn run(
         &mut self,
         shutdown: &Shutdown,
         tick: Duration,
-        mut housekeeping: impl FnMut(&mut Receiver),
+        mut housekeeping: impl FnMut(&mut Receiver, Wake),
     ) {
         let mut last = Instant::now();
         while !shutdown.stopping() {
@@ -289,8 +299,13 @@ impl Receiver {
             let mut items = [
                 self.socket.as_poll_item(zmq::POLLIN),
                 zmq::PollItem::from_fd(shutdown.stop_fd(), zmq::POLLIN),
+                zmq::PollItem::from_fd(self.queue.settled().fd(), zmq::POLLIN),
             ];
             let _ = zmq::poll(&mut items, i64::try_from(left).unwrap_or(i64::MAX));
+            if items[2].is_readable() {
+                self.queue.settled().clear();
+                housekeeping(self, Wake::Settled);
+            }
             // A burst's log lines are written together (see logging::hold).
             crate::logging::hold();
             for _ in 0..BURST {
@@ -300,6 +315,9 @@ impl Receiver {
                     break;
                 }
             }
+            if !self.held.is_empty() {
+                housekeeping(self, Wake::News);
+            }
             self.deliver();
             crate::logging::release();
             if last.elapsed() >= tick {
@@ -308,11 +326,25 @@ impl Receiver {
                 self.clocks_off = self.clock.tick(now, mono);
                 let updates = self.table.tick(now, mono);
                 self.emit(updates);
+                if !self.held.is_empty() {
+                    housekeeping(self, Wake::News);
+                }
                 self.deliver();
-                housekeeping(self);
+                housekeeping(self, Wake::Tick);
             }
         }
     }
+}
+
+/// Why [`Receiver::run`] calls its housekeeping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// About every tick.
+    Tick,
+    /// The burst just handled has news for the panel, still held.
+    News,
+    /// The panel took updates that the state file lists as pending.
+    Settled,
 }
 
 #[cfg(test)]

@@ -201,7 +201,8 @@ impl StateSaver {
     }
 
     pub fn save(&mut self, r: &Receiver) {
-        let pending = self.queue.pending();
+        // What the receiver holds for the panel, as it will be queued.
+        let pending = self.queue.pending_with(r.held());
         let aside = self.queue.aside();
         let text = render(&View {
             table: &r.table,
