@@ -260,14 +260,8 @@ mod tests {
     }
 
     fn block(tag: &str) -> String {
-        let doc = include_str!("../docs/protocol.md");
-        let start = doc
-            .find(&format!("<!-- {tag} -->"))
-            .unwrap_or_else(|| panic!("docs/protocol.md lacks the `{tag}` marker"));
-        let rest = &doc[start..];
-        let open = rest.find("```\n").expect("code block after marker") + 4;
-        let close = rest[open..].find("```").expect("closing fence") + open;
-        rest[open..close].trim_end_matches('\n').to_string()
+        let block = crate::testing::protocol_doc_block(tag);
+        block.trim_end_matches('\n').to_string()
     }
 
     #[test]

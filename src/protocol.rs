@@ -748,14 +748,7 @@ mod tests {
 
     /// The code block after `<!-- tag -->` in docs/protocol.md.
     fn block(tag: &str) -> String {
-        let doc = include_str!("../docs/protocol.md");
-        let start = doc
-            .find(&format!("<!-- {tag} -->"))
-            .unwrap_or_else(|| panic!("docs/protocol.md lacks the `{tag}` marker"));
-        let rest = &doc[start..];
-        let open = rest.find("```\n").expect("code block after marker") + 4;
-        let close = rest[open..].find("```").expect("closing fence") + open;
-        rest[open..close].to_string()
+        crate::testing::protocol_doc_block(tag)
     }
 
     /// The test vector in docs/protocol.md must match this implementation, so

@@ -1,4 +1,5 @@
-//! Support for the unit tests: a file of their own on disk.
+//! Support for the unit tests: a file of their own on disk, and the test
+//! vectors docs/protocol.md gives.
 
 use std::path::{Path, PathBuf};
 
@@ -43,4 +44,17 @@ impl Drop for ScratchFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The code block after `<!-- tag -->` in docs/protocol.md, as written
+/// (its last newline kept).
+pub fn protocol_doc_block(tag: &str) -> String {
+    let doc = include_str!("../docs/protocol.md");
+    let start = doc
+        .find(&format!("<!-- {tag} -->"))
+        .unwrap_or_else(|| panic!("docs/protocol.md lacks the `{tag}` marker"));
+    let rest = &doc[start..];
+    let open = rest.find("```\n").expect("code block after marker") + 4;
+    let close = rest[open..].find("```").expect("closing fence") + open;
+    rest[open..close].to_string()
 }
